@@ -1,0 +1,35 @@
+# extedge — see README.md. `make demo` runs the stack, `make test` the tests.
+GO        ?= go
+BIN       := bin
+# Packages whose code runs concurrently get a second pass under -race.
+RACE_PKGS := ./internal/... ./registryd/... ./runnerd/... ./caddymodule/...
+
+export PATH := $(shell go env GOPATH)/bin:$(PATH)
+
+.PHONY: build test lint deps demo clean
+
+build: $(BIN)
+	$(GO) build -o $(BIN)/extctl ./extctl
+	$(GO) build -o $(BIN)/registryd ./registryd
+	$(GO) build -o $(BIN)/runnerd ./runnerd
+	CGO_ENABLED=0 $(GO) build -tags nobadger,nomysql,nopgx -o $(BIN)/caddy ./cmd/caddy
+
+$(BIN):
+	mkdir -p $(BIN)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+deps:
+	./deploy/dev/install-deps.sh
+
+test: deps lint
+	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+
+demo: deps build
+	./deploy/demo/run.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a Debian machine, if missing:
+# PostgreSQL server binaries, redis-server, Chromium (browser tests) and a
+# pinned MinIO built with `go install`. Idempotent and quick when all is
+# present. Starts nothing: the test harness and the demo start services.
+set -euo pipefail
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need root to apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: apt-get install ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+gobin="$(go env GOPATH)/bin"
+if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
+  echo "install-deps: go install minio (about 2.5 minutes, once)" >&2
+  go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+fi

@@ -1,0 +1,186 @@
+// Package execapi holds the wire contract between the gateway and runnerd
+// (SPEC §6.2): the execute envelope, the guest's reply, and the error codes
+// with their HTTP statuses. Both sides import it so the JSON spelling lives
+// in exactly one place.
+package execapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// Paths of the runner's HTTP API.
+const (
+	PathExecute = "/v1/execute"
+	PathWarmup  = "/v1/warmup"
+	PathHealthz = "/healthz"
+	PathReadyz  = "/readyz"
+	PathMetrics = "/metrics"
+)
+
+// Context identifies the call: who is calling which installed version.
+type Context struct {
+	RequestID   string `json:"request_id"`
+	TenantID    string `json:"tenant_id"`
+	ExtensionID string `json:"extension_id"`
+	InstallID   string `json:"install_id"`
+	VersionID   string `json:"version_id"`
+	ContentHash string `json:"content_hash"`
+}
+
+// HTTPRequest is the client request as the guest sees it. Query keeps the
+// first value of each repeated key. Headers are lowercase names already
+// filtered by the gateway's allowlist. Body is base64 on the wire (nil is
+// JSON null).
+type HTTPRequest struct {
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Query   map[string]string `json:"query"`
+	Headers map[string]string `json:"headers"`
+	Body    []byte            `json:"body_b64"`
+}
+
+// Endpoint is the manifest endpoint that matched, with its decoded params.
+type Endpoint struct {
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Handler string            `json:"handler"`
+	Params  map[string]string `json:"params"`
+}
+
+// Limits are the per-call limits the gateway asks for. Zero values mean the
+// runner's defaults; the runner never raises a limit above its own maximum.
+type Limits struct {
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+	MemoryMB  int    `json:"memory_mb,omitempty"`
+	Fuel      uint64 `json:"fuel,omitempty"`
+}
+
+// User is the calling user, present only when the install has user.read.
+type User struct {
+	ID    string `json:"id,omitempty"`
+	Email string `json:"email,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Type  string `json:"type,omitempty"`
+}
+
+// Request is the body of POST /v1/execute.
+type Request struct {
+	Context         Context         `json:"context"`
+	HTTP            HTTPRequest     `json:"http"`
+	Endpoint        Endpoint        `json:"endpoint"`
+	Limits          Limits          `json:"limits"`
+	Config          json.RawMessage `json:"config,omitempty"`
+	User            *User           `json:"user,omitempty"`
+	Capabilities    []string        `json:"capabilities"`
+	EgressAllowlist []string        `json:"egress_allowlist,omitempty"`
+	SecretEnvelope  *string         `json:"secret_envelope"`
+}
+
+// UnmarshalJSON accepts `providers` as an alias of `capabilities` and
+// normalises the `cap:` prefix away, as SPEC §6.2 asks.
+func (r *Request) UnmarshalJSON(data []byte) error {
+	type plain Request
+	var aux struct {
+		plain
+		Providers []string `json:"providers"`
+	}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	*r = Request(aux.plain)
+	if r.Capabilities == nil {
+		r.Capabilities = aux.Providers
+	}
+	for i, c := range r.Capabilities {
+		r.Capabilities[i] = strings.TrimPrefix(c, "cap:")
+	}
+	return nil
+}
+
+// GuestRequest is the JSON handed to the guest (SPEC §5.1): the envelope
+// without limits, capabilities, allowlist or secrets.
+type GuestRequest struct {
+	Context  Context         `json:"context"`
+	HTTP     HTTPRequest     `json:"http"`
+	Endpoint Endpoint        `json:"endpoint"`
+	Config   json.RawMessage `json:"config,omitempty"`
+	User     *User           `json:"user,omitempty"`
+}
+
+// Response is a successful execution: whatever status the guest chose.
+type Response struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    []byte            `json:"body_b64"`
+}
+
+// Error is the error object of every failed call.
+type Error struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// ErrorBody is the JSON body of a failed call.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Runner error codes (SPEC §6.2).
+const (
+	CodeBadRequest         = "bad_request"
+	CodeUnauthorized       = "unauthorized"
+	CodePayloadTooLarge    = "payload_too_large"
+	CodeConcurrencyLimited = "concurrency_limited"
+	CodeBundleUnavailable  = "bundle_unavailable"
+	CodeIntegrityFailed    = "integrity_failed"
+	CodeBadHandler         = "bad_handler"
+	CodeHandlerError       = "handler_error"
+	CodeTrap               = "trap"
+	CodeMemoryLimit        = "memory_limit"
+	CodeFuelExhausted      = "fuel_exhausted"
+	CodeTimeout            = "timeout"
+	CodeInternal           = "internal"
+)
+
+var statusByCode = map[string]int{
+	CodeBadRequest:         http.StatusBadRequest,
+	CodeUnauthorized:       http.StatusUnauthorized,
+	CodePayloadTooLarge:    http.StatusRequestEntityTooLarge,
+	CodeConcurrencyLimited: http.StatusTooManyRequests,
+	CodeBundleUnavailable:  http.StatusBadGateway,
+	CodeIntegrityFailed:    http.StatusBadGateway,
+	CodeBadHandler:         http.StatusBadGateway,
+	CodeHandlerError:       http.StatusBadGateway,
+	CodeTrap:               http.StatusBadGateway,
+	CodeMemoryLimit:        http.StatusBadGateway,
+	CodeFuelExhausted:      http.StatusBadGateway,
+	CodeTimeout:            http.StatusGatewayTimeout,
+	CodeInternal:           http.StatusInternalServerError,
+}
+
+// HTTPStatus returns the runner's HTTP status for an error code; unknown
+// codes are internal errors.
+func HTTPStatus(code string) int {
+	if s, ok := statusByCode[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Codes lists every runner error code, for tests and documentation.
+func Codes() []string {
+	return []string{CodeBadRequest, CodeUnauthorized, CodePayloadTooLarge,
+		CodeConcurrencyLimited, CodeBundleUnavailable, CodeIntegrityFailed,
+		CodeBadHandler, CodeHandlerError, CodeTrap, CodeMemoryLimit,
+		CodeFuelExhausted, CodeTimeout, CodeInternal}
+}
+
+// WarmupRequest is the body of POST /v1/warmup.
+type WarmupRequest struct {
+	ContentHashes []string `json:"content_hashes"`
+}

@@ -1,0 +1,95 @@
+package execapi
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestRequestRoundTrip(t *testing.T) {
+	env := "sealed"
+	in := Request{
+		Context:         Context{RequestID: "r1", TenantID: "t1", ExtensionID: "com.acme.x", InstallID: "i1", VersionID: "v1", ContentHash: "sha256:00"},
+		HTTP:            HTTPRequest{Method: "POST", Path: "/a/1", Query: map[string]string{"page": "2"}, Headers: map[string]string{"accept": "application/json"}, Body: []byte{0, 1, 2, 0xff}},
+		Endpoint:        Endpoint{Method: "POST", Path: "/a/:id", Handler: "dist/h", Params: map[string]string{"id": "1"}},
+		Limits:          Limits{TimeoutMS: 1500, MemoryMB: 32, Fuel: 1e6},
+		Config:          json.RawMessage(`{"region":"emea"}`),
+		User:            &User{ID: "u", Email: "e@x", Name: "N", Type: "internal"},
+		Capabilities:    []string{"http.fetch"},
+		EgressAllowlist: []string{"api.vendor.com"},
+		SecretEnvelope:  &env,
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Request
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Fatalf("round trip differs:\n in=%+v\nout=%+v", in, out)
+	}
+}
+
+func TestRequestWireSpelling(t *testing.T) {
+	b, _ := json.Marshal(Request{HTTP: HTTPRequest{Body: []byte("hi")}})
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	httpPart := m["http"].(map[string]any)
+	if httpPart["body_b64"] != "aGk=" {
+		t.Errorf("body_b64 = %v, want base64 of body", httpPart["body_b64"])
+	}
+	if _, ok := m["secret_envelope"]; !ok {
+		t.Error("secret_envelope must always be present (null when absent)")
+	}
+}
+
+func TestProvidersAliasAndCapPrefix(t *testing.T) {
+	var r Request
+	if err := json.Unmarshal([]byte(`{"providers":["cap:http.fetch","storage.kv"]}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"http.fetch", "storage.kv"}; !reflect.DeepEqual(r.Capabilities, want) {
+		t.Fatalf("capabilities = %v, want %v", r.Capabilities, want)
+	}
+	if err := json.Unmarshal([]byte(`{"capabilities":["cap:secrets.get"],"providers":["x"]}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"secrets.get"}; !reflect.DeepEqual(r.Capabilities, want) {
+		t.Fatalf("capabilities win over providers: got %v", r.Capabilities)
+	}
+}
+
+func TestResponseNullBody(t *testing.T) {
+	var r Response
+	if err := json.Unmarshal([]byte(`{"status":204,"headers":{},"body_b64":null}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != 204 || r.Body != nil {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestErrorCodeStatuses(t *testing.T) {
+	want := map[string]int{
+		"bad_request": 400, "unauthorized": 401, "payload_too_large": 413,
+		"concurrency_limited": 429, "bundle_unavailable": 502, "integrity_failed": 502,
+		"bad_handler": 502, "handler_error": 502, "trap": 502, "memory_limit": 502,
+		"fuel_exhausted": 502, "timeout": 504, "internal": 500, "something_else": 500,
+	}
+	for code, status := range want {
+		if got := HTTPStatus(code); got != status {
+			t.Errorf("HTTPStatus(%q) = %d, want %d", code, got, status)
+		}
+	}
+	if len(Codes()) != len(want)-1 {
+		t.Errorf("Codes() lists %d codes, want %d", len(Codes()), len(want)-1)
+	}
+	b, _ := json.Marshal(ErrorBody{Error: Error{Code: CodeTimeout, Message: "deadline", RequestID: "r"}})
+	if string(b) != `{"error":{"code":"timeout","message":"deadline","request_id":"r"}}` {
+		t.Errorf("error body = %s", b)
+	}
+}

@@ -1,0 +1,170 @@
+// Package registryapi is the contract of registryd's service API (SPEC §7.4,
+// §7.6, §7.7): the JSON types and a small client used by the gateway, the
+// runners and extctl. registryd implements the server side with the same
+// types, so a spelling change breaks the compiler, not production.
+package registryapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/extedge/extedge/internal/manifest"
+)
+
+// Ref names a row by id and human name.
+type Ref struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// VersionRef names an extension version.
+type VersionRef struct {
+	ID      string `json:"id"`
+	Version string `json:"version"`
+}
+
+// UIRef is the part of a manifest's ui the gateway needs.
+type UIRef struct {
+	Entry string `json:"entry"`
+}
+
+// Quotas are an install's optional limits, enforced by the gateway (§7.7).
+// Zero means unlimited.
+type Quotas struct {
+	InvocationsPerMinute int `json:"invocations_per_minute,omitempty"`
+	ConcurrentCalls      int `json:"concurrent_calls,omitempty"`
+}
+
+// Resolved is GET /v1/resolve/{tenant}/{extension}.
+type Resolved struct {
+	InstallID       string              `json:"install_id"`
+	TenantID        string              `json:"tenant_id"`
+	Extension       Ref                 `json:"extension"`
+	Version         VersionRef          `json:"version"`
+	ContentHash     string              `json:"content_hash"`
+	Status          string              `json:"status"`
+	Endpoints       []manifest.Endpoint `json:"endpoints"`
+	Capabilities    []string            `json:"capabilities"`
+	Config          json.RawMessage     `json:"config"`
+	EgressAllowlist []string            `json:"egress_allowlist"`
+	UI              *UIRef              `json:"ui"`
+	SecretEnvelope  *string             `json:"secret_envelope"`
+	Quotas          *Quotas             `json:"quotas,omitempty"`
+}
+
+// BundleStatus is GET /v1/bundles/{content_hash}/status?extension={name}.
+type BundleStatus struct {
+	ContentHash string `json:"content_hash"`
+	Extension   string `json:"extension"`
+	// Published is true when the hash is a version of that extension.
+	Published bool   `json:"published"`
+	Revoked   bool   `json:"revoked"`
+	Version   string `json:"version,omitempty"`
+	UI        *UIRef `json:"ui,omitempty"`
+}
+
+// Usable reports whether components may serve or run this hash.
+func (s *BundleStatus) Usable() bool { return s.Published && !s.Revoked }
+
+// Change event types of the /v1/changes feed.
+const (
+	ChangeInstall    = "install_changed"
+	ChangeRevoked    = "version_revoked"
+	ChangeDeprecated = "extension_deprecated"
+)
+
+// Change is one event of GET /v1/changes (SSE: `id:` is ID, `event:` is
+// Type, `data:` is this JSON). Reconnect with Last-Event-ID to resume.
+type Change struct {
+	ID          int64  `json:"id"`
+	Type        string `json:"type"`
+	TenantID    string `json:"tenant_id,omitempty"`
+	Extension   string `json:"extension,omitempty"`
+	ContentHash string `json:"content_hash,omitempty"`
+}
+
+// Storage operations (§7.6).
+const (
+	StorageGet    = "get"
+	StoragePut    = "put"
+	StorageDelete = "delete"
+	StorageList   = "list"
+)
+
+// StorageRequest is POST /v1/internal/storage. TenantID and InstallID scope
+// the record; runners take them from the execute envelope, never from the
+// guest.
+type StorageRequest struct {
+	TenantID   string          `json:"tenant_id"`
+	InstallID  string          `json:"install_id"`
+	Op         string          `json:"op"`
+	Namespace  string          `json:"namespace"`
+	Key        string          `json:"key,omitempty"`
+	Value      json.RawMessage `json:"value,omitempty"`
+	IfRevision *int64          `json:"if_revision,omitempty"`
+	TTLSeconds int             `json:"ttl_seconds,omitempty"`
+	Prefix     string          `json:"prefix,omitempty"`
+	Cursor     string          `json:"cursor,omitempty"`
+	Limit      int             `json:"limit,omitempty"`
+}
+
+// StorageItem is one KV record.
+type StorageItem struct {
+	Namespace string          `json:"namespace"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value,omitempty"`
+	Revision  int64           `json:"revision"`
+	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+}
+
+// StorageResponse is the reply: get and put fill Item, delete fills Deleted,
+// list fills Items and NextCursor (empty at the end).
+type StorageResponse struct {
+	Item       *StorageItem  `json:"item,omitempty"`
+	Deleted    bool          `json:"deleted,omitempty"`
+	Items      []StorageItem `json:"items,omitempty"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+// Storage error codes (§7.6).
+const (
+	CodeNotFound         = "not_found"
+	CodeRevisionMismatch = "revision_mismatch"
+	CodeQuotaExceeded    = "quota_exceeded"
+	CodeValidationFailed = "validation_failed"
+)
+
+// ExecutionRecord is one call (§7.7). Outcome is "ok" or a §6.2 error code.
+type ExecutionRecord struct {
+	RequestID       string    `json:"request_id"`
+	TenantID        string    `json:"tenant_id"`
+	ExtensionID     string    `json:"extension_id"`
+	InstallID       string    `json:"install_id"`
+	VersionID       string    `json:"version_id"`
+	ContentHash     string    `json:"content_hash"`
+	Endpoint        string    `json:"endpoint"`
+	EventID         string    `json:"event_id,omitempty"`
+	StartedAt       time.Time `json:"started_at"`
+	FinishedAt      time.Time `json:"finished_at"`
+	Outcome         string    `json:"outcome"`
+	HTTPStatus      int       `json:"http_status,omitempty"`
+	DurationMS      float64   `json:"duration_ms"`
+	CPUMS           float64   `json:"cpu_ms,omitempty"`
+	Fuel            uint64    `json:"fuel,omitempty"`
+	PeakMemoryBytes int64     `json:"peak_memory_bytes,omitempty"`
+	EgressBytes     int64     `json:"egress_bytes,omitempty"`
+}
+
+// ExecutionBatch is POST /v1/internal/executions.
+type ExecutionBatch struct {
+	Records []ExecutionRecord `json:"records"`
+}
+
+// ErrorBody is every registryd error reply.
+type ErrorBody struct {
+	Error struct {
+		Code    string          `json:"code"`
+		Message string          `json:"message"`
+		Details json.RawMessage `json:"details,omitempty"`
+	} `json:"error"`
+}

@@ -1,0 +1,103 @@
+package secretbox
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testKeys(t *testing.T) *Keys {
+	t.Helper()
+	k, err := ParseKey(GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestKeyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(p, []byte("  "+GenerateKey()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeyFile(p); err != nil {
+		t.Fatalf("whitespace around the key must be trimmed: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"not base64": "!!!",
+		"too short":  base64.StdEncoding.EncodeToString(make([]byte, 16)),
+	} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("%s: ParseKey accepted %q", name, bad)
+		}
+	}
+}
+
+func TestAtRestRoundTripAndBinding(t *testing.T) {
+	k := testKeys(t)
+	s := k.SealAtRest([]byte("hunter2"), "t1/i1/API_KEY")
+	if strings.Contains(s, "hunter2") {
+		t.Fatal("plaintext visible in sealed value")
+	}
+	pt, err := k.OpenAtRest(s, "t1/i1/API_KEY")
+	if err != nil || string(pt) != "hunter2" {
+		t.Fatalf("open = %q, %v", pt, err)
+	}
+	if _, err := k.OpenAtRest(s, "t2/i1/API_KEY"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("value moved to another row must not open, got %v", err)
+	}
+	if _, err := testKeys(t).OpenAtRest(s, "t1/i1/API_KEY"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("another KEK must not open, got %v", err)
+	}
+}
+
+func TestEnvelope(t *testing.T) {
+	k := testKeys(t)
+	now := time.Unix(1_800_000_000, 0)
+	env, err := k.SealEnvelope("t1", "i1", map[string]string{"API_KEY": "s3cr3t"}, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(env, "s3cr3t") {
+		t.Fatal("plaintext visible in envelope")
+	}
+	got, err := k.OpenEnvelope(env, "t1", "i1", now)
+	if err != nil || got["API_KEY"] != "s3cr3t" {
+		t.Fatalf("open = %v, %v", got, err)
+	}
+
+	// Forge a header for another tenant but keep the ciphertext.
+	parts := strings.Split(strings.TrimPrefix(env, envelopePrefix), ".")
+	forged := envelopePrefix + b64.EncodeToString([]byte(`{"t":"t2","i":"i1","e":1900000000}`)) + "." + parts[1]
+	tampered := env[:len(env)-2] + "AA"
+
+	cases := []struct {
+		name           string
+		env, ten, inst string
+		at             time.Time
+		want           error
+	}{
+		{"another tenant is refused", env, "t2", "i1", now, ErrBinding},
+		{"another install is refused", env, "t1", "i2", now, ErrBinding},
+		{"expired envelope is refused", env, "t1", "i1", now.Add(time.Minute), ErrExpired},
+		{"forged header does not authenticate", forged, "t2", "i1", now, ErrOpen},
+		{"tampered ciphertext does not authenticate", tampered, "t1", "i1", now, ErrOpen},
+		{"garbage is malformed", "ev1.nope", "t1", "i1", now, ErrMalformed},
+		{"wrong version is malformed", "ev9." + strings.TrimPrefix(env, envelopePrefix), "t1", "i1", now, ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := k.OpenEnvelope(c.env, c.ten, c.inst, c.at); !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+		})
+	}
+	// At-rest and envelope keys are separate members of the family.
+	if _, err := k.OpenAtRest(parts[1], parts[0]); !errors.Is(err, ErrOpen) {
+		t.Fatalf("envelope ciphertext must not open with the at-rest key, got %v", err)
+	}
+}
