@@ -16,8 +16,9 @@ import (
 // Files are written into a fresh temporary directory next to dest (same
 // parent, so the final rename is atomic), through an os.Root so no path can
 // leave it and no symlink is followed out of it, each created with O_EXCL,
-// mode 0644 (directories 0755, regardless of umask) and fsync'd; the tree is
-// then renamed to dest and the parent directory fsync'd. On any failure the
+// mode 0644 (directories 0755, regardless of umask); once the whole bundle
+// has been validated every file and directory is fsync'd, the tree is
+// renamed to dest and the parent directory fsync'd. On any failure the
 // temporary directory is removed and dest is not created. Empty directories
 // are not materialized. Two names differing only in case collide on a
 // case-insensitive filesystem: the O_EXCL create fails and nothing is kept.
@@ -60,7 +61,7 @@ func Extract(r io.Reader, dest string, lim Limits, keep func(name string) bool) 
 	if err != nil {
 		return nil, err
 	}
-	if err := x.syncDirs(); err != nil {
+	if err := x.syncAll(); err != nil {
 		return nil, fmt.Errorf("extracting bundle: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -82,8 +83,9 @@ func Extract(r io.Reader, dest string, lim Limits, keep func(name string) bool) 
 
 // extractor writes files under one os.Root.
 type extractor struct {
-	root *os.Root
-	dirs map[string]bool // slash-separated directories created so far
+	root  *os.Root
+	dirs  map[string]bool // slash-separated directories created so far
+	files []string        // files written, fsync'd once the bundle is valid
 }
 
 func (x *extractor) writeFile(name string, body io.Reader) error {
@@ -98,15 +100,13 @@ func (x *extractor) writeFile(name string, body io.Reader) error {
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("extracting %s: %w", name, err)
 	}
+	x.files = append(x.files, name)
 	return nil
 }
 
@@ -128,17 +128,22 @@ func (x *extractor) mkdirAll(dir string) error {
 	return nil
 }
 
-// syncDirs makes the directory entries of every written file durable.
-func (x *extractor) syncDirs() error {
+// syncAll makes every written file and directory durable. It runs only once
+// the whole bundle has been validated, so a rejected bundle costs no fsync.
+func (x *extractor) syncAll() error {
+	names := x.files
 	for dir := range x.dirs {
-		d, err := x.root.Open(filepath.FromSlash(dir))
+		names = append(names, dir)
+	}
+	for _, name := range names {
+		f, err := x.root.Open(filepath.FromSlash(name))
 		if err != nil {
 			return err
 		}
-		err = d.Sync()
-		d.Close()
+		err = f.Sync()
+		f.Close()
 		if err != nil {
-			return fmt.Errorf("syncing %s: %w", dir, err)
+			return fmt.Errorf("syncing %s: %w", name, err)
 		}
 	}
 	return nil

@@ -43,12 +43,16 @@ var StopWalk = errors.New("stop walk")
 // is called for each regular file in archive order with a body limited to that
 // file; the body is valid only during the call and fn may leave it unread.
 // Directories are validated but not passed to fn. Once the stream ends, Walk
-// requires manifest.json at the root and only zero padding after the tar
-// end-of-archive marker.
+// requires manifest.json at the root and at most 1 MiB of zero padding after
+// the tar end-of-archive marker.
+//
+// zstd frames that ask for a window larger than 32 MiB are rejected as
+// corrupt, bounding the decoder's memory.
 //
 // Walk returns the regular files (with SHA-256) on success. A rule violation
-// is a *RuleError; an error returned by fn is returned as is, unless a limit
-// tripped while fn was reading, in which case the *RuleError wins.
+// is a *RuleError; an error of r itself is returned wrapped (not a rule: the
+// bundle may be fine); an error returned by fn is returned as is, unless a
+// limit tripped while fn was reading, in which case the *RuleError wins.
 func Walk(r io.Reader, lim Limits, fn func(e Entry, body io.Reader) error) ([]Entry, error) {
 	_, entries, err := walk(r, lim, fn)
 	return entries, err
@@ -104,9 +108,6 @@ func (w *walker) run(tr *tar.Reader, fn func(Entry, io.Reader) error) ([]Entry, 
 			break
 		}
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && hdr != nil) {
-			if w.in.n == 0 {
-				return nil, &RuleError{Rule: RuleCorrupt, Msg: "empty input"}
-			}
 			return nil, w.classify(err)
 		}
 		name, isDir, err := w.admit(hdr)
@@ -132,6 +133,9 @@ func (w *walker) run(tr *tar.Reader, fn func(Entry, io.Reader) error) ([]Entry, 
 	}
 	if err := w.checkTrailer(); err != nil {
 		return nil, err
+	}
+	if w.in.n == 0 {
+		return nil, &RuleError{Rule: RuleCorrupt, Msg: "empty input"}
 	}
 	if !sawManifest {
 		return nil, &RuleError{Rule: RuleManifestMissing, Name: ManifestName, Msg: "bundle has no manifest.json at its root"}
@@ -259,15 +263,25 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxTrailer bounds the zero padding accepted after the end-of-archive
+// marker (tar writers pad to their blocking factor, 10 KiB by default).
+const maxTrailer = 1 << 20
+
 // checkTrailer drains the decompressed stream after the end-of-archive marker
-// (bounded by the stream budget) and accepts only zero padding; this also
-// makes the zstd decoder verify the rest of the compressed input.
+// and accepts only up to maxTrailer zero bytes; draining also makes the zstd
+// decoder verify the rest of the compressed input and its checksums.
 func (w *walker) checkTrailer() error {
 	buf := make([]byte, 32<<10)
+	zeros := make([]byte, len(buf))
+	var total int64
 	for {
 		n, err := w.out.Read(buf)
-		if n > 0 && bytes.ContainsFunc(buf[:n], func(r rune) bool { return r != 0 }) {
+		total += int64(n)
+		if !bytes.Equal(buf[:n], zeros[:n]) {
 			return &RuleError{Rule: RuleCorrupt, Msg: "data after the tar end-of-archive marker"}
+		}
+		if total > maxTrailer {
+			return &RuleError{Rule: RuleCorrupt, Msg: fmt.Sprintf("more than %d bytes of padding after the tar end-of-archive marker", maxTrailer)}
 		}
 		if err == io.EOF {
 			return nil
@@ -291,9 +305,16 @@ func (w *walker) limitErr() *RuleError {
 
 // classify turns a read error into a *RuleError: a tripped limit wins (the
 // decoders may hide it behind their own error), then corruption.
+//
+// A failure of the caller's reader (a dropped connection, say) is not a rule
+// violation: it is returned wrapped, so callers can retry instead of
+// blaming the bundle.
 func (w *walker) classify(err error) error {
 	if re := w.limitErr(); re != nil {
 		return re
+	}
+	if w.in != nil && w.in.readErr != nil {
+		return fmt.Errorf("reading bundle: %w", w.in.readErr)
 	}
 	var re *RuleError
 	if errors.As(err, &re) {
@@ -310,6 +331,8 @@ type limitedReader struct {
 	rule string
 	msg  string
 	err  *RuleError
+	// readErr is the first error of r other than io.EOF.
+	readErr error
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
@@ -321,6 +344,9 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.n += int64(n)
+	if err != nil && err != io.EOF && l.readErr == nil {
+		l.readErr = err
+	}
 	if l.n > l.max {
 		l.err = &RuleError{Rule: l.rule, Msg: l.msg}
 		return 0, l.err

@@ -14,6 +14,10 @@ import (
 // maxDepth bounds JSON nesting; a valid manifest needs 5 levels.
 const maxDepth = 64
 
+// MaxItems bounds every list and map in a manifest (endpoints, events,
+// capabilities, assets, ui.routes, precompiled).
+const MaxItems = 1000
+
 type jsonKind uint8
 
 const (
@@ -43,23 +47,31 @@ type jnode struct {
 // that the semantic checks do not report the same field twice.
 type decoder struct {
 	issues []Issue
-	bad    []string
+	bad    map[string]bool
 }
 
 func (d *decoder) fail(path, msg string) {
 	d.issues = append(d.issues, Issue{Path: path, Message: msg})
-	d.bad = append(d.bad, path)
+	if d.bad == nil {
+		d.bad = make(map[string]bool)
+	}
+	d.bad[path] = true
 }
 
 // isBad reports whether p is at or below a path that already has a
 // structural issue.
 func (d *decoder) isBad(p string) bool {
-	for _, b := range d.bad {
-		if p == b || strings.HasPrefix(p, b) && (p[len(b)] == '.' || p[len(b)] == '[') {
+	if len(d.bad) == 0 {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		// A split inside a quoted key yields an unbalanced prefix, which is
+		// never a recorded path.
+		if (p[i] == '.' || p[i] == '[') && d.bad[p[:i]] {
 			return true
 		}
 	}
-	return false
+	return d.bad[p]
 }
 
 func (d *decoder) decode(data []byte) *Manifest {
@@ -101,6 +113,10 @@ func (d *decoder) decode(data []byte) *Manifest {
 		{"precompiled", false, func(n *jnode, p string) {
 			if n.kind != kindObject {
 				d.fail(p, "must be an object, not "+n.kind.String())
+				return
+			}
+			if len(n.keys) > MaxItems {
+				d.fail(p, fmt.Sprintf("must have at most %d entries", MaxItems))
 				return
 			}
 			m.Precompiled = make(map[string]string, len(n.keys))
@@ -215,7 +231,7 @@ func (d *decoder) object(n *jnode, p string, fields []field) {
 			}
 		}
 		if !known {
-			d.fail(p+keyPath(k), fmt.Sprintf("unknown field %q", k))
+			d.fail(p+keyPath(k), fmt.Sprintf("unknown field %q%s", k, suggest(k, fields)))
 		}
 	}
 	for j, f := range fields {
@@ -228,6 +244,10 @@ func (d *decoder) object(n *jnode, p string, fields []field) {
 func (d *decoder) array(n *jnode, p string, item func(n *jnode, p string)) {
 	if n.kind != kindArray {
 		d.fail(p, "must be an array, not "+n.kind.String())
+		return
+	}
+	if len(n.vals) > MaxItems {
+		d.fail(p, fmt.Sprintf("must have at most %d items", MaxItems))
 		return
 	}
 	for i, v := range n.vals {
@@ -349,4 +369,43 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// suggest returns ` (did you mean "x"?)` when k is a likely typo of a known
+// field name, else "".
+func suggest(k string, fields []field) string {
+	if len(k) > 64 {
+		return ""
+	}
+	best, bestDist := "", 3
+	for _, f := range fields {
+		if d := editDistance(strings.ToLower(k), strings.ToLower(f.name)); d < bestDist {
+			best, bestDist = f.name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -35,9 +35,14 @@
 //     Methods are compared exactly (uppercase); HEAD is matched as GET. When
 //     nothing matches the method, the path's methods under other endpoints
 //     are returned for a 405 Allow header.
-//   - timeout_ms and numbers in general: JSON numbers with a zero fractional
-//     part count as integers (as in JSON Schema). null is never accepted
-//     where a value is expected. A manifest is at most 1 MiB.
+//   - Numbers: JSON numbers with a zero fractional part count as integers
+//     (as in JSON Schema). null is never accepted where a value is expected.
+//   - Bounds: a manifest is at most 256 KiB, every list and map has at most
+//     1000 entries, and an invalid manifest reports at most 100 issues.
+//   - Optional strings (entry, sbom, precompiled values), when present, must
+//     not be empty. "api" requires "endpoints", which may be empty.
+//   - A "$schema" key is an unknown top-level key like any other; editors
+//     should associate the schema by file name.
 //   - Handler exports must be identifiers ([A-Za-z_][A-Za-z0-9_]*); that the
 //     export really is a function of the handler signature is checked by the
 //     runner when it instantiates the module (bad_handler), not here.

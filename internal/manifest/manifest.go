@@ -109,7 +109,7 @@ type Options struct {
 const DefaultMaxTimeoutMS = 300000
 
 // MaxManifestBytes bounds the size of a manifest.json that Parse accepts.
-const MaxManifestBytes = 1 << 20
+const MaxManifestBytes = 256 << 10
 
 func (o Options) maxTimeout() int {
 	if o.MaxTimeoutMS > 0 {
@@ -129,7 +129,7 @@ func Parse(data []byte, opts Options) (*Manifest, error) {
 	d := &decoder{}
 	m := d.decode(data)
 	if m == nil {
-		return nil, &ValidationError{Issues: d.issues}
+		return nil, &ValidationError{Issues: capIssues(d.issues)}
 	}
 	issues := d.issues
 	for _, is := range m.validate(opts) {
@@ -138,10 +138,22 @@ func Parse(data []byte, opts Options) (*Manifest, error) {
 		}
 	}
 	if len(issues) > 0 {
-		return nil, &ValidationError{Issues: issues}
+		return nil, &ValidationError{Issues: capIssues(issues)}
 	}
 	m.normalize()
 	return m, nil
+}
+
+// MaxIssues bounds the issues in one ValidationError; the last one then
+// says how many were left out.
+const MaxIssues = 100
+
+func capIssues(issues []Issue) []Issue {
+	if len(issues) <= MaxIssues {
+		return issues
+	}
+	n := len(issues) - (MaxIssues - 1)
+	return append(issues[:MaxIssues-1:MaxIssues-1], Issue{Path: "$", Message: fmt.Sprintf("%d more issues not shown", n)})
 }
 
 // Validate applies every §4 rule to m and returns a *ValidationError listing
@@ -149,7 +161,7 @@ func Parse(data []byte, opts Options) (*Manifest, error) {
 // prefix and does not modify m.
 func (m *Manifest) Validate(opts Options) error {
 	if issues := m.validate(opts); len(issues) > 0 {
-		return &ValidationError{Issues: issues}
+		return &ValidationError{Issues: capIssues(issues)}
 	}
 	return nil
 }

@@ -182,8 +182,9 @@ func parsePattern(p string) (segs []string, params []routeParam, err error) {
 	return segs, params, nil
 }
 
-// Match finds the endpoint for method and the escaped request path (as in
-// url.URL.EscapedPath, relative to the extension: "/agreements/42").
+// Match finds the endpoint for method and the escaped request path without
+// query (as in url.URL.EscapedPath, relative to the extension:
+// "/agreements/42").
 // HEAD is matched as GET. When no endpoint for the method matches but some
 // endpoints match the path under other methods, found is false and allow
 // lists those methods, sorted, with HEAD added when GET is there (for a 405).

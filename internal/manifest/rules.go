@@ -81,17 +81,10 @@ var semverRE = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-
 // ValidVersion reports whether v is a Semantic Versioning 2.0.0 version.
 func ValidVersion(v string) bool { return semverRE.MatchString(v) }
 
-// Runtimes accepted in "runtime"; both mean Guest ABI v1 (§5).
-var Runtimes = []string{"wasm-js@1", "wasm@1"}
-
-// Methods accepted in api.endpoints[].method.
-var Methods = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
-
 func validMethod(m string) bool {
-	for _, k := range Methods {
-		if m == k {
-			return true
-		}
+	switch m {
+	case "GET", "POST", "PUT", "PATCH", "DELETE":
+		return true
 	}
 	return false
 }
@@ -232,7 +225,7 @@ func (m *Manifest) validate(opts Options) []Issue {
 	switch m.Runtime {
 	case "":
 		v.add("$.runtime", "is required")
-	case Runtimes[0], Runtimes[1]:
+	case "wasm-js@1", "wasm@1":
 	default:
 		v.add("$.runtime", fmt.Sprintf("%q is not supported: must be \"wasm-js@1\" or \"wasm@1\"", m.Runtime))
 	}

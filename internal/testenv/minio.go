@@ -165,7 +165,10 @@ func requireMinIO(t testing.TB) string {
 	return requireBinary(t, findMinIO, "EXTEDGE_SKIP_MINIO", minioInstallHint)
 }
 
-func findMinIO() (string, error) {
+// findMinIO is cached: resolving GOPATH runs `go env`, and every test asks.
+var findMinIO = sync.OnceValues(lookupMinIO)
+
+func lookupMinIO() (string, error) {
 	var dirs []string
 	if gopath := goEnv("GOPATH"); gopath != "" {
 		for _, p := range filepath.SplitList(gopath) {

@@ -7,6 +7,9 @@
 // EXTEDGE_SKIP_<NAME> (EXTEDGE_SKIP_MINIO, EXTEDGE_SKIP_REDIS) turns that
 // failure into an explicit t.Skip, so nothing is ever skipped silently.
 //
+// The harness is Linux-only (process groups, Pdeathsig), like the services'
+// deployment targets.
+//
 // Servers shared by a whole test binary (see SharedMinIO) are stopped by Main,
 // which a package opts into with:
 //
@@ -236,7 +239,7 @@ func launch(bin string, args, env []string, logPath string, timeout time.Duratio
 	return p, nil
 }
 
-// sharedServers is what Main stops after the tests ran.
+// sharedStopper holds what Main stops after the tests ran.
 var (
 	sharedMu      sync.Mutex
 	sharedStopper []func()

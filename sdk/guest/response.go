@@ -71,18 +71,18 @@ func Error(status int, code, message string) Response {
 // statusByHostCode maps host error codes to the HTTP status [ErrorFrom]
 // answers with.
 var statusByHostCode = map[string]int{
-	CodeNotFound:          404,
-	CodeRevisionMismatch:  409,
-	CodeQuotaExceeded:     429,
-	CodeValidationFailed:  400,
-	CodeCapabilityDenied:  403,
-	CodeEgressDenied:      502,
-	CodeInvalidURL:        502,
-	CodeTimeout:           504,
-	CodeTransport:         502,
-	CodeTooLarge:          502,
-	CodeHostCallLimit:     503,
-	CodeInvalidHostReply:  502,
+	CodeNotFound:         404,
+	CodeRevisionMismatch: 409,
+	CodeQuotaExceeded:    429,
+	CodeValidationFailed: 400,
+	CodeCapabilityDenied: 403,
+	CodeEgressDenied:     502,
+	CodeInvalidURL:       502,
+	CodeTimeout:          504,
+	CodeTransport:        502,
+	CodeTooLarge:         502,
+	CodeHostCallLimit:    503,
+	CodeInvalidHostReply: 502,
 }
 
 // ErrorFrom turns an error into a JSON error response. A [*HostError] keeps

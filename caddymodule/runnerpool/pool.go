@@ -1,0 +1,474 @@
+// Package runnerpool sends execute envelopes to runnerd processes (SPEC
+// §8.2 step 9). Runners are reached over Unix sockets or TCP with
+// keep-alive connection pools. A call goes to the runners in rendezvous
+// order of the content hash, so each bundle's compiled modules stay warm on
+// one runner; the next runner is tried only when the request never reached
+// the previous one or it answered concurrency_limited. Passive health marks
+// a runner that refused a connection down for FailDuration; active health
+// probes /readyz every HealthInterval once the pool is in use.
+package runnerpool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.uber.org/zap"
+
+	"github.com/extedge/extedge/internal/execapi"
+)
+
+// Config configures a Pool.
+type Config struct {
+	// Addresses of the runners: `unix//abs/path.sock`, `unix:///abs/path.sock`,
+	// `tcp://host:port` or `host:port`.
+	Addresses []string
+	// Token returns the runner bearer token; it is called per request
+	// (callers cache). Nil sends no token.
+	Token func() (string, error)
+	// HealthInterval is the period of active /readyz probes. Default 5s.
+	HealthInterval time.Duration
+	// FailDuration is how long a runner that refused a connection or failed
+	// a probe stays marked down. Default 5s.
+	FailDuration time.Duration
+	// MaxIdleConns is the keep-alive pool size per runner. Default 256.
+	MaxIdleConns int
+	// Logger may be nil.
+	Logger *zap.Logger
+}
+
+// Pool is a set of runners. It is safe for concurrent use; it dials
+// nothing until the first Execute.
+type Pool struct {
+	cfg     Config
+	runners []*Runner
+	logger  *zap.Logger
+
+	startOnce sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+}
+
+// Runner is one runnerd endpoint and its health.
+type Runner struct {
+	// Address is the configured address.
+	Address string
+	base    string
+	client  *http.Client
+	seed    uint64
+
+	downUntil atomic.Int64 // unix nanos; 0 = not down
+	probeOK   atomic.Bool  // last active probe result (true before any probe)
+	inflight  atomic.Int64
+	requests  atomic.Int64
+	failures  atomic.Int64
+}
+
+// Status is a runner's state for the admin API and metrics.
+type Status struct {
+	Address  string `json:"address"`
+	Healthy  bool   `json:"healthy"`
+	InFlight int64  `json:"in_flight"`
+	Requests int64  `json:"requests"`
+	Failures int64  `json:"failures"`
+}
+
+// New checks cfg and builds the pool. It does no I/O.
+func New(cfg Config) (*Pool, error) {
+	if len(cfg.Addresses) == 0 {
+		return nil, errors.New("runnerpool: no runner addresses")
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 5 * time.Second
+	}
+	if cfg.FailDuration <= 0 {
+		cfg.FailDuration = 5 * time.Second
+	}
+	if cfg.MaxIdleConns <= 0 {
+		cfg.MaxIdleConns = 256
+	}
+	p := &Pool{cfg: cfg, logger: cfg.Logger}
+	if p.logger == nil {
+		p.logger = zap.NewNop()
+	}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	for _, a := range cfg.Addresses {
+		r, err := newRunner(a, cfg.MaxIdleConns)
+		if err != nil {
+			return nil, err
+		}
+		p.runners = append(p.runners, r)
+	}
+	return p, nil
+}
+
+// ParseAddress splits a runner address into a network and an address.
+func ParseAddress(a string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(a, "unix//"):
+		network, addr = "unix", a[len("unix/"):]
+	case strings.HasPrefix(a, "unix://"):
+		network, addr = "unix", a[len("unix://"):]
+	case strings.HasPrefix(a, "unix:"):
+		network, addr = "unix", a[len("unix:"):]
+	case strings.HasPrefix(a, "tcp://"):
+		network, addr = "tcp", a[len("tcp://"):]
+	case strings.HasPrefix(a, "http://"):
+		network, addr = "tcp", strings.TrimSuffix(a[len("http://"):], "/")
+	default:
+		network, addr = "tcp", a
+	}
+	if network == "unix" && !strings.HasPrefix(addr, "/") {
+		return "", "", fmt.Errorf("runner address %q: unix socket path must be absolute", a)
+	}
+	if network == "tcp" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return "", "", fmt.Errorf("runner address %q: %v", a, err)
+		}
+	}
+	return network, addr, nil
+}
+
+func newRunner(address string, maxIdle int) (*Runner, error) {
+	network, addr, err := ParseAddress(address)
+	if err != nil {
+		return nil, err
+	}
+	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxIdleConns:          maxIdle,
+		MaxIdleConnsPerHost:   maxIdle,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: 0, // bounded by the call's context
+		ForceAttemptHTTP2:     false,
+	}
+	base := "http://runner"
+	if network == "tcp" {
+		base = "http://" + addr
+	}
+	r := &Runner{Address: address, base: base, client: &http.Client{Transport: tr}, seed: xxhash.Sum64String(address)}
+	r.probeOK.Store(true)
+	return r, nil
+}
+
+// Runners returns the pool's runners in configuration order.
+func (p *Pool) Runners() []*Runner { return p.runners }
+
+// Statuses reports every runner's state.
+func (p *Pool) Statuses() []Status {
+	out := make([]Status, len(p.runners))
+	now := time.Now().UnixNano()
+	for i, r := range p.runners {
+		out[i] = Status{Address: r.Address, Healthy: r.healthy(now), InFlight: r.inflight.Load(),
+			Requests: r.requests.Load(), Failures: r.failures.Load()}
+	}
+	return out
+}
+
+func (r *Runner) healthy(now int64) bool {
+	return r.probeOK.Load() && r.downUntil.Load() <= now
+}
+
+// Close stops health probes and closes idle connections.
+func (p *Pool) Close() error {
+	p.cancel()
+	for _, r := range p.runners {
+		r.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Destruct implements caddy.Destructor for usage pools.
+func (p *Pool) Destruct() error { return p.Close() }
+
+// Result is a runner's answer: Response on success (HTTP 200), else Err
+// with the runner's HTTP status.
+type Result struct {
+	Response *execapi.Response
+	Err      *execapi.Error
+	Status   int
+	Runner   string
+}
+
+// Errors of Execute besides context errors.
+var (
+	// ErrUnavailable means no runner could be reached.
+	ErrUnavailable = errors.New("no runner reachable")
+	// ErrResponseTooLarge means the guest's body exceeded the limit.
+	ErrResponseTooLarge = errors.New("response too large")
+)
+
+// BadReplyError is a runner reply that is not a valid execapi reply, or a
+// connection that broke after the request was sent (not retried: the call
+// may have run).
+type BadReplyError struct {
+	Runner string
+	Err    error
+}
+
+func (e *BadReplyError) Error() string { return fmt.Sprintf("runner %s: %v", e.Runner, e.Err) }
+func (e *BadReplyError) Unwrap() error { return e.Err }
+
+const maxRunners = 32
+
+// Execute sends envelope to the runners in rendezvous order of key. Only
+// the response body's decoded size is checked against maxBody (0 = no
+// limit). When every runner answered concurrency_limited, the last such
+// Result is returned.
+func (p *Pool) Execute(ctx context.Context, key string, envelope []byte, maxBody int64) (*Result, error) {
+	p.startOnce.Do(p.startProbes)
+	var order [maxRunners]*Runner
+	runners := p.order(key, order[:0])
+	var busy *Result
+	for _, r := range runners {
+		res, retry, err := p.try(ctx, r, envelope, maxBody)
+		if err == nil && !retry {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil { // concurrency_limited
+			busy = res
+			continue
+		}
+		if !retry {
+			return nil, err
+		}
+		if ce := p.logger.Check(zap.DebugLevel, "runner unreachable, trying next"); ce != nil {
+			ce.Write(zap.String("runner", r.Address), zap.Error(err))
+		}
+	}
+	if busy != nil {
+		return busy, nil
+	}
+	return nil, ErrUnavailable
+}
+
+// order returns the runners sorted healthy-first, each group by descending
+// rendezvous score of key.
+func (p *Pool) order(key string, out []*Runner) []*Runner {
+	kh := xxhash.Sum64String(key)
+	now := time.Now().UnixNano()
+	var scores [maxRunners]uint64
+	n := 0
+	for _, r := range p.runners {
+		if n == maxRunners {
+			break
+		}
+		s := mix64(kh ^ r.seed)
+		if r.healthy(now) {
+			s |= 1 << 63 // healthy runners sort first
+		} else {
+			s &^= 1 << 63
+		}
+		// insertion sort, descending
+		i := n
+		out = append(out, r)
+		for i > 0 && scores[i-1] < s {
+			scores[i] = scores[i-1]
+			out[i] = out[i-1]
+			i--
+		}
+		scores[i] = s
+		out[i] = r
+		n++
+	}
+	return out
+}
+
+// mix64 is splitmix64's finaliser: a good bijective mixer, so that
+// score(runner, key) is uniform and independent across runners.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// try calls one runner. retry reports whether the next runner may be
+// tried: the request never reached this one (err != nil), or it answered
+// concurrency_limited (err == nil).
+func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int64) (res *Result, retry bool, err error) {
+	var wrote atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, r.base+execapi.PathExecute, bytes.NewReader(envelope))
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	if p.cfg.Token != nil {
+		tok, err := p.cfg.Token()
+		if err != nil {
+			return nil, false, err
+		}
+		req.Header["Authorization"] = []string{"Bearer " + tok}
+	}
+	r.inflight.Add(1)
+	r.requests.Add(1)
+	resp, err := r.client.Do(req)
+	r.inflight.Add(-1)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+		r.failures.Add(1)
+		r.markDown(p.cfg.FailDuration)
+		if !wrote.Load() {
+			return nil, true, err
+		}
+		return nil, false, &BadReplyError{Runner: r.Address, Err: err}
+	}
+	defer resp.Body.Close()
+	res, err = readReply(resp, maxBody)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		}
+		if errors.Is(err, ErrResponseTooLarge) {
+			return nil, false, err
+		}
+		r.failures.Add(1)
+		return nil, false, &BadReplyError{Runner: r.Address, Err: err}
+	}
+	res.Runner = r.Address
+	if res.Err != nil && res.Err.Code == execapi.CodeConcurrencyLimited {
+		return res, true, nil
+	}
+	return res, false, nil
+}
+
+func (r *Runner) markDown(d time.Duration) {
+	r.downUntil.Store(time.Now().Add(d).UnixNano())
+}
+
+// readReply decodes a runner reply, bounding what is read: the JSON of a
+// body of maxBody bytes is at most 4/3 of it in base64 plus headers.
+func readReply(resp *http.Response, maxBody int64) (*Result, error) {
+	limit := int64(-1)
+	if maxBody > 0 {
+		limit = maxBody/3*4 + 8 + 256<<10
+	}
+	if limit > 0 && resp.ContentLength > limit {
+		return nil, ErrResponseTooLarge
+	}
+	var body []byte
+	var err error
+	if limit > 0 {
+		body, err = readAllLimited(resp.Body, resp.ContentLength, limit)
+	} else {
+		body, err = io.ReadAll(resp.Body)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Status: resp.StatusCode}
+	if resp.StatusCode == http.StatusOK {
+		var out execapi.Response
+		if err := json.Unmarshal(body, &out); err != nil {
+			return nil, fmt.Errorf("decoding execute reply: %v", err)
+		}
+		if maxBody > 0 && int64(len(out.Body)) > maxBody {
+			return nil, ErrResponseTooLarge
+		}
+		if out.Status == 0 {
+			out.Status = http.StatusOK
+		}
+		if out.Status < 100 || out.Status > 599 {
+			return nil, fmt.Errorf("guest status %d out of range", out.Status)
+		}
+		res.Response = &out
+		return res, nil
+	}
+	var eb execapi.ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
+		return nil, fmt.Errorf("runner answered %d without an error body", resp.StatusCode)
+	}
+	res.Err = &eb.Error
+	return res, nil
+}
+
+func readAllLimited(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	size := int64(512)
+	if contentLength > 0 {
+		size = contentLength + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, ErrResponseTooLarge
+	}
+	return buf.Bytes(), nil
+}
+
+// startProbes runs active health checks until Close.
+func (p *Pool) startProbes() {
+	go func() {
+		t := time.NewTicker(p.cfg.HealthInterval)
+		defer t.Stop()
+		for {
+			p.probeAll()
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (p *Pool) probeAll() {
+	var wg sync.WaitGroup
+	for _, r := range p.runners {
+		wg.Add(1)
+		go func(r *Runner) {
+			defer wg.Done()
+			ok := p.probe(r)
+			was := r.probeOK.Swap(ok)
+			if ok {
+				r.downUntil.Store(0)
+			}
+			if was != ok {
+				p.logger.Info("runner health changed", zap.String("runner", r.Address), zap.Bool("healthy", ok))
+			}
+		}(r)
+	}
+	wg.Wait()
+}
+
+func (p *Pool) probe(r *Runner) bool {
+	timeout := min(p.cfg.HealthInterval, 2*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+execapi.PathReadyz, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

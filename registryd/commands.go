@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/extedge/extedge/migrations"
+	"github.com/extedge/extedge/registryd/store"
+)
+
+// cmdMigrate is `registryd migrate`: apply pending migrations, print them.
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, *dbURL, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	applied, err := migrations.Apply(ctx, d.db.Pool)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "schema up to date")
+	}
+	for _, v := range applied {
+		fmt.Fprintln(stdout, "applied", v)
+	}
+	return nil
+}
+
+// cmdTokenCreate is `registryd token create`: it prints the token once on
+// stdout (one line), or with --json {"token","id","role","tenant"}.
+func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	role := fs.String("role", "", "platform_admin, tenant_admin or service")
+	tenant := fs.String("tenant", "", "tenant id (tenant_admin only)")
+	name := fs.String("name", "", "a label for the token (optional)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !store.ValidRole(*role) {
+		return fmt.Errorf("--role must be platform_admin, tenant_admin or service")
+	}
+	if *tenant != "" && !store.ValidTenant(*tenant) {
+		return fmt.Errorf("--tenant %q is not a valid tenant id ([A-Za-z0-9._-], at most 64)", *tenant)
+	}
+	d, err := openDatabase(ctx, *dbURL, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	token, id, err := d.db.CreateToken(ctx, *role, *tenant, *name)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var t any
+		if *tenant != "" {
+			t = *tenant
+		}
+		return json.NewEncoder(stdout).Encode(map[string]any{"token": token, "id": id, "role": *role, "tenant": t})
+	}
+	_, err = fmt.Fprintln(stdout, token)
+	return err
+}

@@ -1,0 +1,94 @@
+// Command registryd is extedge's registry daemon (SPEC §7): it owns the
+// Postgres schema, publishes bundles into the blob store, and serves the
+// admin API (extctl) and the service API (gateways, runners).
+//
+//	registryd serve   [--listen 127.0.0.1:7070] --database-url URL --bundle-store URL [flags]
+//	registryd migrate [--database-url URL]
+//	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--json]
+//	registryd secrets-key generate
+//
+// --database-url (env EXTEDGE_DATABASE_URL) is a postgres:// URL, or
+// embedded:DIR to run a private PostgreSQL from the system's binaries with
+// its data in DIR (single-node and first-run mode; see internal/pgembed).
+// The application role must not be a superuser or BYPASSRLS, or row-level
+// security does not apply; embedded mode creates such a role ("extedge").
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/extedge/extedge/internal/secretbox"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: registryd <command> [flags]
+
+commands:
+  serve                 run the registry API
+  migrate               apply database migrations and exit
+  token create          create an API token (printed once, stored hashed)
+  secrets-key generate  print a new --secrets-key-file value
+
+Run "registryd <command> -h" for a command's flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx := context.Background()
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "token":
+		if len(args) < 2 || args[1] != "create" {
+			fmt.Fprint(stderr, "usage: registryd token create --role ROLE [--tenant T] [--json]\n")
+			return 2
+		}
+		err = cmdTokenCreate(ctx, args[2:], stdout, stderr)
+	case "secrets-key":
+		if len(args) < 2 || args[1] != "generate" {
+			fmt.Fprint(stderr, "usage: registryd secrets-key generate\n")
+			return 2
+		}
+		fmt.Fprintln(stdout, secretbox.GenerateKey())
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "registryd: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "registryd: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// envOr returns the environment variable or def.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/secretbox"
+	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/registryd/api"
+	"github.com/extedge/extedge/registryd/publish"
+	"github.com/extedge/extedge/registryd/store"
+)
+
+// serveFlags are `registryd serve`'s options.
+type serveFlags struct {
+	listen         string
+	databaseURL    string
+	bundleStore    string
+	trustBundle    string
+	secretsKeyFile string
+	allowUnsigned  bool
+	migrate        bool
+	logLevel       string
+	maxBundleBytes int64
+	kvMaxRecords   int64
+	kvMaxBytes     int64
+	envelopeTTL    time.Duration
+	tempDir        string
+}
+
+func envInt(key string, def int64) int64 {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.listen, "listen", envOr("REGISTRY_LISTEN", "127.0.0.1:7070"), "host:port to serve on [REGISTRY_LISTEN]")
+	fs.StringVar(&f.databaseURL, "database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL, or embedded:DIR for a private PostgreSQL in DIR [EXTEDGE_DATABASE_URL]")
+	fs.StringVar(&f.bundleStore, "bundle-store", envOr("EXTEDGE_BUNDLE_STORE", ""), "blob store URL: file:///dir or s3://bucket?endpoint=… (empty: STORAGE_S3_* variables) [EXTEDGE_BUNDLE_STORE]")
+	fs.StringVar(&f.trustBundle, "trust-bundle", envOr("SIGNING_TRUST_BUNDLE", ""), "PEM file of trusted publisher keys and certificates [SIGNING_TRUST_BUNDLE]")
+	fs.StringVar(&f.secretsKeyFile, "secrets-key-file", envOr("EXTEDGE_SECRETS_KEY_FILE", ""), "file with the secrets key-encryption key (registryd secrets-key generate) [EXTEDGE_SECRETS_KEY_FILE]")
+	fs.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "accept unsigned bundles (development only; logged loudly)")
+	fs.BoolVar(&f.migrate, "migrate", false, "apply migrations before serving (always on in embedded mode)")
+	fs.StringVar(&f.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
+	fs.Int64Var(&f.maxBundleBytes, "max-bundle-bytes", envInt("EXTEDGE_MAX_BUNDLE_BYTES", bundle.DefaultLimits().MaxCompressed), "largest accepted bundle upload [EXTEDGE_MAX_BUNDLE_BYTES]")
+	fs.Int64Var(&f.kvMaxRecords, "kv-max-records", envInt("EXTEDGE_KV_MAX_RECORDS", store.DefaultKVMaxRecords), "KV quota: records per install [EXTEDGE_KV_MAX_RECORDS]")
+	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", envInt("EXTEDGE_KV_MAX_BYTES", store.DefaultKVMaxBytes), "KV quota: value bytes per install [EXTEDGE_KV_MAX_BYTES]")
+	fs.DurationVar(&f.envelopeTTL, "envelope-ttl", 10*time.Minute, "lifetime of secret envelopes in resolve replies")
+	fs.StringVar(&f.tempDir, "tmp-dir", envOr("EXTEDGE_TMP_DIR", ""), "directory for uploads being checked (default: system temp) [EXTEDGE_TMP_DIR]")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("serve: unexpected arguments %v", fs.Args())
+	}
+	if _, _, err := net.SplitHostPort(f.listen); err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port", f.listen)
+	}
+	return f, nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return cfg.Build()
+}
+
+// cmdServe is `registryd serve`.
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseServeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck
+
+	blobs, err := blobstore.Open(f.bundleStore)
+	if err != nil {
+		return fmt.Errorf("--bundle-store: %v", err)
+	}
+	var trust *signing.TrustBundle
+	if f.trustBundle != "" {
+		if trust, err = signing.LoadTrustBundle(f.trustBundle); err != nil {
+			return fmt.Errorf("--trust-bundle: %v", err)
+		}
+	} else if !f.allowUnsigned {
+		log.Warn("no --trust-bundle: every publish will fail with untrusted_key")
+	}
+	var keys *secretbox.Keys
+	if f.secretsKeyFile != "" {
+		if keys, err = secretbox.LoadKeyFile(f.secretsKeyFile); err != nil {
+			return fmt.Errorf("--secrets-key-file: %v", err)
+		}
+	} else {
+		log.Warn("no --secrets-key-file: installs cannot have secrets")
+	}
+	if f.allowUnsigned {
+		log.Warn("--allow-unsigned IS ON: unsigned bundles will be accepted; never run production like this")
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	d, err := openDatabase(ctx, f.databaseURL, f.migrate)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if d.pg != nil {
+		log.Info("embedded postgres ready", zap.String("dir", d.pg.Dir), zap.Bool("started_here", d.pg.Owned()))
+	}
+	if d.db.Bypass {
+		log.Warn("the database role is a superuser or has BYPASSRLS: row-level security is NOT in effect; use a plain role")
+	}
+
+	feed := store.NewFeed(d.db, log.Named("feed"))
+	pipeline := publish.New(d.db, publish.Config{
+		Blobs: blobs, Trust: trust, AllowUnsigned: f.allowUnsigned,
+		Limits: bundle.Limits{MaxCompressed: f.maxBundleBytes}, TempDir: f.tempDir,
+		Log: log.Named("publish"),
+	})
+	srv := api.New(api.Config{
+		DB: d.db, Publish: pipeline, Feed: feed, Keys: keys,
+		KVQuota:     store.KVQuota{MaxRecords: f.kvMaxRecords, MaxBytes: f.kvMaxBytes},
+		EnvelopeTTL: f.envelopeTTL, Log: log.Named("api"),
+	})
+
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute, // publish extends its own deadline
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	go feed.Run(bg)
+	go srv.RunJanitor(bg, time.Minute)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("bundle_store", blobs.String()))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	// SSE streams never finish on their own: cancel background work first
+	// so Shutdown only waits for ordinary requests.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cancelBG()
+	srv.CloseStreams()
+	go func() {
+		<-shutdownCtx.Done()
+		hs.Close()
+	}()
+	if err := hs.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", zap.Error(err))
+	}
+	return nil
+}

@@ -1,0 +1,601 @@
+// Package cache turns a content hash into compiled handler modules (SPEC
+// §6.3, §6.4). A bundle is fetched from the blob store once, its hash and
+// signature are verified against the trust bundle and the manifest's
+// publisher, revocation is checked with registryd when one is configured,
+// and its dist/ tree is extracted under the cache directory. Modules are
+// compiled on first use, kept in an in-memory LRU, and serialized to disk
+// under the engine fingerprint so that a fresh runner deserializes instead
+// of recompiling. Concurrent cold requests share one fetch/verify and one
+// compile per key (single flight, no global lock).
+//
+// Disk layout under Config.Dir:
+//
+//	bundles/<hex>/            verified bundle: manifest.json, dist/**, .verified
+//	compiled/<fingerprint>/<hex>/<sha256 of module path>.cwasm
+//	staging/                  extractions and downloads in progress
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/runnerd/engine"
+)
+
+// StatusChecker asks registryd whether a hash is a usable version of an
+// extension; *registryapi.Client implements it.
+type StatusChecker interface {
+	BundleStatus(ctx context.Context, hash, extension string) (*registryapi.BundleStatus, error)
+}
+
+// Config configures the cache.
+type Config struct {
+	// Dir is the cache root. Required.
+	Dir string
+	// MaxBytes bounds the extracted bundles on disk (LRU by bytes).
+	// Default: 2 GiB.
+	MaxBytes int64
+	// Store is the blob store bundles come from. Required.
+	Store blobstore.Store
+	// Trust verifies signatures. Required: runnerd never runs unsigned code.
+	Trust *signing.TrustBundle
+	// Registry, when set, is asked whether a hash is published and not
+	// revoked before it runs; answers are cached for StatusTTL and evicted
+	// by the change feed.
+	Registry StatusChecker
+	// StatusTTL is how long a registry answer is trusted. Default: 60s.
+	StatusTTL time.Duration
+	// StaleFor is how long an expired answer keeps serving while the
+	// registry is unreachable; after that calls fail closed. Default: 10m.
+	StaleFor time.Duration
+	// Engine compiles modules.
+	Engine *engine.Engine
+	// MaxModules and MaxModuleBytes bound the in-memory compiled modules.
+	// Defaults: 256 modules, 1 GiB.
+	MaxModules     int
+	MaxModuleBytes int64
+	// TrustPrecompiled lets publisher-supplied precompiled/ artefacts load
+	// (§6.4). Default: off — they are native code from outside the runner.
+	TrustPrecompiled bool
+	// Limits bound bundle extraction (§2.1 defaults).
+	Limits bundle.Limits
+	// Now is the clock for certificate validity. Default: time.Now.
+	Now func() time.Time
+	// Logger logs cache events. Default: no-op.
+	Logger *zap.Logger
+}
+
+// Counters count cache work, for tests and metrics.
+type Counters struct {
+	Fetches        int64 // bundle downloads from the blob store
+	Verifications  int64 // successful hash+signature verifications
+	BundleDiskHits int64 // verified bundles found on disk
+	Compiles       int64 // modules compiled from wasm
+	DiskHits       int64 // modules deserialized from the disk cache
+	MemoryHits     int64 // modules served from the in-memory LRU
+	StatusChecks   int64 // registry status requests
+}
+
+// Cache is the runner's bundle and module cache. It implements
+// server.ModuleSource.
+type Cache struct {
+	cfg Config
+	log *zap.Logger
+
+	bundleFlight singleflight.Group
+	moduleFlight singleflight.Group
+
+	mu      sync.Mutex
+	bundles map[string]*verifiedBundle // hash → loaded bundle
+	disk    *lru.Cache[string, int64]  // hash → bytes on disk
+	diskSum int64
+	status  map[string]statusEntry // hash|extension → registry answer
+
+	modules  *lru.Cache[string, *engine.Module]
+	modBytes atomic.Int64
+
+	fetches, verifications, bundleDiskHits, compiles, diskHits, memHits, statusChecks atomic.Int64
+}
+
+type verifiedBundle struct {
+	hash     string
+	dir      string
+	manifest *manifest.Manifest
+	files    map[string]bool
+}
+
+type statusEntry struct {
+	usable  bool
+	reason  string
+	checked time.Time
+}
+
+// New prepares the cache directories and indexes what is already on disk.
+func New(cfg Config) (*Cache, error) {
+	if cfg.Dir == "" || cfg.Store == nil || cfg.Trust == nil || cfg.Engine == nil {
+		return nil, errors.New("cache needs a directory, a blob store, a trust bundle and an engine")
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 2 << 30
+	}
+	if cfg.StatusTTL <= 0 {
+		cfg.StatusTTL = time.Minute
+	}
+	if cfg.StaleFor <= 0 {
+		cfg.StaleFor = 10 * time.Minute
+	}
+	if cfg.MaxModules <= 0 {
+		cfg.MaxModules = 256
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = 1 << 30
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	c := &Cache{cfg: cfg, log: cfg.Logger, bundles: map[string]*verifiedBundle{}, status: map[string]statusEntry{}}
+	for _, d := range []string{"bundles", "compiled", "staging"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o750); err != nil {
+			return nil, fmt.Errorf("creating cache directory: %v", err)
+		}
+	}
+	// Leftovers of a crash are garbage.
+	if ents, err := os.ReadDir(filepath.Join(cfg.Dir, "staging")); err == nil {
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(cfg.Dir, "staging", e.Name()))
+		}
+	}
+	var err error
+	c.modules, err = lru.NewWithEvict(cfg.MaxModules, func(_ string, m *engine.Module) {
+		// Not closed: a call may still run it; the GC frees it.
+		c.modBytes.Add(-m.Size)
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.disk, err = lru.NewWithEvict(1<<20, func(hash string, size int64) {
+		c.diskSum -= size
+		os.RemoveAll(c.bundleDir(hash))
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.indexDisk()
+	return c, nil
+}
+
+func (c *Cache) indexDisk() {
+	ents, err := os.ReadDir(filepath.Join(c.cfg.Dir, "bundles"))
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		hash := bundle.HashPrefix + e.Name()
+		if !bundle.ValidHash(hash) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(c.bundleDir(hash), verifiedMarker)); err != nil {
+			os.RemoveAll(c.bundleDir(hash))
+			continue
+		}
+		c.mu.Lock()
+		c.addDiskLocked(hash, dirSize(c.bundleDir(hash)))
+		c.mu.Unlock()
+	}
+}
+
+// Counters returns a snapshot of the work counters.
+func (c *Cache) Counters() Counters {
+	return Counters{
+		Fetches: c.fetches.Load(), Verifications: c.verifications.Load(), BundleDiskHits: c.bundleDiskHits.Load(),
+		Compiles: c.compiles.Load(), DiskHits: c.diskHits.Load(), MemoryHits: c.memHits.Load(),
+		StatusChecks: c.statusChecks.Load(),
+	}
+}
+
+// Ready reports whether the cache directory is writable.
+func (c *Cache) Ready() error {
+	f, err := os.CreateTemp(filepath.Join(c.cfg.Dir, "staging"), "ready-*")
+	if err != nil {
+		return fmt.Errorf("cache directory not writable: %v", err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+const verifiedMarker = ".verified"
+
+func (c *Cache) bundleDir(hash string) string {
+	return filepath.Join(c.cfg.Dir, "bundles", strings.TrimPrefix(hash, bundle.HashPrefix))
+}
+
+func unavailable(format string, args ...any) *execapi.Error {
+	return &execapi.Error{Code: execapi.CodeBundleUnavailable, Message: fmt.Sprintf(format, args...)}
+}
+
+func integrity(format string, args ...any) *execapi.Error {
+	return &execapi.Error{Code: execapi.CodeIntegrityFailed, Message: fmt.Sprintf(format, args...)}
+}
+
+// Module implements server.ModuleSource: the compiled module and export
+// that serve handler in the bundle hash of extension.
+func (c *Cache) Module(ctx context.Context, hash, extension, handler string) (*engine.Module, string, error) {
+	if err := c.checkStatus(ctx, hash, extension); err != nil {
+		return nil, "", err
+	}
+	b, err := c.bundle(ctx, hash)
+	if err != nil {
+		return nil, "", err
+	}
+	if extension != "" && b.manifest.Name != extension {
+		return nil, "", integrity("bundle %s is not a version of %s", hash, extension)
+	}
+	ref, err := b.manifest.HandlerTarget(handler, func(p string) bool { return b.files[p] })
+	if err != nil {
+		return nil, "", &execapi.Error{Code: execapi.CodeBadHandler, Message: err.Error()}
+	}
+	m, err := c.module(b, ref.Module)
+	if err != nil {
+		return nil, "", err
+	}
+	return m, ref.Export, nil
+}
+
+// Warmup fetches, verifies and compiles every module of a bundle.
+func (c *Cache) Warmup(ctx context.Context, hash string) error {
+	b, err := c.bundle(ctx, hash)
+	if err != nil {
+		return err
+	}
+	if err := c.checkStatus(ctx, hash, b.manifest.Name); err != nil {
+		return err
+	}
+	for f := range b.files {
+		if strings.HasPrefix(f, "dist/") && strings.HasSuffix(f, ".wasm") {
+			if _, err := c.module(b, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Evict forgets everything about a hash: loaded bundle, compiled modules,
+// disk copies. Used when a version is revoked.
+func (c *Cache) Evict(hash string) {
+	c.mu.Lock()
+	delete(c.bundles, hash)
+	c.disk.Remove(hash)
+	c.mu.Unlock()
+	for _, k := range c.modules.Keys() {
+		if strings.HasPrefix(k, hash+"|") {
+			c.modules.Remove(k)
+		}
+	}
+	os.RemoveAll(filepath.Join(c.cfg.Dir, "compiled", c.cfg.Engine.Fingerprint(), strings.TrimPrefix(hash, bundle.HashPrefix)))
+}
+
+// HandleChange applies a change-feed event: a revoked version is evicted
+// and refused from then on without asking the registry again.
+func (c *Cache) HandleChange(ch registryapi.Change) {
+	if ch.Type != registryapi.ChangeRevoked || !bundle.ValidHash(ch.ContentHash) {
+		return
+	}
+	c.mu.Lock()
+	for k := range c.status {
+		if strings.HasPrefix(k, ch.ContentHash+"|") {
+			c.status[k] = statusEntry{usable: false, reason: "revoked", checked: c.cfg.Now()}
+		}
+	}
+	if ch.Extension != "" {
+		c.status[ch.ContentHash+"|"+ch.Extension] = statusEntry{usable: false, reason: "revoked", checked: c.cfg.Now()}
+	}
+	c.mu.Unlock()
+	c.Evict(ch.ContentHash)
+	c.log.Info("evicted revoked bundle", zap.String("content_hash", ch.ContentHash))
+}
+
+// ExpireStatus drops cached registry answers (after a change-feed
+// reconnect, when events may have been missed).
+func (c *Cache) ExpireStatus() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.status {
+		e.checked = time.Time{}.Add(1) // expired but still usable as stale
+		c.status[k] = e
+	}
+}
+
+// checkStatus refuses hashes the registry says are revoked or not
+// versions of extension. Without a registry only the signature counts.
+func (c *Cache) checkStatus(ctx context.Context, hash, extension string) error {
+	if c.cfg.Registry == nil {
+		return nil
+	}
+	key := hash + "|" + extension
+	now := c.cfg.Now()
+	c.mu.Lock()
+	e, ok := c.status[key]
+	c.mu.Unlock()
+	if !ok || now.Sub(e.checked) > c.cfg.StatusTTL {
+		c.statusChecks.Add(1)
+		st, err := c.cfg.Registry.BundleStatus(ctx, hash, extension)
+		switch {
+		case err == nil:
+			e = statusEntry{usable: st.Usable(), checked: now}
+			if st.Revoked {
+				e.reason = "revoked"
+			} else if !st.Published {
+				e.reason = "not a published version of " + extension
+			}
+			c.mu.Lock()
+			if len(c.status) > 10000 {
+				clear(c.status) // bounded; answers are cheap to ask again
+			}
+			c.status[key] = e
+			c.mu.Unlock()
+		case registryapi.IsCode(err, "not_found"):
+			e = statusEntry{usable: false, reason: "not a published version of " + extension, checked: now}
+		case ok && now.Sub(e.checked) <= c.cfg.StatusTTL+c.cfg.StaleFor:
+			c.log.Warn("registry unreachable, serving cached bundle status", zap.String("content_hash", hash), zap.Error(err))
+		default:
+			return unavailable("registry cannot confirm bundle status")
+		}
+	}
+	if !e.usable {
+		return integrity("bundle %s is %s", hash, e.reason)
+	}
+	return nil
+}
+
+// bundle returns the verified, extracted bundle, fetching it at most once
+// for concurrent callers.
+func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error) {
+	c.mu.Lock()
+	b := c.bundles[hash]
+	if b != nil {
+		c.disk.Get(hash) // touch
+	}
+	c.mu.Unlock()
+	if b != nil {
+		return b, nil
+	}
+	v, err, _ := c.bundleFlight.Do(hash, func() (any, error) {
+		c.mu.Lock()
+		b := c.bundles[hash]
+		c.mu.Unlock()
+		if b != nil {
+			return b, nil
+		}
+		// The fetch must not die with the first caller's request: other
+		// callers share it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		b, err := c.loadBundle(fctx, hash)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.bundles[hash] = b
+		c.mu.Unlock()
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*verifiedBundle), nil
+}
+
+func (c *Cache) loadBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
+	dir := c.bundleDir(hash)
+	if _, err := os.Stat(filepath.Join(dir, verifiedMarker)); err == nil {
+		if b, err := readBundle(hash, dir); err == nil {
+			c.bundleDiskHits.Add(1)
+			return b, nil
+		}
+		os.RemoveAll(dir) // corrupt entry: rebuild
+	}
+	return c.fetchBundle(ctx, hash)
+}
+
+func readBundle(hash, dir string) (*verifiedBundle, error) {
+	data, err := os.ReadFile(filepath.Join(dir, bundle.ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(data, manifest.Options{})
+	if err != nil {
+		return nil, err
+	}
+	b := &verifiedBundle{hash: hash, dir: dir, manifest: m, files: map[string]bool{}}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		b.files[filepath.ToSlash(rel)] = true
+		return nil
+	})
+	return b, err
+}
+
+// fetchBundle downloads, hashes, extracts and verifies a bundle, and only
+// then moves it into place.
+func (c *Cache) fetchBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
+	c.fetches.Add(1)
+	staging, err := os.MkdirTemp(filepath.Join(c.cfg.Dir, "staging"), "fetch-")
+	if err != nil {
+		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+	}
+	defer os.RemoveAll(staging)
+
+	archive := filepath.Join(staging, "bundle.tar.zst")
+	got, err := c.download(ctx, hash, archive)
+	if err != nil {
+		return nil, err
+	}
+	if got != hash {
+		return nil, integrity("bundle hashes to %s, not %s", got, hash)
+	}
+	sig, err := c.signature(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "reading downloaded bundle"}
+	}
+	defer f.Close()
+	extracted := filepath.Join(staging, "tree")
+	keep := func(name string) bool {
+		return name == bundle.ManifestName || strings.HasPrefix(name, "dist/") ||
+			(c.cfg.TrustPrecompiled && strings.HasPrefix(name, "precompiled/"))
+	}
+	if _, err := bundle.Extract(f, extracted, c.cfg.Limits, keep); err != nil {
+		return nil, integrity("bundle breaks the archive rules: %s", bundle.RuleOf(err))
+	}
+	data, err := os.ReadFile(filepath.Join(extracted, bundle.ManifestName))
+	if err != nil {
+		return nil, integrity("bundle has no manifest")
+	}
+	m, err := manifest.Parse(data, manifest.Options{})
+	if err != nil {
+		return nil, integrity("bundle manifest is invalid")
+	}
+	if err := c.cfg.Trust.Verify(sig, hash, m.Publisher, c.cfg.Now()); err != nil {
+		return nil, integrity("signature check failed: %s", signing.CodeOf(err))
+	}
+	c.verifications.Add(1)
+	if err := os.WriteFile(filepath.Join(extracted, verifiedMarker), []byte(hash+"\n"), 0o640); err != nil {
+		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+	}
+	dir := c.bundleDir(hash)
+	os.RemoveAll(dir)
+	if err := os.Rename(extracted, dir); err != nil {
+		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+	}
+	b, err := readBundle(hash, dir)
+	if err != nil {
+		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "reading extracted bundle"}
+	}
+	c.mu.Lock()
+	c.addDiskLocked(hash, dirSize(dir))
+	c.mu.Unlock()
+	return b, nil
+}
+
+// addDiskLocked records a bundle on disk and evicts the least recently
+// used ones beyond MaxBytes (never the one just added).
+func (c *Cache) addDiskLocked(hash string, size int64) {
+	if old, ok := c.disk.Peek(hash); ok {
+		c.diskSum -= old
+	}
+	c.disk.Add(hash, size)
+	c.diskSum += size
+	for c.diskSum > c.cfg.MaxBytes && c.disk.Len() > 1 {
+		oldest, _, ok := c.disk.GetOldest()
+		if !ok || oldest == hash {
+			break
+		}
+		delete(c.bundles, oldest)
+		c.disk.Remove(oldest)
+	}
+}
+
+// DiskBytes is the size of the extracted bundles on disk.
+func (c *Cache) DiskBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.diskSum
+}
+
+func (c *Cache) download(ctx context.Context, hash, dst string) (string, error) {
+	r, err := c.cfg.Store.Get(ctx, blobstore.BundleKey(hash))
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return "", unavailable("bundle %s is not in the blob store", hash)
+		}
+		c.log.Warn("fetching bundle failed", zap.String("content_hash", hash), zap.Error(err))
+		return "", unavailable("bundle could not be fetched")
+	}
+	defer r.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		return "", &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+	}
+	defer f.Close()
+	lim := c.cfg.Limits
+	if lim.MaxCompressed <= 0 {
+		lim.MaxCompressed = bundle.DefaultLimits().MaxCompressed
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, lim.MaxCompressed+1))
+	if err != nil {
+		return "", unavailable("bundle download was interrupted")
+	}
+	if n > lim.MaxCompressed {
+		return "", integrity("bundle is larger than %d bytes", lim.MaxCompressed)
+	}
+	if err := f.Sync(); err != nil {
+		return "", &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+	}
+	return bundle.HashPrefix + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (c *Cache) signature(ctx context.Context, hash string) (*signing.Signature, error) {
+	r, err := c.cfg.Store.Get(ctx, blobstore.SignatureKey(hash))
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return nil, integrity("bundle has no SIGNATURE")
+		}
+		return nil, unavailable("signature could not be fetched")
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return nil, unavailable("signature could not be fetched")
+	}
+	sig, err := signing.ParseSignature(data)
+	if err != nil {
+		return nil, integrity("SIGNATURE is malformed")
+	}
+	return sig, nil
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,149 @@
+// Package engine runs Guest ABI v1 handlers (SPEC §5) in wasmtime with hard
+// limits: one wasmtime engine per process, one epoch ticker for it, a fresh
+// store and instance per call, a memory limiter, optional fuel, WASI without
+// preopens, environment or arguments, and the host imports of a
+// [hostapi.Set]. Every failure is classified into a §6.2 code and returned
+// as an *execapi.Error.
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/extedge/extedge/runnerd/hostapi"
+)
+
+// WasmtimeVersion is the wasmtime-go release the runner is built with; it is
+// part of the engine fingerprint that keys serialized modules on disk.
+const WasmtimeVersion = "wasmtime-go/v39.0.1"
+
+// Config is the process-wide engine configuration.
+type Config struct {
+	// EpochTick is how often the epoch ticker advances; deadlines are
+	// rounded up to whole ticks. Default: 10ms.
+	EpochTick time.Duration
+	// Fuel turns on fuel metering for every call (it costs throughput even
+	// when a call asks for no fuel limit). Default: off.
+	Fuel bool
+	// MaxWasmStack bounds the native stack wasm may use; deeper recursion
+	// traps with a stack overflow. Default: 512 KiB.
+	MaxWasmStack int
+	// StdioDir holds the short-lived files that capture WASI stdout and
+	// stderr. Default: os.TempDir().
+	StdioDir string
+}
+
+func (c Config) withDefaults() Config {
+	if c.EpochTick <= 0 {
+		c.EpochTick = 10 * time.Millisecond
+	}
+	if c.MaxWasmStack <= 0 {
+		c.MaxWasmStack = 512 << 10
+	}
+	if c.StdioDir == "" {
+		c.StdioDir = os.TempDir()
+	}
+	return c
+}
+
+// Engine is the process's wasmtime engine with its linker and epoch ticker.
+// It is safe for concurrent use.
+type Engine struct {
+	cfg    Config
+	wt     *wasmtime.Engine
+	linker *wasmtime.Linker
+	hosts  *hostapi.Set
+	fp     string
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// New creates the engine, links the host imports of hosts (and WASI) once,
+// and starts the epoch ticker. Close stops it.
+func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	wc := wasmtime.NewConfig()
+	wc.SetEpochInterruption(true)
+	wc.SetConsumeFuel(cfg.Fuel)
+	wc.SetMaxWasmStack(cfg.MaxWasmStack)
+	e := &Engine{
+		cfg:   cfg,
+		wt:    wasmtime.NewEngineWithConfig(wc),
+		hosts: hosts,
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	e.fp = fingerprint(cfg)
+	e.linker = wasmtime.NewLinker(e.wt)
+	if err := e.linker.DefineWasi(); err != nil {
+		return nil, fmt.Errorf("linking wasi: %v", err)
+	}
+	if err := e.linkHostImports(); err != nil {
+		return nil, err
+	}
+	go e.tick()
+	return e, nil
+}
+
+// fingerprint identifies everything that makes a serialized module loadable:
+// the wasmtime release, the flags that change generated code, and the
+// target.
+func fingerprint(cfg Config) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\nepoch=1\nfuel=%t\nstack=%d\n%s/%s\n",
+		WasmtimeVersion, cfg.Fuel, cfg.MaxWasmStack, runtime.GOOS, runtime.GOARCH)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Fingerprint identifies the engine's code generation settings; serialized
+// modules are only valid for an engine with the same fingerprint.
+func (e *Engine) Fingerprint() string { return e.fp }
+
+// Fuel reports whether fuel metering is on.
+func (e *Engine) Fuel() bool { return e.cfg.Fuel }
+
+// EpochTick is the ticker period.
+func (e *Engine) EpochTick() time.Duration { return e.cfg.EpochTick }
+
+func (e *Engine) tick() {
+	defer close(e.done)
+	t := time.NewTicker(e.cfg.EpochTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.wt.IncrementEpoch()
+		}
+	}
+}
+
+// ticks converts a duration into an epoch deadline that is never earlier
+// than d: the ticker may advance right after the deadline is set, so one
+// extra tick is added.
+func (e *Engine) ticks(d time.Duration) uint64 {
+	n := (d + e.cfg.EpochTick - 1) / e.cfg.EpochTick
+	if n < 1 {
+		n = 1
+	}
+	return uint64(n) + 1
+}
+
+// Close stops the epoch ticker. Calls still running are not interrupted by
+// their deadline afterwards, so close only after draining.
+func (e *Engine) Close() {
+	e.stopOnce.Do(func() {
+		close(e.stop)
+		<-e.done
+	})
+}

@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// SocketMode is the permission of runner Unix sockets: the gateway's group
+// may connect, nobody else.
+const SocketMode = 0o660
+
+// Listen opens a listener for "unix:///abs/path" or "tcp://host:port"
+// (SPEC §15). A stale Unix socket file (nothing accepting on it) is
+// replaced; a live one, or a path that is not a socket, is an error.
+func Listen(addr string) (net.Listener, error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		return listenUnix(strings.TrimPrefix(addr, "unix://"))
+	case strings.HasPrefix(addr, "tcp://"):
+		hostport := strings.TrimPrefix(addr, "tcp://")
+		if _, _, err := net.SplitHostPort(hostport); err != nil {
+			return nil, fmt.Errorf("listen address %q: %v", addr, err)
+		}
+		return net.Listen("tcp", hostport)
+	}
+	return nil, fmt.Errorf("listen address %q must be unix:///abs/path or tcp://host:port", addr)
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("unix socket path %q must be absolute", path)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale socket: %v", err)
+		}
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, SocketMode); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("setting socket mode: %v", err)
+	}
+	return l, nil
+}
+
+// Serve serves s on every listener until ctx ends, then stops accepting
+// and waits up to grace for calls in flight (SIGTERM drain). It returns the
+// first serve error, or nil after a clean drain.
+func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, len(listeners))
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		wg.Add(1)
+		go func(l net.Listener) {
+			defer wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}(l)
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	shutdownErr := srv.Shutdown(sctx)
+	wg.Wait()
+	if serveErr != nil {
+		return serveErr
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("draining: %v", shutdownErr)
+	}
+	return nil
+}

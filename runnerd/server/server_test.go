@@ -1,0 +1,518 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/runnerd/engine"
+	"github.com/extedge/extedge/runnerd/hostapi"
+	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
+	"github.com/extedge/extedge/runnerd/internal/guests"
+)
+
+const testToken = "runner-secret-token"
+
+// staticModules serves WAT guests compiled up front, one per content hash.
+// It stands in for the bundle cache (tested in runnerd/cache), so these
+// tests exercise the HTTP API and the engine only. A hash mapped to an
+// error returns it, to drive bundle_unavailable, integrity_failed and
+// internal through the API.
+type staticModules struct {
+	mods map[string]*engine.Module
+	errs map[string]error
+}
+
+func (s *staticModules) Module(ctx context.Context, hash, ext, handler string) (*engine.Module, string, error) {
+	if err, ok := s.errs[hash]; ok {
+		return nil, "", err
+	}
+	m, ok := s.mods[hash]
+	if !ok {
+		return nil, "", &execapi.Error{Code: execapi.CodeBundleUnavailable, Message: "no such bundle"}
+	}
+	return m, "handler", nil
+}
+
+func (s *staticModules) Warmup(ctx context.Context, hash string) error {
+	_, _, err := s.Module(ctx, hash, "", "")
+	return err
+}
+
+func hashOf(name string) string {
+	h := fmt.Sprintf("%x", []byte(name))
+	return "sha256:" + (h + strings.Repeat("0", 64))[:64]
+}
+
+type fixture struct {
+	srv    *Server
+	client *http.Client
+	base   string
+	socket string
+}
+
+func newFixture(t *testing.T, mutate func(*Config)) *fixture {
+	t.Helper()
+	set, err := hostapi.NewSet(hostlog.Capability{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Config{Fuel: true, StdioDir: t.TempDir()}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	src := &staticModules{mods: map[string]*engine.Module{}, errs: map[string]error{
+		hashOf("unavailable"): &execapi.Error{Code: execapi.CodeBundleUnavailable, Message: "fetching bundle failed"},
+		hashOf("tampered"):    &execapi.Error{Code: execapi.CodeIntegrityFailed, Message: "content hash mismatch"},
+		hashOf("broken"):      errors.New("open /var/lib/secret/path: permission denied"),
+	}}
+	for _, g := range []string{"ok.wat", "echo.wat", "loop.wat", "membomb.wat", "recursion.wat", "nonzero.wat", "oob_response.wat", "log_flood.wat"} {
+		m, err := eng.Compile(guests.MustWasm(t, g, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.mods[hashOf(g)] = m
+	}
+	cfg := Config{Token: testToken, Engine: eng, Modules: src, QueueWait: 50 * time.Millisecond}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "runner.sock")
+	l, err := Listen("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &fixture{srv: s, client: unixClient(sock), base: "http://runner", socket: sock}
+}
+
+func unixClient(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+		MaxIdleConnsPerHost: 16,
+	}}
+}
+
+func envelope(guest, tenant string) map[string]any {
+	return map[string]any{
+		"context": map[string]any{"request_id": "req-1", "tenant_id": tenant, "extension_id": "com.acme.test",
+			"install_id": "inst-1", "version_id": "v1", "content_hash": hashOf(guest)},
+		"http":         map[string]any{"method": "GET", "path": "/x", "query": map[string]string{}, "headers": map[string]string{}, "body_b64": nil},
+		"endpoint":     map[string]any{"method": "GET", "path": "/x", "handler": "dist/handlers/x", "params": map[string]string{}},
+		"limits":       map[string]any{"timeout_ms": 1000},
+		"capabilities": []string{},
+	}
+}
+
+func (f *fixture) post(t *testing.T, path, token string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		r = bytes.NewReader(buf)
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.base+path, r)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func errCode(t *testing.T, body []byte) string {
+	t.Helper()
+	var eb execapi.ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", body, err)
+	}
+	return eb.Error.Code
+}
+
+func TestExecuteErrorCodes(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxRequestBytes = 4096 })
+	with := func(guest string, edit func(map[string]any)) map[string]any {
+		e := envelope(guest, "tenant-a")
+		if edit != nil {
+			edit(e)
+		}
+		return e
+	}
+	big := strings.Repeat("x", 5000)
+	tests := []struct {
+		name   string
+		token  string
+		body   any
+		status int
+		code   string
+	}{
+		{"missing token is unauthorized", "", with("ok.wat", nil), 401, execapi.CodeUnauthorized},
+		{"wrong token is unauthorized", "runner-secret-tokem", with("ok.wat", nil), 401, execapi.CodeUnauthorized},
+		{"malformed json is a bad request", testToken, []byte(`{"context":`), 400, execapi.CodeBadRequest},
+		{"bad content hash is a bad request", testToken, with("ok.wat", func(e map[string]any) {
+			e["context"].(map[string]any)["content_hash"] = "sha256:ABC"
+		}), 400, execapi.CodeBadRequest},
+		{"unknown capability is a bad request", testToken, with("ok.wat", func(e map[string]any) {
+			e["capabilities"] = []string{"fs.write"}
+		}), 400, execapi.CodeBadRequest},
+		{"bad tenant id is a bad request", testToken, with("ok.wat", func(e map[string]any) {
+			e["context"].(map[string]any)["tenant_id"] = "a/b"
+		}), 400, execapi.CodeBadRequest},
+		{"guest request over the limit is payload too large", testToken, with("ok.wat", func(e map[string]any) {
+			e["http"].(map[string]any)["headers"] = map[string]string{"x-ext-big": big}
+		}), 413, execapi.CodePayloadTooLarge},
+		{"envelope over the limit is payload too large", testToken, []byte(`{"x":"` + strings.Repeat("y", 4096+1<<20) + `"}`), 413, execapi.CodePayloadTooLarge},
+		{"unfetchable bundle is bundle unavailable", testToken, with("unavailable", nil), 502, execapi.CodeBundleUnavailable},
+		{"tampered bundle is integrity failed", testToken, with("tampered", nil), 502, execapi.CodeIntegrityFailed},
+		{"out-of-bounds response is a bad handler", testToken, with("oob_response.wat", nil), 502, execapi.CodeBadHandler},
+		{"non-zero return is a handler error", testToken, with("nonzero.wat", nil), 502, execapi.CodeHandlerError},
+		{"deep recursion is a trap", testToken, with("recursion.wat", nil), 502, execapi.CodeTrap},
+		{"memory bomb is a memory limit", testToken, with("membomb.wat", func(e map[string]any) {
+			e["limits"] = map[string]any{"memory_mb": 8}
+		}), 502, execapi.CodeMemoryLimit},
+		{"fuel running out is fuel exhausted", testToken, with("loop.wat", func(e map[string]any) {
+			e["limits"] = map[string]any{"fuel": 100000}
+		}), 502, execapi.CodeFuelExhausted},
+		{"infinite loop is a timeout", testToken, with("loop.wat", func(e map[string]any) {
+			e["limits"] = map[string]any{"timeout_ms": 100}
+		}), 504, execapi.CodeTimeout},
+		{"unexpected failure is internal without details", testToken, with("broken", nil), 500, execapi.CodeInternal},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := f.post(t, execapi.PathExecute, tt.token, tt.body)
+			if status != tt.status || errCode(t, body) != tt.code {
+				t.Fatalf("got %d %s, want %d %s", status, body, tt.status, tt.code)
+			}
+			if strings.Contains(string(body), "/var/lib") {
+				t.Errorf("error body leaks internals: %s", body)
+			}
+		})
+	}
+}
+
+func TestExecuteSuccess(t *testing.T) {
+	f := newFixture(t, nil)
+	status, body := f.post(t, execapi.PathExecute, testToken, envelope("ok.wat", "tenant-a"))
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	var resp execapi.Response
+	if err := json.Unmarshal(body, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 201 || string(resp.Body) != "hello" || resp.Headers["content-type"] != "text/plain" {
+		t.Fatalf("response %+v", resp)
+	}
+
+	t.Run("guest sees the guest request without limits, grants or secrets", func(t *testing.T) {
+		env := envelope("echo.wat", "tenant-a")
+		env["secret_envelope"] = "ev1.sealed"
+		env["egress_allowlist"] = []string{"api.vendor.com"}
+		env["user"] = map[string]string{"id": "u-1"}
+		status, body := f.post(t, execapi.PathExecute, testToken, env)
+		if status != 200 {
+			t.Fatalf("status %d: %s", status, body)
+		}
+		var resp execapi.Response
+		_ = json.Unmarshal(body, &resp)
+		var got []map[string]json.RawMessage
+		if err := json.Unmarshal(resp.Body, &got); err != nil || len(got) != 1 {
+			t.Fatalf("echo body %s", resp.Body)
+		}
+		for _, k := range []string{"limits", "capabilities", "egress_allowlist", "secret_envelope", "user"} {
+			if _, ok := got[0][k]; ok {
+				t.Errorf("guest request contains %q", k)
+			}
+		}
+		for _, k := range []string{"context", "http", "endpoint"} {
+			if _, ok := got[0][k]; !ok {
+				t.Errorf("guest request lacks %q", k)
+			}
+		}
+	})
+	t.Run("user is passed only with user.read", func(t *testing.T) {
+		env := envelope("echo.wat", "tenant-a")
+		env["user"] = map[string]string{"id": "u-1"}
+		env["providers"] = []string{"cap:user.read"}
+		delete(env, "capabilities")
+		_, body := f.post(t, execapi.PathExecute, testToken, env)
+		var resp execapi.Response
+		_ = json.Unmarshal(body, &resp)
+		if !strings.Contains(string(resp.Body), `"user":{"id":"u-1"}`) {
+			t.Fatalf("guest request lacks the user: %s", resp.Body)
+		}
+	})
+}
+
+func TestConcurrencyLimitedAfterBoundedWait(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxConcurrency = 4; c.MaxConcurrencyPerTenant = 1 })
+	loop := envelope("loop.wat", "tenant-a")
+	loop["limits"] = map[string]any{"timeout_ms": 1000}
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		close(started)
+		f.post(t, execapi.PathExecute, testToken, loop)
+	}()
+	<-started
+	// Wait until the loop holds the tenant's slot.
+	deadline := time.Now().Add(2 * time.Second)
+	for f.srv.limits.inFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	begin := time.Now()
+	status, body := f.post(t, execapi.PathExecute, testToken, envelope("ok.wat", "tenant-a"))
+	waited := time.Since(begin)
+	if status != 429 || errCode(t, body) != execapi.CodeConcurrencyLimited {
+		t.Fatalf("got %d %s, want 429 concurrency_limited", status, body)
+	}
+	if waited < 50*time.Millisecond {
+		t.Errorf("refused after %v, before the 50ms bounded wait", waited)
+	}
+	wg.Wait()
+	if n := f.srv.limits.trackedTenants(); n != 0 {
+		t.Errorf("limiter still tracks %d tenants after all calls ended", n)
+	}
+}
+
+func TestLoopingTenantDoesNotBlockAnotherTenant(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.MaxConcurrency = 4; c.MaxConcurrencyPerTenant = 2 })
+	loop := envelope("loop.wat", "tenant-a")
+	loop["limits"] = map[string]any{"timeout_ms": 1500}
+	var wg sync.WaitGroup
+	codes := make(chan string, 6)
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, body := f.post(t, execapi.PathExecute, testToken, loop)
+			codes <- errCode(t, body)
+		}()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for f.srv.limits.inFlight() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Tenant B is served promptly while tenant A's loops hold their slots.
+	for i := 0; i < 5; i++ {
+		begin := time.Now()
+		status, body := f.post(t, execapi.PathExecute, testToken, envelope("ok.wat", "tenant-b"))
+		if status != 200 {
+			t.Fatalf("tenant b got %d %s", status, body)
+		}
+		if el := time.Since(begin); el > 500*time.Millisecond {
+			t.Fatalf("tenant b waited %v behind tenant a", el)
+		}
+	}
+	wg.Wait()
+	close(codes)
+	count := map[string]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[execapi.CodeTimeout] != 2 || count[execapi.CodeConcurrencyLimited] != 4 {
+		t.Fatalf("tenant a outcomes %v, want 2 timeouts and 4 concurrency_limited", count)
+	}
+}
+
+func TestHealthReadyAndMetrics(t *testing.T) {
+	ready := errors.New("cache dir not writable")
+	var mu sync.Mutex
+	f := newFixture(t, func(c *Config) {
+		c.Ready = func() error { mu.Lock(); defer mu.Unlock(); return ready }
+	})
+	get := func(path string) (int, string) {
+		resp, err := f.client.Get(f.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, _ := get("/healthz"); st != 200 {
+		t.Errorf("healthz %d", st)
+	}
+	if st, _ := get("/readyz"); st != 503 {
+		t.Errorf("readyz %d while not ready", st)
+	}
+	mu.Lock()
+	ready = nil
+	mu.Unlock()
+	if st, _ := get("/readyz"); st != 200 {
+		t.Errorf("readyz %d when ready", st)
+	}
+	f.post(t, execapi.PathExecute, testToken, envelope("ok.wat", "tenant-secret-id"))
+	st, text := get("/metrics")
+	if st != 200 || !strings.Contains(text, `extedge_runner_invocations_total{outcome="ok"} 1`) {
+		t.Fatalf("metrics %d:\n%s", st, text)
+	}
+	if strings.Contains(text, "tenant-secret-id") {
+		t.Error("metrics carry a tenant id")
+	}
+}
+
+func TestWarmup(t *testing.T) {
+	f := newFixture(t, nil)
+	status, body := f.post(t, execapi.PathWarmup, testToken, execapi.WarmupRequest{ContentHashes: []string{hashOf("ok.wat")}})
+	if status != 200 {
+		t.Fatalf("warmup %d %s", status, body)
+	}
+	status, body = f.post(t, execapi.PathWarmup, testToken, execapi.WarmupRequest{ContentHashes: []string{hashOf("tampered")}})
+	if status != 502 || !strings.Contains(string(body), execapi.CodeIntegrityFailed) {
+		t.Fatalf("warmup of a tampered bundle: %d %s", status, body)
+	}
+	status, body = f.post(t, execapi.PathWarmup, testToken, execapi.WarmupRequest{ContentHashes: []string{"nope"}})
+	if status != 400 || errCode(t, body) != execapi.CodeBadRequest {
+		t.Fatalf("warmup of a bad hash: %d %s", status, body)
+	}
+	if status, body = f.post(t, execapi.PathWarmup, "", execapi.WarmupRequest{}); status != 401 {
+		t.Fatalf("warmup without token: %d %s", status, body)
+	}
+}
+
+func TestUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	t.Run("socket is created mode 0660", func(t *testing.T) {
+		sock := filepath.Join(dir, "a.sock")
+		l, err := Listen("unix://" + sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		fi, err := os.Stat(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o660 {
+			t.Fatalf("mode %v, want 0660", fi.Mode().Perm())
+		}
+	})
+	t.Run("stale socket file is replaced", func(t *testing.T) {
+		sock := filepath.Join(dir, "stale.sock")
+		l, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false)
+		l.Close() // leaves the file behind, like a killed runner
+		if _, err := os.Stat(sock); err != nil {
+			t.Fatal("stale socket file not left behind")
+		}
+		l2, err := Listen("unix://" + sock)
+		if err != nil {
+			t.Fatalf("stale socket not replaced: %v", err)
+		}
+		l2.Close()
+	})
+	t.Run("socket in use is refused", func(t *testing.T) {
+		sock := filepath.Join(dir, "live.sock")
+		l, err := Listen("unix://" + sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		if _, err := Listen("unix://" + sock); err == nil {
+			t.Fatal("second listener took over a live socket")
+		}
+	})
+	t.Run("regular file is not removed", func(t *testing.T) {
+		p := filepath.Join(dir, "file")
+		os.WriteFile(p, []byte("data"), 0o600)
+		if _, err := Listen("unix://" + p); err == nil {
+			t.Fatal("listened over a regular file")
+		}
+		if b, _ := os.ReadFile(p); string(b) != "data" {
+			t.Fatal("regular file was touched")
+		}
+	})
+	t.Run("relative path and unknown scheme are refused", func(t *testing.T) {
+		for _, a := range []string{"unix://rel.sock", "http://x:1", "tcp://nohostport"} {
+			if _, err := Listen(a); err == nil {
+				t.Errorf("Listen(%q) succeeded", a)
+			}
+		}
+	})
+}
+
+func TestDrainFinishesCallsInFlight(t *testing.T) {
+	set, _ := hostapi.NewSet(hostlog.Capability{})
+	eng, err := engine.New(engine.Config{StdioDir: t.TempDir()}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	m, _ := eng.Compile(guests.MustWasm(t, "loop.wat", nil))
+	s, err := New(Config{Token: testToken, Engine: eng, Modules: &staticModules{mods: map[string]*engine.Module{hashOf("loop.wat"): m}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "drain.sock")
+	l, err := Listen("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	f := &fixture{srv: s, client: unixClient(sock), base: "http://runner"}
+	env := envelope("loop.wat", "tenant-a")
+	env["limits"] = map[string]any{"timeout_ms": 300}
+	got := make(chan int, 1)
+	go func() {
+		st, _ := f.post(t, execapi.PathExecute, testToken, env)
+		got <- st
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for s.limits.inFlight() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // SIGTERM
+	if st := <-got; st != 504 {
+		t.Fatalf("call in flight during drain got %d, want its own 504 reply", st)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Error("socket file left after drain")
+	}
+}

@@ -1,0 +1,3 @@
+;; handler has the wrong signature.
+(func (export "handler") (param $p i32) (result i32)
+  i32.const 0)

@@ -1,0 +1,58 @@
+package js
+
+import (
+	"io/fs"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// importLine matches a static import statement (not one in a comment).
+var importLine = regexp.MustCompile(`(?m)^\s*import[\s{*"']`)
+
+func TestFSHoldsBothModules(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		exports []string
+	}{
+		{"host bridge exports mountExtension and buildExtUiSrc", "host.js", []string{"export function mountExtension(", "export function buildExtUiSrc("}},
+		{"iframe sdk exports connect, api, onTheme and navigate", "iframe.js", []string{"export function connect(", "export const api", "export function onTheme(", "export function navigate("}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := fs.ReadFile(FS, tt.file)
+			if err != nil {
+				t.Fatalf("reading %s from FS: %v", tt.file, err)
+			}
+			for _, e := range tt.exports {
+				if !strings.Contains(string(b), e) {
+					t.Errorf("%s does not contain %q", tt.file, e)
+				}
+			}
+			if importLine.Match(b) {
+				t.Errorf("%s imports another module; the SDK must be dependency-free", tt.file)
+			}
+		})
+	}
+}
+
+func TestFSHoldsNothingElse(t *testing.T) {
+	entries, err := fs.ReadDir(FS, ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got := strings.Join(names, ","); got != "host.js,iframe.js" {
+		t.Errorf("FS holds %s, want host.js,iframe.js", got)
+	}
+}
+
+func TestVersionIsV1(t *testing.T) {
+	if Version != "v1" {
+		t.Errorf("Version = %q, want v1 (the gateway serves /ext-sdk/v1/)", Version)
+	}
+}

@@ -1,0 +1,484 @@
+// extedge host bridge, SDK v1 (SPEC §9).
+//
+// The PSA page imports this module to embed an extension's iframe UI:
+//
+//   import { mountExtension } from "/ext-sdk/v1/host.js";
+//   const handle = mountExtension({
+//     container: document.getElementById("ext"),
+//     extensionId: "com.acme.agreements",
+//     contentHash: "sha256:…",
+//     gatewayBase: "https://psa.example.com",
+//     getToken: async () => ({ token, expires_at }),
+//     themeTokens: { "primary-color": "#0055aa" },
+//     onNavigate: (path) => router.push(`/ext/acme${path}`),
+//   });
+//
+// The iframe is sandboxed with "allow-scripts" only, so its document has an
+// opaque origin: it cannot read the PSA's cookies, storage or DOM, and the PSA
+// talks to it only through postMessage. The host accepts a message only when
+// it comes from that iframe's own window, and sends the session token only to
+// that window, only after the window said "ready". See README.md.
+//
+// Plain ES module, no dependencies, no build step. Importing it touches no DOM,
+// so it is safe to import during server-side rendering.
+
+/** Version of the message protocol carried in every envelope. */
+export const PROTOCOL_VERSION = "1";
+
+/** Smallest iframe height, in CSS pixels, that a resize request can set. */
+export const MIN_HEIGHT = 100;
+
+/** Largest iframe height, in CSS pixels, that a resize request can set. */
+export const MAX_HEIGHT = 4000;
+
+/** The value of the iframe's sandbox attribute. Never add allow-same-origin. */
+export const SANDBOX = "allow-scripts";
+
+// Manifest name rule (SPEC §4): reverse-domain, lowercase, labels of [a-z0-9]
+// with inner "-", at least two labels, at most 128 characters.
+const EXTENSION_ID_RE =
+  /^(?=.{1,128}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/;
+// Content hash rule (SPEC §2.2).
+const CONTENT_HASH_RE = /^sha256:[0-9a-f]{64}$/;
+const SCHEME_RE = /^[a-zA-Z][a-zA-Z0-9+.-]*:/;
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+const MAX_PATH_LENGTH = 2048;
+const MAX_TOKEN_LENGTH = 16384;
+const MAX_REQUEST_ID_LENGTH = 128;
+
+// Refresh timing. The host refreshes the session min(60 s, lifetime/2) before
+// expires_at; the iframe asks for a refresh (session_expiring) only later, at
+// min(30 s, lifetime/4) before expiry, so it is a fallback, not a race.
+const REFRESH_LEAD_MS = 60_000;
+const MIN_TIMER_MS = 1_000;
+// setTimeout fires at once for delays over 2^31-1 ms; long-lived tokens are
+// simply refreshed after a day.
+const MAX_TIMER_MS = 86_400_000;
+// After a failed getToken the host retries after 5 s, doubling up to 60 s.
+const RETRY_FIRST_MS = 5_000;
+const RETRY_MAX_MS = 60_000;
+const DEFAULT_READY_TIMEOUT_MS = 15_000;
+
+const IFRAME_TO_HOST_TYPES = new Set(["ready", "resize", "navigate", "session_expiring"]);
+
+/**
+ * Reports whether id is a valid extension id (the manifest name rule).
+ * @param {unknown} id
+ * @returns {boolean}
+ */
+export function isValidExtensionId(id) {
+  return typeof id === "string" && EXTENSION_ID_RE.test(id);
+}
+
+/**
+ * Reports whether hash is a valid content hash: "sha256:" and 64 lowercase
+ * hex digits.
+ * @param {unknown} hash
+ * @returns {boolean}
+ */
+export function isValidContentHash(hash) {
+  return typeof hash === "string" && CONTENT_HASH_RE.test(hash);
+}
+
+/**
+ * Builds the URL of an extension's UI page:
+ * `${base}/ext-ui/${extensionId}/${contentHash}/${path}`.
+ *
+ * base is the gateway's absolute http(s) URL (trailing slashes are dropped).
+ * path is relative to the bundle's ui/ directory; one leading "/" is dropped,
+ * an empty path serves the manifest's ui.entry, and a query or fragment is
+ * kept. Throws a TypeError for an invalid extension id, a content hash that is
+ * not `sha256:` + 64 lowercase hex digits, or a path that contains `..` or `.`
+ * segments (also percent-encoded), hidden segments, empty segments, a
+ * backslash, control characters, a scheme or a leading `//`.
+ *
+ * @param {string} base
+ * @param {string} extensionId
+ * @param {string} contentHash
+ * @param {string} [path]
+ * @returns {string}
+ */
+export function buildExtUiSrc(base, extensionId, contentHash, path = "") {
+  const b = normalizeBase(base);
+  if (!isValidExtensionId(extensionId)) {
+    throw new TypeError(`alga: invalid extension id ${JSON.stringify(String(extensionId))}`);
+  }
+  if (!isValidContentHash(contentHash)) {
+    throw new TypeError(
+      `alga: invalid content hash ${JSON.stringify(String(contentHash))}: want sha256: and 64 lowercase hex digits`,
+    );
+  }
+  return `${b}/ext-ui/${extensionId}/${contentHash}/${cleanUiPath(path)}`;
+}
+
+/**
+ * Mounts an extension's iframe UI into container and connects the bridge.
+ *
+ * Options:
+ * - container (Element, required): the iframe is appended to it.
+ * - extensionId, contentHash (required): see buildExtUiSrc.
+ * - gatewayBase (required): absolute http(s) URL of the extedge gateway.
+ * - getToken (required): `() => {token, expires_at} | Promise<…>`. token is the
+ *   bearer token the iframe sends to /api/ext/{extensionId}/…; it should be a
+ *   short-lived token scoped to this extension (an `ext` claim). expires_at is
+ *   an ISO 8601 string, a Date, or a number of epoch seconds (like a JWT exp).
+ *   It is called at mount, before expiry, and when the iframe reports
+ *   session_expiring.
+ * - themeTokens (object, optional): flat map of theme token name → value.
+ * - onNavigate (function, optional): called with the path ("/…") the
+ *   extension asks the host to navigate to.
+ * - path (string, optional): initial UI path, relative to ui/ (default: the
+ *   entry). Also sent to the iframe as navigation.path ("/" + path).
+ * - onError (function, optional): called with an Error when getToken fails or
+ *   returns an invalid session, or when the iframe sends no "ready" in time.
+ *   Its `code` is "token_failed", "invalid_session" or "ready_timeout".
+ * - readyTimeoutMs (number, optional): default 15000; 0 disables the check.
+ * - title (string, optional): the iframe's accessible title.
+ *
+ * Returns `{iframe, setThemeTokens(tokens), unmount()}`. setThemeTokens
+ * re-sends theme_tokens when the tokens changed and returns whether they did.
+ * unmount removes the iframe, the message listener and every timer; it is
+ * idempotent. Throws a TypeError synchronously for invalid options.
+ *
+ * @param {object} options
+ * @returns {{iframe: HTMLIFrameElement, setThemeTokens: (tokens: object) => boolean, unmount: () => void}}
+ */
+export function mountExtension(options) {
+  const {
+    container,
+    extensionId,
+    contentHash,
+    gatewayBase,
+    getToken,
+    themeTokens = {},
+    onNavigate,
+    path = "",
+    onError,
+    readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS,
+    title,
+  } = options ?? {};
+  if (!container || typeof container.appendChild !== "function") {
+    throw new TypeError("alga: mountExtension: container must be a DOM element");
+  }
+  if (typeof getToken !== "function") {
+    throw new TypeError("alga: mountExtension: getToken must be a function");
+  }
+  if (onNavigate !== undefined && typeof onNavigate !== "function") {
+    throw new TypeError("alga: mountExtension: onNavigate must be a function");
+  }
+  if (onError !== undefined && typeof onError !== "function") {
+    throw new TypeError("alga: mountExtension: onError must be a function");
+  }
+  if (typeof readyTimeoutMs !== "number" || !(readyTimeoutMs >= 0)) {
+    throw new TypeError("alga: mountExtension: readyTimeoutMs must be a non-negative number");
+  }
+  const base = normalizeBase(gatewayBase);
+  const cleanPath = cleanUiPath(path);
+  const src = buildExtUiSrc(base, extensionId, contentHash, cleanPath);
+  let theme = normalizeTheme(themeTokens);
+
+  // The iframe's messages arrive at the window that owns the container.
+  const doc = container.ownerDocument || document;
+  const hostWindow = doc.defaultView || window;
+  const iframe = doc.createElement("iframe");
+  iframe.setAttribute("sandbox", SANDBOX);
+  iframe.setAttribute("referrerpolicy", "no-referrer");
+  iframe.setAttribute("title", typeof title === "string" && title ? title : `Extension ${extensionId}`);
+  iframe.style.display = "block";
+  iframe.style.width = "100%";
+  iframe.style.border = "0";
+  iframe.style.height = `${MIN_HEIGHT}px`;
+  iframe.src = src;
+
+  let disposed = false;
+  let readySeen = false; // a "ready" came from the iframe's window
+  let bootstrapped = false; // bootstrap was posted to it
+  let session = null; // {token, expiresAtMs, receivedAtMs}
+  let refreshing = null; // Promise of the getToken call in flight
+  let retryDelayMs = RETRY_FIRST_MS;
+  let refreshTimer = 0;
+  let readyTimer = 0;
+
+  const reportError = (code, message, cause) => {
+    if (disposed || !onError) return;
+    const err = new Error(`alga: ${message}`, cause === undefined ? undefined : { cause });
+    err.code = code;
+    try {
+      onError(err);
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  };
+
+  const post = (type, payload) => {
+    const win = iframe.contentWindow;
+    if (disposed || !win) return;
+    // The sandboxed document's origin is opaque ("null"), so no target origin
+    // can name it; the message goes to this exact window object instead.
+    win.postMessage({ alga: true, version: PROTOCOL_VERSION, type, payload }, "*");
+  };
+
+  const wireSession = () => ({ token: session.token, expires_at: new Date(session.expiresAtMs).toISOString() });
+
+  const schedule = (delayMs) => {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => {
+      refreshTimer = 0;
+      refresh();
+    }, Math.min(MAX_TIMER_MS, Math.max(MIN_TIMER_MS, delayMs)));
+  };
+
+  // refresh calls getToken once (concurrent callers share the call), stores
+  // the session, posts it to the iframe if it is bootstrapped, and schedules
+  // the next refresh. It never rejects.
+  const refresh = () => {
+    if (refreshing) return refreshing;
+    clearTimeout(refreshTimer);
+    refreshTimer = 0;
+    refreshing = (async () => {
+      let raw;
+      try {
+        raw = await getToken();
+      } catch (e) {
+        return fail("token_failed", `getToken failed: ${e && e.message ? e.message : e}`, e);
+      }
+      if (disposed) return;
+      const s = parseSession(raw, Date.now());
+      if (typeof s === "string") return fail("invalid_session", `getToken returned ${s}`);
+      session = s;
+      retryDelayMs = RETRY_FIRST_MS;
+      const lifetime = s.expiresAtMs - s.receivedAtMs;
+      schedule(s.expiresAtMs - Math.min(REFRESH_LEAD_MS, lifetime / 2) - Date.now());
+      if (bootstrapped) post("session", wireSession());
+      else if (readySeen) postBootstrap();
+    })().finally(() => {
+      refreshing = null;
+    });
+    return refreshing;
+  };
+
+  const fail = (code, message, cause) => {
+    if (disposed) return;
+    reportError(code, message, cause);
+    schedule(retryDelayMs);
+    retryDelayMs = Math.min(RETRY_MAX_MS, retryDelayMs * 2);
+  };
+
+  // postBootstrap sends the bootstrap message with the current session; the
+  // caller has checked that a "ready" arrived from the iframe's window.
+  const postBootstrap = () => {
+    if (disposed || !session) return;
+    bootstrapped = true;
+    post("bootstrap", {
+      session: wireSession(),
+      theme_tokens: { ...theme },
+      navigation: { path: "/" + cleanPath },
+      gateway_base: base,
+      extension_id: extensionId,
+    });
+  };
+
+  const onMessage = (event) => {
+    if (disposed) return;
+    const win = iframe.contentWindow;
+    // Only the iframe's own window may talk to this bridge. Its origin is
+    // opaque because of the sandbox; anything else means it is not our frame.
+    if (!win || event.source !== win || event.origin !== "null") return;
+    const msg = parseEnvelope(event.data);
+    if (!msg || !IFRAME_TO_HOST_TYPES.has(msg.type)) return;
+    switch (msg.type) {
+      case "ready":
+        // Also after a reload of the iframe's document: it gets a fresh
+        // bootstrap, never a bare session message.
+        readySeen = true;
+        bootstrapped = false;
+        clearTimeout(readyTimer);
+        readyTimer = 0;
+        // A valid session goes out now; otherwise the refresh in flight (or
+        // the one started here) bootstraps the iframe when it succeeds.
+        if (session && session.expiresAtMs > Date.now()) postBootstrap();
+        else refresh();
+        return;
+      case "resize": {
+        const h = msg.payload && msg.payload.height;
+        if (typeof h !== "number" || !Number.isFinite(h)) return;
+        const clamped = Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, Math.ceil(h)));
+        iframe.style.height = `${clamped}px`;
+        return;
+      }
+      case "navigate": {
+        const p = msg.payload && msg.payload.path;
+        if (!onNavigate || checkNavigationPath(p) !== "") return;
+        try {
+          onNavigate(p);
+        } catch (e) {
+          queueMicrotask(() => {
+            throw e;
+          });
+        }
+        return;
+      }
+      case "session_expiring": {
+        if (!readySeen || refreshing) return;
+        // Honoured only when the host's own refresh is due (it failed or its
+        // timer was throttled): a fresh token is not refreshed again, so a
+        // misbehaving iframe cannot make the host call getToken in a loop.
+        if (session) {
+          const lifetime = session.expiresAtMs - session.receivedAtMs;
+          if (session.expiresAtMs - Date.now() > Math.min(REFRESH_LEAD_MS, lifetime / 2)) return;
+        }
+        refresh();
+        return;
+      }
+    }
+  };
+
+  hostWindow.addEventListener("message", onMessage);
+  if (readyTimeoutMs > 0) {
+    readyTimer = setTimeout(() => {
+      readyTimer = 0;
+      if (!readySeen) reportError("ready_timeout", `extension ${extensionId} sent no ready within ${readyTimeoutMs} ms`);
+    }, readyTimeoutMs);
+  }
+  // Fetch the first token while the iframe loads.
+  refresh();
+  container.appendChild(iframe);
+
+  return {
+    iframe,
+    setThemeTokens(tokens) {
+      if (disposed) return false;
+      const next = normalizeTheme(tokens);
+      if (sameTheme(theme, next)) return false;
+      theme = next;
+      if (bootstrapped) post("theme_tokens", { theme_tokens: { ...theme } });
+      return true;
+    },
+    unmount() {
+      if (disposed) return;
+      disposed = true;
+      hostWindow.removeEventListener("message", onMessage);
+      clearTimeout(refreshTimer);
+      clearTimeout(readyTimer);
+      refreshTimer = 0;
+      readyTimer = 0;
+      iframe.remove();
+    },
+  };
+}
+
+// parseEnvelope returns the message if data is a valid protocol envelope, else
+// null.
+function parseEnvelope(data) {
+  if (data === null || typeof data !== "object" || Array.isArray(data)) return null;
+  if (data.alga !== true || data.version !== PROTOCOL_VERSION) return null;
+  if (typeof data.type !== "string" || data.type === "") return null;
+  if (
+    data.request_id !== undefined &&
+    (typeof data.request_id !== "string" || data.request_id.length > MAX_REQUEST_ID_LENGTH)
+  ) {
+    return null;
+  }
+  const payload = data.payload === undefined ? {} : data.payload;
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return null;
+  return { type: data.type, request_id: data.request_id, payload };
+}
+
+// parseSession validates a getToken result and returns
+// {token, expiresAtMs, receivedAtMs}, or a string that says what is wrong.
+function parseSession(raw, nowMs) {
+  if (raw === null || typeof raw !== "object") return "no {token, expires_at} object";
+  const { token, expires_at: exp } = raw;
+  if (typeof token !== "string" || token === "" || token.length > MAX_TOKEN_LENGTH || CONTROL_RE.test(token)) {
+    return "an invalid token";
+  }
+  const expiresAtMs = parseExpiry(exp);
+  if (expiresAtMs === null) return "an invalid expires_at (want an ISO 8601 string, a Date or epoch seconds)";
+  if (expiresAtMs <= nowMs) return "an expired session";
+  return { token, expiresAtMs, receivedAtMs: nowMs };
+}
+
+// parseExpiry converts an ISO 8601 string, a Date or epoch seconds to epoch
+// milliseconds, or returns null.
+function parseExpiry(exp) {
+  let ms = NaN;
+  if (typeof exp === "number") ms = exp * 1000;
+  else if (exp instanceof Date) ms = exp.getTime();
+  else if (typeof exp === "string" && exp !== "") ms = Date.parse(exp);
+  return Number.isFinite(ms) ? ms : null;
+}
+
+function normalizeBase(base) {
+  if (typeof base !== "string" || base === "") {
+    throw new TypeError("alga: gateway base must be an absolute http(s) URL");
+  }
+  let u;
+  try {
+    u = new URL(base);
+  } catch {
+    throw new TypeError(`alga: gateway base ${JSON.stringify(base)} is not an absolute URL`);
+  }
+  if ((u.protocol !== "https:" && u.protocol !== "http:") || u.search || u.hash || u.username || u.password) {
+    throw new TypeError(`alga: gateway base ${JSON.stringify(base)} must be an http(s) URL without query or credentials`);
+  }
+  return (u.origin + u.pathname).replace(/\/+$/, "");
+}
+
+// cleanUiPath validates a UI path (relative to ui/) and returns it without its
+// leading "/"; it throws a TypeError for unsafe paths.
+function cleanUiPath(path) {
+  if (typeof path !== "string") throw new TypeError("alga: UI path must be a string");
+  if (path.length > MAX_PATH_LENGTH) throw new TypeError("alga: UI path is too long");
+  const bad = (why) => new TypeError(`alga: UI path ${JSON.stringify(path)} ${why}`);
+  if (path.startsWith("//")) throw bad("must not start with //");
+  if (SCHEME_RE.test(path)) throw bad("must not have a scheme");
+  if (path.includes("\\")) throw bad("must not contain a backslash");
+  if (CONTROL_RE.test(path)) throw bad("must not contain control characters");
+  const p = path.startsWith("/") ? path.slice(1) : path;
+  const cut = p.search(/[?#]/);
+  const pathPart = cut < 0 ? p : p.slice(0, cut);
+  if (pathPart === "") return p;
+  let decoded;
+  try {
+    decoded = decodeURIComponent(pathPart);
+  } catch {
+    throw bad("has invalid percent-encoding");
+  }
+  if (decoded.includes("\\") || CONTROL_RE.test(decoded)) throw bad("must not contain an encoded backslash or control character");
+  for (const seg of decoded.split("/")) {
+    if (seg === "") throw bad("must not contain empty segments");
+    if (seg.startsWith(".")) throw bad("must not contain ., .. or hidden segments");
+  }
+  return p;
+}
+
+// checkNavigationPath returns "" when p is an acceptable navigate path ("/…",
+// not "//", no scheme, backslash or control characters), else the reason.
+function checkNavigationPath(p) {
+  if (typeof p !== "string" || p.length > MAX_PATH_LENGTH) return "not a string of at most 2048 characters";
+  if (!p.startsWith("/") || p.startsWith("//")) return "must start with a single /";
+  if (p.includes("\\") || CONTROL_RE.test(p)) return "must not contain a backslash or control characters";
+  return "";
+}
+
+// normalizeTheme copies a flat theme map, keeping string and finite number
+// values as strings.
+function normalizeTheme(tokens) {
+  if (tokens === null || typeof tokens !== "object" || Array.isArray(tokens)) {
+    throw new TypeError("alga: theme tokens must be a plain object");
+  }
+  const out = {};
+  for (const [k, v] of Object.entries(tokens)) {
+    if (typeof v === "string") out[k] = v;
+    else if (typeof v === "number" && Number.isFinite(v)) out[k] = String(v);
+  }
+  return out;
+}
+
+function sameTheme(a, b) {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && a[k] === b[k]);
+}
