@@ -9,6 +9,9 @@ import (
 
 	// The standard Caddy modules, as in the official distribution.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	// The extedge gateway: http.handlers.extedge and admin.api.extedge.
+	_ "github.com/extedge/extedge/caddymodule"
 )
 
 func main() {

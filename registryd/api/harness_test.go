@@ -3,11 +3,11 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"fmt"
 	"crypto"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/bundle"
@@ -54,6 +56,7 @@ type envOptions struct {
 	kvQuota       store.KVQuota
 	allowUnsigned bool
 	now           func() time.Time
+	log           *zap.Logger
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -101,9 +104,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	feed := store.NewFeed(db, nil)
 	pipeline := publish.New(db, publish.Config{
 		Blobs: e.blobs, Trust: trust, AllowUnsigned: o.allowUnsigned,
-		Limits: bundle.Limits{MaxCompressed: o.maxBundle}, Now: o.now,
+		Limits: bundle.Limits{MaxCompressed: o.maxBundle}, Now: o.now, Log: o.log,
 	})
-	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: e.keys, KVQuota: o.kvQuota, Now: o.now})
+	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: e.keys, KVQuota: o.kvQuota, Now: o.now, Log: o.log})
 	bg, stop := context.WithCancel(context.Background())
 	go feed.Run(bg)
 	e.http = httptest.NewServer(e.srv.Handler())

@@ -21,9 +21,9 @@ type usageKey struct {
 }
 
 type usageSum struct {
-	invocations, errors  int64
+	invocations, errors   int64
 	cpuMS, memMBMS, durMS float64
-	egress               int64
+	egress                int64
 }
 
 // InsertExecutions stores execution records and adds them up per minute

@@ -319,7 +319,6 @@ func (db *DB) kvDelete(ctx context.Context, req registryapi.StorageRequest) (*re
 	return &registryapi.StorageResponse{Deleted: true}, nil
 }
 
-
 func (db *DB) kvList(ctx context.Context, req registryapi.StorageRequest) (*registryapi.StorageResponse, error) {
 	limit := req.Limit
 	if limit == 0 {

@@ -10,7 +10,7 @@ import (
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
-	"github.com/extedge/extedge/runnerd/internal/guests"
+	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
 // echoCap is a capability used only by these tests: "test.echo" replies

@@ -20,7 +20,7 @@ import (
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
-	"github.com/extedge/extedge/runnerd/internal/guests"
+	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
 const testToken = "runner-secret-token"

@@ -16,7 +16,7 @@ import (
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
-	"github.com/extedge/extedge/runnerd/internal/guests"
+	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
 // fakeResolver answers from a map so names can resolve to private

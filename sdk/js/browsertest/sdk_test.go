@@ -157,12 +157,12 @@ func TestSDKInBrowser(t *testing.T) {
 
 	// The session mounts start first: their refreshes take a few seconds of
 	// wall time, which the other subtests overlap.
-	// sessTimer: 6 s tokens; the host refreshes 3 s before expiry on its own.
+	// sessTimer: 8 s tokens; the host refreshes 4 s before expiry on its own.
 	// sessFallback: same, but the host's own refresh fails, so the iframe's
-	// session_expiring (1.5 s before expiry) must trigger the next one.
+	// session_expiring (2 s before expiry) must trigger the next one.
 	var sessTimer, sessFallback int
-	p.call(t, &sessTimer, "mount", map[string]any{"ttls": []int{6, 3600}})
-	p.call(t, &sessFallback, "mount", map[string]any{"ttls": []int{6, 3600}, "failOn": []int{2}})
+	p.call(t, &sessTimer, "mount", map[string]any{"ttls": []int{8, 3600}})
+	p.call(t, &sessFallback, "mount", map[string]any{"ttls": []int{8, 3600}, "failOn": []int{2}})
 	sessStarted := time.Now()
 
 	theme := map[string]any{"primaryColor": "#112233", "Brand_Color": "red", "spacing": 4}
@@ -542,7 +542,7 @@ func TestSDKInBrowser(t *testing.T) {
 			t.Errorf("timer refresh: frame sent %v, errors %v, getToken calls %d; want no session_expiring, no errors, 2 calls",
 				st.FromFrameTypes, st.Errors, st.TokenCalls)
 		}
-		t.Logf("refreshed %v after mount (6 s token, refresh due 3 s before expiry)", took.Round(time.Millisecond))
+		t.Logf("refreshed %v after mount (8 s token, refresh due 4 s before expiry)", took.Round(time.Millisecond))
 	})
 
 	t.Run("session_expiring from the iframe refreshes when the host's refresh failed", func(t *testing.T) {

@@ -7,11 +7,13 @@ package guests
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
@@ -158,4 +160,35 @@ func HostCallWith(t testing.TB, vars map[string]string) []byte {
 		full[k] = v
 	}
 	return MustWasm(t, "hostcall.wat", full)
+}
+
+var (
+	goBuildMu sync.Mutex
+	goBuilt   = map[string][]byte{}
+)
+
+// GoGuest builds runnerd/testdata/<name> (a package using sdk/guest) as a
+// wasip1 reactor, the way extension authors build handlers, once per test
+// binary.
+func GoGuest(t testing.TB, name string) []byte {
+	t.Helper()
+	goBuildMu.Lock()
+	defer goBuildMu.Unlock()
+	if b, ok := goBuilt[name]; ok {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), name+".wasm")
+	root := filepath.Join(Dir(), "..", "..")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./runnerd/testdata/"+name)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s for wasip1: %v\n%s", name, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goBuilt[name] = b
+	return b
 }

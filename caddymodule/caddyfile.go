@@ -1,0 +1,391 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("extedge", parseCaddyfile)
+	// Before reverse_proxy, so `extedge` and `reverse_proxy psa-app:3000`
+	// in one site block serve extension routes here and the rest upstream.
+	httpcaddyfile.RegisterDirectiveOrder("extedge", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	eh := new(Handler)
+	if err := eh.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return eh, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	extedge [<matcher>] {
+//	    registry <url> {
+//	        token_file <file>
+//	        cache_ttl  <duration>
+//	        max_stale  <duration>
+//	    }
+//	    runners <address...> {
+//	        token_file      <file>
+//	        health_interval <duration>
+//	        fail_duration   <duration>
+//	    }
+//	    auth jwt {
+//	        key_file | secret_file | jwks_url <value>
+//	        issuer       <iss>
+//	        audience     <aud>
+//	        tenant_claim <claim>
+//	        cookie       <name>
+//	        require_permissions
+//	    }
+//	    auth trusted_header [<header>]
+//	    bundle_store      <url>
+//	    trust_bundle      <file>
+//	    ui_cache          <dir> [<size>]
+//	    timeout           <duration>
+//	    max_request_body  <size>
+//	    max_response_body <size>
+//	    rate_limit {
+//	        per_tenant    <N>r/s|r/m|r/h [burst <M>]
+//	        per_extension <N>r/s|r/m|r/h [burst <M>]
+//	        redis         <url>
+//	        max_keys      <n>
+//	    }
+//	    cors_origins    <origin...>
+//	    frame_ancestors <origin...>
+//	    content_security_policy <policy>
+//	    gateway_origin  <origin>
+//	}
+//
+// Settings inside a block are keyword-driven, so several may share a line
+// (`per_tenant 200r/s burst 400 per_extension 50r/s burst 100`). Sizes
+// take units (`10MiB`, `2GiB`). Unknown subdirectives are errors.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "registry":
+			if err := h.parseRegistry(d); err != nil {
+				return err
+			}
+		case "runners":
+			if err := h.parseRunners(d); err != nil {
+				return err
+			}
+		case "auth":
+			if err := h.parseAuth(d); err != nil {
+				return err
+			}
+		case "bundle_store":
+			if err := oneArg(d, &h.BundleStore); err != nil {
+				return err
+			}
+		case "trust_bundle":
+			if err := oneArg(d, &h.TrustBundle); err != nil {
+				return err
+			}
+		case "ui_cache":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			h.UICache = &UICacheConfig{Dir: args[0]}
+			if len(args) == 2 {
+				n, err := parseSize(d, args[1])
+				if err != nil {
+					return err
+				}
+				h.UICache.MaxSize = n
+			}
+		case "timeout":
+			if err := durationArg(d, &h.Timeout); err != nil {
+				return err
+			}
+		case "max_request_body":
+			if err := sizeArg(d, &h.MaxRequestBody); err != nil {
+				return err
+			}
+		case "max_response_body":
+			if err := sizeArg(d, &h.MaxResponseBody); err != nil {
+				return err
+			}
+		case "rate_limit":
+			if err := h.parseRateLimit(d); err != nil {
+				return err
+			}
+		case "cors_origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.CORSOrigins = append(h.CORSOrigins, args...)
+		case "frame_ancestors":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.FrameAncestors = append(h.FrameAncestors, args...)
+		case "content_security_policy":
+			if err := oneArg(d, &h.ContentSecurityPolicy); err != nil {
+				return err
+			}
+		case "gateway_origin":
+			if err := oneArg(d, &h.GatewayOrigin); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized extedge subdirective '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+func (h *Handler) parseRegistry(d *caddyfile.Dispenser) error {
+	h.Registry = new(RegistryConfig)
+	if err := oneArg(d, &h.Registry.URL); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "token_file":
+			err = oneArg(d, &h.Registry.TokenFile)
+		case "cache_ttl":
+			err = durationArg(d, &h.Registry.CacheTTL)
+		case "max_stale":
+			err = durationArg(d, &h.Registry.MaxStale)
+		default:
+			return d.Errf("unrecognized registry option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) parseRunners(d *caddyfile.Dispenser) error {
+	h.Runners = &RunnersConfig{Addresses: d.RemainingArgs()}
+	if len(h.Runners.Addresses) == 0 {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "token_file":
+			err = oneArg(d, &h.Runners.TokenFile)
+		case "health_interval":
+			err = durationArg(d, &h.Runners.HealthInterval)
+		case "fail_duration":
+			err = durationArg(d, &h.Runners.FailDuration)
+		default:
+			return d.Errf("unrecognized runners option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) parseAuth(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Auth = &AuthConfig{Mode: d.Val()}
+	switch h.Auth.Mode {
+	case "trusted_header":
+		if d.NextArg() {
+			h.Auth.Header = d.Val()
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		return nil
+	case "jwt":
+	default:
+		return d.Errf("unknown auth mode '%s' (want jwt or trusted_header)", h.Auth.Mode)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	a := h.Auth
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "key_file":
+			err = oneArg(d, &a.KeyFile)
+		case "secret_file":
+			err = oneArg(d, &a.SecretFile)
+		case "jwks_url":
+			err = oneArg(d, &a.JWKSURL)
+		case "issuer":
+			err = oneArg(d, &a.Issuer)
+		case "audience":
+			err = oneArg(d, &a.Audience)
+		case "tenant_claim":
+			err = oneArg(d, &a.TenantClaim)
+		case "cookie":
+			err = oneArg(d, &a.Cookie)
+		case "require_permissions":
+			a.RequirePermissions = true
+		default:
+			return d.Errf("unrecognized auth jwt option '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Handler) parseRateLimit(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	h.RateLimit = new(RateLimitConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "per_tenant", "per_extension":
+			which := d.Val()
+			spec, err := parseRateSpec(d)
+			if err != nil {
+				return err
+			}
+			if which == "per_tenant" {
+				h.RateLimit.PerTenant = spec
+			} else {
+				h.RateLimit.PerExtension = spec
+			}
+		case "redis":
+			if err := oneArg(d, &h.RateLimit.Redis); err != nil {
+				return err
+			}
+		case "max_keys":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return d.Errf("max_keys: want a positive integer, got '%s'", s)
+			}
+			h.RateLimit.MaxKeys = n
+		default:
+			return d.Errf("unrecognized rate_limit option '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// parseRateSpec reads `<N>r/s [burst <M>]` after the current token,
+// leaving any following keyword on the line for the block loop.
+func parseRateSpec(d *caddyfile.Dispenser) (*RateSpec, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	spec, err := parseRate(d.Val())
+	if err != nil {
+		return nil, d.Errf("%v", err)
+	}
+	if d.NextArg() {
+		if d.Val() != "burst" {
+			d.Prev()
+			return spec, nil
+		}
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		n, err := strconv.Atoi(d.Val())
+		if err != nil || n <= 0 {
+			return nil, d.Errf("burst: want a positive integer, got '%s'", d.Val())
+		}
+		spec.Burst = n
+	}
+	return spec, nil
+}
+
+// parseRate parses "200r/s", "50r/m", "10r/h".
+func parseRate(s string) (*RateSpec, error) {
+	num, unit, ok := strings.Cut(s, "r/")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n <= 0 {
+		return nil, errRate(s)
+	}
+	var per time.Duration
+	switch unit {
+	case "s":
+		per = time.Second
+	case "m":
+		per = time.Minute
+	case "h":
+		per = time.Hour
+	default:
+		return nil, errRate(s)
+	}
+	return &RateSpec{Requests: n, Per: caddy.Duration(per)}, nil
+}
+
+type errRate string
+
+func (e errRate) Error() string {
+	return "invalid rate '" + string(e) + "': want <N>r/s, <N>r/m or <N>r/h"
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return d.Errf("invalid duration '%s': %v", d.Val(), err)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	n, err := parseSize(d, d.Val())
+	if err != nil {
+		return err
+	}
+	*dst = n
+	return nil
+}
+
+func parseSize(d *caddyfile.Dispenser, s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<50 {
+		return 0, d.Errf("invalid size '%s': want e.g. 10MiB or 2GiB", s)
+	}
+	return int64(n), nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+)

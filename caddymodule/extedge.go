@@ -1,0 +1,410 @@
+// Package caddymodule is the extedge gateway, a Caddy HTTP handler module
+// (`http.handlers.extedge`, Caddyfile directive `extedge`). It serves
+// extension API calls under /api/ext/ by sending them to runnerd processes,
+// the iframe UI of installed bundles under /ext-ui/, the JS SDK under
+// /ext-sdk/v1/, and a per-tenant debug stream; other requests pass to the
+// next handler (typically reverse_proxy to the PSA app). See SPEC §8.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/extedge/extedge/caddymodule/auth"
+	"github.com/extedge/extedge/caddymodule/ratelimit"
+	"github.com/extedge/extedge/caddymodule/runnerpool"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the extedge gateway. Its routes are fixed by the spec:
+//
+//   - `/api/ext/{extension}/{path...}` — extension API calls (§8.2)
+//   - `/ext-ui/{extension}/{content_hash}/{path...}` — iframe UI assets (§8.3)
+//   - `/ext-sdk/v1/{iframe,host}.js` — the JS SDK (§8.4)
+//   - `/api/ext-debug/stream?extension={name}` — debug stream (§8.4)
+//
+// Any other request is passed to the next handler.
+//
+// Provision only reads the configuration: it dials nothing and reads no
+// file (token and key files are read on first use), so `caddy validate`
+// works on a machine without the services or the secrets. State that must
+// survive a config reload — rate-limit buckets, registry caches and their
+// change feed, runner health and connection pools, the UI cache index —
+// lives in package-level usage pools keyed by the configuration that
+// defines it, so a reload with the same settings picks up the same state
+// and drops nothing.
+type Handler struct {
+	// Registry is registryd's service API, used to resolve installs and
+	// check bundle status. Required.
+	Registry *RegistryConfig `json:"registry,omitempty"`
+
+	// Runners are the runnerd processes that execute handlers. Required.
+	Runners *RunnersConfig `json:"runners,omitempty"`
+
+	// Auth configures how callers are authenticated. Required.
+	Auth *AuthConfig `json:"auth,omitempty"`
+
+	// BundleStore is the blob store URL bundles are fetched from for UI
+	// assets: `file:///dir` or `s3://bucket?endpoint=…`. Required for /ext-ui.
+	BundleStore string `json:"bundle_store,omitempty"`
+
+	// TrustBundle is a PEM file of trusted publisher keys; UI assets are
+	// served only from bundles whose signature verifies against it.
+	// Required for /ext-ui.
+	TrustBundle string `json:"trust_bundle,omitempty"`
+
+	// UICache is where extracted UI trees are kept.
+	UICache *UICacheConfig `json:"ui_cache,omitempty"`
+
+	// Timeout bounds one extension call; the runner gets the smaller of
+	// this and the endpoint's timeout_ms, and the gateway gives up 500ms
+	// after it. Default: `5s`.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// MaxRequestBody is the largest request body accepted, in bytes.
+	// Default: 10 MiB.
+	MaxRequestBody int64 `json:"max_request_body,omitempty"`
+
+	// MaxResponseBody is the largest guest response body passed to the
+	// client, in bytes; larger ones become 502 response_too_large.
+	// Default: 10 MiB.
+	MaxResponseBody int64 `json:"max_response_body,omitempty"`
+
+	// RateLimit configures per-tenant and per-extension request limits.
+	// Default: no limits.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+
+	// CORSOrigins are the origins allowed to call /api/ext from a browser.
+	// The literal `null` allows sandboxed iframes (opaque origin).
+	// Credentials are never allowed. Default: none.
+	CORSOrigins []string `json:"cors_origins,omitempty"`
+
+	// FrameAncestors are the origins allowed to frame /ext-ui pages
+	// (CSP frame-ancestors). Default: `'self'`.
+	FrameAncestors []string `json:"frame_ancestors,omitempty"`
+
+	// ContentSecurityPolicy replaces the default CSP of /ext-ui HTML. The
+	// placeholders {frame_ancestors} and {gateway_origin} are substituted.
+	ContentSecurityPolicy string `json:"content_security_policy,omitempty"`
+
+	// GatewayOrigin is added to the CSP connect-src of /ext-ui HTML. Default:
+	// the scheme and host of the request.
+	GatewayOrigin string `json:"gateway_origin,omitempty"`
+
+	state  *sharedState
+	auth   auth.Authenticator
+	logger *zap.Logger
+	cors   map[string]bool
+	csp    string
+
+	uiSource *uiSourceLoader
+}
+
+// RegistryConfig points at registryd.
+type RegistryConfig struct {
+	// URL is registryd's base URL, e.g. `http://127.0.0.1:7070`.
+	URL string `json:"url,omitempty"`
+	// TokenFile holds the service token (whole file, whitespace trimmed).
+	TokenFile string `json:"token_file,omitempty"`
+	// CacheTTL is how long a resolved install is used before it is
+	// revalidated. The change feed invalidates sooner. Default: `30s`.
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
+	// MaxStale is how long cached installs keep serving while the
+	// registry is unreachable; after it, calls fail with 503
+	// registry_unavailable. Default: `5m`.
+	MaxStale caddy.Duration `json:"max_stale,omitempty"`
+}
+
+// RunnersConfig lists the runnerd processes.
+type RunnersConfig struct {
+	// Addresses: `unix//abs/path.sock`, `unix:///abs/path.sock`,
+	// `tcp://host:port` or `host:port`.
+	Addresses []string `json:"addresses,omitempty"`
+	// TokenFile holds the runner token (whole file, whitespace trimmed).
+	TokenFile string `json:"token_file,omitempty"`
+	// HealthInterval is the period of active /readyz probes. Default: `5s`.
+	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
+	// FailDuration is how long a runner that refused a connection stays
+	// out of rotation. Default: `5s`.
+	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
+}
+
+// AuthConfig selects and configures authentication.
+type AuthConfig struct {
+	// Mode is `jwt` or `trusted_header`.
+	Mode string `json:"mode,omitempty"`
+	// Header is the tenant header of trusted_header mode. Default:
+	// `X-Alga-Tenant`.
+	Header string `json:"header,omitempty"`
+	// KeyFile is a PEM public key (RS256, ES256 or EdDSA tokens).
+	KeyFile string `json:"key_file,omitempty"`
+	// SecretFile holds an HS256 secret.
+	SecretFile string `json:"secret_file,omitempty"`
+	// JWKSURL is fetched on first use and cached (refreshed every 5m and
+	// on unknown key ids).
+	JWKSURL string `json:"jwks_url,omitempty"`
+	// Issuer, when set, must equal the token's `iss`.
+	Issuer string `json:"issuer,omitempty"`
+	// Audience, when set, must be in the token's `aud`.
+	Audience string `json:"audience,omitempty"`
+	// TenantClaim names the tenant claim. Default: `tenant`.
+	TenantClaim string `json:"tenant_claim,omitempty"`
+	// Cookie is read for the token when there is no Authorization header.
+	Cookie string `json:"cookie,omitempty"`
+	// RequirePermissions makes GET/HEAD need `extension:read` and other
+	// methods `extension:write` in the `perms` claim.
+	RequirePermissions bool `json:"require_permissions,omitempty"`
+}
+
+// RateLimitConfig configures request limits.
+type RateLimitConfig struct {
+	// PerTenant limits all calls of one tenant.
+	PerTenant *RateSpec `json:"per_tenant,omitempty"`
+	// PerExtension limits the calls of one tenant to one extension.
+	PerExtension *RateSpec `json:"per_extension,omitempty"`
+	// Redis, when set (`redis://host:port/db`), keeps the limits in Redis
+	// so they hold across gateway pods; on Redis errors the gateway falls
+	// back to in-memory limits and logs it.
+	Redis string `json:"redis,omitempty"`
+	// MaxKeys bounds the in-memory limiter. Default: 100000.
+	MaxKeys int `json:"max_keys,omitempty"`
+}
+
+// RateSpec is Requests per Per with a burst.
+type RateSpec struct {
+	Requests int            `json:"requests,omitempty"`
+	Per      caddy.Duration `json:"per,omitempty"`
+	// Burst defaults to Requests.
+	Burst int `json:"burst,omitempty"`
+}
+
+func (r *RateSpec) rate() ratelimit.Rate {
+	if r == nil {
+		return ratelimit.Rate{}
+	}
+	b := r.Burst
+	if b == 0 {
+		b = r.Requests
+	}
+	return ratelimit.Rate{Events: r.Requests, Per: time.Duration(r.Per), Burst: b}
+}
+
+// UICacheConfig configures the UI asset cache.
+type UICacheConfig struct {
+	// Dir holds extracted UI trees. Default: `$XDG_CACHE_HOME/extedge/ui`
+	// under Caddy's data directory.
+	Dir string `json:"dir,omitempty"`
+	// MaxSize is the total size of extracted trees in bytes, evicted LRU.
+	// Default: 1 GiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+}
+
+// Defaults.
+const (
+	defaultTimeout     = 5 * time.Second
+	defaultMaxBody     = 10 << 20
+	defaultUICacheSize = 1 << 30
+	// deadlineGrace is how much longer than Timeout the gateway waits for
+	// a runner, so the runner's own timeout error arrives first.
+	deadlineGrace = 500 * time.Millisecond
+)
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.extedge",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults and attaches shared state. It has no side
+// effects beyond the usage pools: no dialing, no file reads.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Timeout == 0 {
+		h.Timeout = caddy.Duration(defaultTimeout)
+	}
+	if h.MaxRequestBody == 0 {
+		h.MaxRequestBody = defaultMaxBody
+	}
+	if h.MaxResponseBody == 0 {
+		h.MaxResponseBody = defaultMaxBody
+	}
+	if h.UICache == nil {
+		h.UICache = new(UICacheConfig)
+	}
+	if h.UICache.Dir == "" {
+		h.UICache.Dir = caddy.AppDataDir() + "/extedge/ui"
+	}
+	if h.UICache.MaxSize == 0 {
+		h.UICache.MaxSize = defaultUICacheSize
+	}
+	if len(h.FrameAncestors) == 0 {
+		h.FrameAncestors = []string{"'self'"}
+	}
+	h.cors = make(map[string]bool, len(h.CORSOrigins))
+	for _, o := range h.CORSOrigins {
+		h.cors[o] = true
+	}
+	h.csp = h.ContentSecurityPolicy
+	if h.csp == "" {
+		h.csp = defaultCSP
+	}
+	h.csp = strings.ReplaceAll(h.csp, "{frame_ancestors}", strings.Join(h.FrameAncestors, " "))
+
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	a, err := h.newAuthenticator()
+	if err != nil {
+		return err
+	}
+	h.auth = a
+	h.uiSource = new(uiSourceLoader)
+	st, err := acquireState(h)
+	if err != nil {
+		return err
+	}
+	h.state = st
+	registerMetrics(ctx.GetMetricsRegistry())
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.Registry == nil || h.Registry.URL == "" {
+		return errors.New("extedge: registry URL is required")
+	}
+	if !strings.HasPrefix(h.Registry.URL, "http://") && !strings.HasPrefix(h.Registry.URL, "https://") {
+		return fmt.Errorf("extedge: registry URL %q must be http:// or https://", h.Registry.URL)
+	}
+	if h.Runners == nil || len(h.Runners.Addresses) == 0 {
+		return errors.New("extedge: at least one runner is required")
+	}
+	for _, a := range h.Runners.Addresses {
+		if _, _, err := runnerpool.ParseAddress(a); err != nil {
+			return fmt.Errorf("extedge: %v", err)
+		}
+	}
+	if h.Auth == nil {
+		return errors.New("extedge: auth is required")
+	}
+	switch h.Auth.Mode {
+	case "jwt":
+		n := 0
+		for _, s := range []string{h.Auth.KeyFile, h.Auth.SecretFile, h.Auth.JWKSURL} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			return errors.New("extedge: auth jwt needs exactly one of key_file, secret_file, jwks_url")
+		}
+	case "trusted_header":
+		if h.Auth.RequirePermissions {
+			return errors.New("extedge: require_permissions needs auth jwt (trusted_header carries no permissions)")
+		}
+	default:
+		return fmt.Errorf("extedge: unknown auth mode %q (want jwt or trusted_header)", h.Auth.Mode)
+	}
+	if h.Timeout < 0 || h.MaxRequestBody < 0 || h.MaxResponseBody < 0 {
+		return errors.New("extedge: timeout and body limits must not be negative")
+	}
+	if rl := h.RateLimit; rl != nil {
+		for name, r := range map[string]*RateSpec{"per_tenant": rl.PerTenant, "per_extension": rl.PerExtension} {
+			if r != nil && (r.Requests <= 0 || r.Per <= 0 || r.Burst < 0) {
+				return fmt.Errorf("extedge: rate_limit %s needs a positive rate", name)
+			}
+		}
+		if rl.Redis != "" && !strings.HasPrefix(rl.Redis, "redis://") && !strings.HasPrefix(rl.Redis, "rediss://") {
+			return fmt.Errorf("extedge: rate_limit redis %q must be a redis:// URL", rl.Redis)
+		}
+	}
+	for _, o := range h.CORSOrigins {
+		if o != "null" && !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") {
+			return fmt.Errorf("extedge: cors origin %q must be an http(s) origin or null", o)
+		}
+		if o == "*" {
+			return errors.New("extedge: cors origin * is not allowed")
+		}
+	}
+	return nil
+}
+
+func (h *Handler) newAuthenticator() (auth.Authenticator, error) {
+	if h.Auth.Mode == "trusted_header" {
+		hdr := h.Auth.Header
+		if hdr == "" {
+			hdr = "X-Alga-Tenant"
+		}
+		return auth.TrustedHeader{Header: hdr}, nil
+	}
+	cfg := auth.JWTConfig{KeyFile: h.Auth.KeyFile, SecretFile: h.Auth.SecretFile,
+		Issuer: h.Auth.Issuer, Audience: h.Auth.Audience, TenantClaim: h.Auth.TenantClaim, Cookie: h.Auth.Cookie}
+	if h.Auth.JWKSURL != "" {
+		cfg.JWKS = acquireJWKS(h.Auth.JWKSURL)
+	}
+	return auth.NewJWT(cfg)
+}
+
+// Cleanup releases this config's references to shared state.
+func (h *Handler) Cleanup() error {
+	if h.state != nil {
+		h.state.release()
+	}
+	if h.Auth != nil && h.Auth.JWKSURL != "" {
+		releaseJWKS(h.Auth.JWKSURL)
+	}
+	return nil
+}
+
+// Route prefixes.
+const (
+	prefixAPI   = "/api/ext/"
+	prefixUI    = "/ext-ui/"
+	prefixSDK   = "/ext-sdk/v1/"
+	pathDebug   = "/api/ext-debug/stream"
+	routeAPI    = "api"
+	routeUI     = "ui"
+	routeSDK    = "sdk"
+	routeDebug  = "debug"
+	routeOther  = "other"
+)
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, prefixAPI):
+		h.serveAPI(w, r)
+		return nil
+	case strings.HasPrefix(p, prefixUI):
+		h.serveUI(w, r)
+		return nil
+	case strings.HasPrefix(p, prefixSDK):
+		h.serveSDK(w, r)
+		return nil
+	case p == pathDebug:
+		h.serveDebug(w, r)
+		return nil
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,229 @@
+package caddymodule
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/extedge/extedge/caddymodule/auth"
+	"github.com/extedge/extedge/caddymodule/ratelimit"
+	"github.com/extedge/extedge/caddymodule/registrycache"
+	"github.com/extedge/extedge/caddymodule/runnerpool"
+	"github.com/extedge/extedge/caddymodule/uicache"
+	"github.com/extedge/extedge/internal/registryapi"
+)
+
+// Usage pools hold the gateway state that must outlive a config reload.
+// During a reload the new config provisions (taking a reference) before
+// the old one is cleaned up (dropping its reference), so state keyed by
+// an unchanged configuration is carried over: rate-limit buckets keep
+// counting, the registry cache and its change-feed goroutine keep running,
+// runner health and keep-alive connections stay, and the UI cache index
+// is not rebuilt. When the last reference goes, the value's Destruct runs.
+var (
+	registries = caddy.NewUsagePool() // key: registry identity → *registrycache.Cache
+	runnerSets = caddy.NewUsagePool() // key: runners identity → *runnerpool.Pool
+	limiters   = caddy.NewUsagePool() // key: redis URL + size → *limiterState
+	quotaSets  = caddy.NewUsagePool() // key: "quotas" → *quotaState
+	uiCaches   = caddy.NewUsagePool() // key: cache dir → *uicache.Cache
+	jwksSets   = caddy.NewUsagePool() // key: JWKS URL → *auth.JWKS
+)
+
+// sharedState is one Handler's view of the pooled state.
+type sharedState struct {
+	registry *registrycache.Cache
+	runners  *runnerpool.Pool
+	limiter  *limiterState
+	quotas   *quotaState
+	ui       *uicache.Cache
+	keys     [5]string
+}
+
+// limiterState is the request limiter and, when Redis is configured, the
+// Redis client (also used by the debug stream).
+type limiterState struct {
+	memory *ratelimit.Memory
+	redis  *ratelimit.Redis // nil: in-memory only
+	client *redis.Client
+	mode   string // "memory" or "redis"
+}
+
+func (l *limiterState) limiter() ratelimit.Limiter {
+	if l.redis != nil {
+		return l.redis
+	}
+	return l.memory
+}
+
+// Destruct closes the Redis client.
+func (l *limiterState) Destruct() error {
+	if l.client != nil {
+		return l.client.Close()
+	}
+	return nil
+}
+
+// tokenFile reads a token file on first use and caches it; a failure is
+// retried at most once per second. The whole file is the token, trimmed.
+type tokenFile struct {
+	path string
+
+	mu    sync.Mutex
+	tok   string
+	err   error
+	tried time.Time
+}
+
+func (t *tokenFile) get() (string, error) {
+	if t.path == "" {
+		return "", nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tok != "" {
+		return t.tok, nil
+	}
+	if t.err != nil && time.Since(t.tried) < time.Second {
+		return "", t.err
+	}
+	t.tried = time.Now()
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		t.err = fmt.Errorf("reading token file: %v", err)
+		return "", t.err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		t.err = fmt.Errorf("token file %s is empty", t.path)
+		return "", t.err
+	}
+	t.tok, t.err = tok, nil
+	return tok, nil
+}
+
+func acquireState(h *Handler) (*sharedState, error) {
+	logger := h.logger
+	st := &sharedState{}
+	reg := h.Registry
+	st.keys[0] = fmt.Sprintf("%s|%s|%d|%d", reg.URL, reg.TokenFile, reg.CacheTTL, reg.MaxStale)
+	v, _, err := registries.LoadOrNew(st.keys[0], func() (caddy.Destructor, error) {
+		tf := &tokenFile{path: reg.TokenFile}
+		return registrycache.New(registrycache.Config{
+			Client: func() (*registryapi.Client, error) {
+				tok, err := tf.get()
+				if err != nil {
+					return nil, err
+				}
+				return registryapi.New(reg.URL, tok, nil), nil
+			},
+			TTL:      time.Duration(reg.CacheTTL),
+			MaxStale: time.Duration(reg.MaxStale),
+			Logger:   logger.Named("registry"),
+		}), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.registry = v.(*registrycache.Cache)
+
+	rc := h.Runners
+	st.keys[1] = fmt.Sprintf("%s|%s|%d|%d", strings.Join(rc.Addresses, ","), rc.TokenFile, rc.HealthInterval, rc.FailDuration)
+	v, _, err = runnerSets.LoadOrNew(st.keys[1], func() (caddy.Destructor, error) {
+		tf := &tokenFile{path: rc.TokenFile}
+		return runnerpool.New(runnerpool.Config{
+			Addresses:      rc.Addresses,
+			Token:          tf.get,
+			HealthInterval: time.Duration(rc.HealthInterval),
+			FailDuration:   time.Duration(rc.FailDuration),
+			Logger:         logger.Named("runners"),
+		})
+	})
+	if err != nil {
+		st.release()
+		return nil, err
+	}
+	st.runners = v.(*runnerpool.Pool)
+
+	var redisURL string
+	maxKeys := 0
+	if h.RateLimit != nil {
+		redisURL, maxKeys = h.RateLimit.Redis, h.RateLimit.MaxKeys
+	}
+	st.keys[2] = fmt.Sprintf("%s|%d", redisURL, maxKeys)
+	v, _, err = limiters.LoadOrNew(st.keys[2], func() (caddy.Destructor, error) {
+		ls := &limiterState{memory: ratelimit.NewMemory(maxKeys, nil), mode: "memory"}
+		if redisURL != "" {
+			opts, err := redis.ParseURL(redisURL)
+			if err != nil {
+				return nil, fmt.Errorf("rate_limit redis: %v", err)
+			}
+			ls.client = redis.NewClient(opts) // connects lazily
+			ls.redis = ratelimit.NewRedis(ls.client, ls.memory)
+			lg := logger.Named("ratelimit")
+			var lastLog time.Time
+			var mu sync.Mutex
+			ls.redis.OnFallback = func(err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if time.Since(lastLog) > 10*time.Second {
+					lastLog = time.Now()
+					lg.Warn("redis rate limiter failed, using in-memory limits", zap.Error(err))
+				}
+			}
+			ls.mode = "redis"
+		}
+		return ls, nil
+	})
+	if err != nil {
+		st.release()
+		return nil, err
+	}
+	st.limiter = v.(*limiterState)
+
+	st.keys[3] = "quotas"
+	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })
+	st.quotas = v.(*quotaState)
+
+	uc := h.UICache
+	st.keys[4] = uc.Dir
+	v, _, err = uiCaches.LoadOrNew(st.keys[4], func() (caddy.Destructor, error) {
+		return uicache.New(uicache.Config{Dir: uc.Dir, MaxBytes: uc.MaxSize, Logger: logger.Named("uicache")}), nil
+	})
+	if err != nil {
+		st.release()
+		return nil, err
+	}
+	st.ui = v.(*uicache.Cache)
+	// A reload may change the size bound of an existing cache.
+	st.ui.SetMaxBytes(uc.MaxSize)
+	return st, nil
+}
+
+// release drops this config's references.
+func (st *sharedState) release() {
+	pools := [...]*caddy.UsagePool{registries, runnerSets, limiters, quotaSets, uiCaches}
+	for i, p := range pools {
+		if st.keys[i] != "" {
+			_, _ = p.Delete(st.keys[i])
+		}
+	}
+}
+
+type jwksValue struct{ *auth.JWKS }
+
+func (jwksValue) Destruct() error { return nil }
+
+func acquireJWKS(url string) *auth.JWKS {
+	v, _, _ := jwksSets.LoadOrNew(url, func() (caddy.Destructor, error) {
+		return jwksValue{&auth.JWKS{URL: url}}, nil
+	})
+	return v.(jwksValue).JWKS
+}
+
+func releaseJWKS(url string) { _, _ = jwksSets.Delete(url) }

@@ -1,0 +1,324 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/extedge/extedge/caddymodule/uicache"
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/signing"
+)
+
+// defaultCSP is the Content-Security-Policy of /ext-ui HTML (§8.3).
+// {gateway_origin} is replaced per request.
+const defaultCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+	"img-src 'self' data:; font-src 'self'; connect-src 'self' {gateway_origin}; object-src 'none'; " +
+	"base-uri 'self'; form-action 'self'; frame-ancestors {frame_ancestors}"
+
+// mimeTypes is the fixed MIME table of /ext-ui; unknown extensions are
+// served as application/octet-stream (with nosniff, never rendered).
+var mimeTypes = map[string]string{
+	".html":  "text/html; charset=utf-8",
+	".htm":   "text/html; charset=utf-8",
+	".js":    "text/javascript; charset=utf-8",
+	".mjs":   "text/javascript; charset=utf-8",
+	".css":   "text/css; charset=utf-8",
+	".json":  "application/json; charset=utf-8",
+	".map":   "application/json; charset=utf-8",
+	".txt":   "text/plain; charset=utf-8",
+	".svg":   "image/svg+xml; charset=utf-8",
+	".xml":   "application/xml; charset=utf-8",
+	".png":   "image/png",
+	".jpg":   "image/jpeg",
+	".jpeg":  "image/jpeg",
+	".gif":   "image/gif",
+	".webp":  "image/webp",
+	".avif":  "image/avif",
+	".ico":   "image/x-icon",
+	".woff":  "font/woff",
+	".woff2": "font/woff2",
+	".ttf":   "font/ttf",
+	".otf":   "font/otf",
+	".wasm":  "application/wasm",
+	".webmanifest": "application/manifest+json; charset=utf-8",
+}
+
+// serveUI serves /ext-ui/{extension}/{content_hash}/{path...} (§8.3).
+func (h *Handler) serveUI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := h.serveUIFile(w, r)
+	observeRequest(routeUI, code, start)
+}
+
+func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
+	rid := ""
+	fail := func(ge *gatewayError) string {
+		if rid == "" {
+			rid = requestID(r)
+		}
+		writeError(w, rid, ge)
+		return ge.code
+	}
+	notFound := func() string { return fail(newError(codeNotFound, "not found")) }
+
+	ext, hash, rel, ok := parseUIPath(r.URL.EscapedPath()[len(prefixUI):])
+	if !ok {
+		return notFound()
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		ge := newError(codeMethodNotAllowed, "method not allowed")
+		ge.allow = "GET, HEAD"
+		return fail(ge)
+	}
+	st, err := h.state.registry.BundleStatus(r.Context(), hash, ext)
+	if err != nil {
+		return fail(newError(codeRegistryUnavailable, "the extension registry is unavailable"))
+	}
+	if !st.Usable() {
+		return notFound()
+	}
+	tree, err := h.state.ui.Get(r.Context(), hash, h.buildUITree)
+	if err != nil {
+		rid = requestID(r)
+		h.logger.Warn("preparing ui bundle", zap.String("request_id", rid), zap.String("content_hash", hash), zap.Error(err))
+		var ve *signing.VerifyError
+		if errors.As(err, &ve) || errors.Is(err, errIntegrity) {
+			return fail(&gatewayError{code: "integrity_failed", status: http.StatusBadGateway, message: "the bundle failed verification"})
+		}
+		return fail(&gatewayError{code: "bundle_unavailable", status: http.StatusServiceUnavailable, message: "the bundle is unavailable", retryAfter: time.Second})
+	}
+	if rel == "" {
+		rel = tree.Entry
+	}
+	f, ok := tree.Files[rel]
+	if !ok {
+		// SPA fallback: extension-less paths are client-side routes.
+		if path.Ext(rel) != "" || tree.Entry == "" {
+			return notFound()
+		}
+		rel = tree.Entry
+		if f, ok = tree.Files[rel]; !ok {
+			return notFound()
+		}
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		// The tree was damaged on disk: drop it so the next request rebuilds it.
+		h.state.ui.Invalidate(hash)
+		h.logger.Warn("ui cache file missing, rebuilding", zap.String("content_hash", hash), zap.Error(err))
+		return fail(&gatewayError{code: "bundle_unavailable", status: http.StatusServiceUnavailable, message: "the bundle is unavailable", retryAfter: time.Second})
+	}
+	defer fh.Close()
+	ctype := mimeTypes[strings.ToLower(path.Ext(rel))]
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{ctype}
+	hdr["X-Content-Type-Options"] = []string{"nosniff"}
+	hdr["Cache-Control"] = []string{"public, max-age=31536000, immutable"}
+	hdr["Etag"] = []string{f.ETag}
+	hdr["Referrer-Policy"] = []string{"no-referrer"}
+	if strings.HasPrefix(ctype, "text/html") {
+		hdr["Content-Security-Policy"] = []string{strings.ReplaceAll(h.csp, "{gateway_origin}", h.gatewayOrigin(r))}
+	}
+	http.ServeContent(w, r, "", time.Time{}, fh)
+	return "ok"
+}
+
+func (h *Handler) gatewayOrigin(r *http.Request) string {
+	if h.GatewayOrigin != "" {
+		return h.GatewayOrigin
+	}
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	host := r.Host
+	if host == "" || strings.ContainsAny(host, " ;,'\"") {
+		return ""
+	}
+	return scheme + "://" + host
+}
+
+// parseUIPath splits "{ext}/{hash}/{path...}" (escaped) and applies the
+// §8.3 path rules: a valid extension name, a content hash (":" may arrive
+// as %3A), and a clean relative path whose decoded segments are not empty,
+// ".", ".." or hidden and contain no "/", "\", NUL or control characters.
+// rel is "" for the entry.
+func parseUIPath(escaped string) (ext, hash, rel string, ok bool) {
+	ext, rest, ok := strings.Cut(escaped, "/")
+	if !ok || !manifest.ValidName(ext) {
+		return "", "", "", false
+	}
+	hashSeg, rawPath, _ := strings.Cut(rest, "/")
+	hash, err := bundle.ParseHash(hashSeg)
+	if err != nil {
+		return "", "", "", false
+	}
+	if rawPath == "" {
+		return ext, hash, "", true
+	}
+	segs := strings.Split(rawPath, "/")
+	for i, s := range segs {
+		d, err := url.PathUnescape(s)
+		if err != nil || !cleanSegment(d) {
+			return "", "", "", false
+		}
+		segs[i] = d
+	}
+	return ext, hash, strings.Join(segs, "/"), true
+}
+
+func cleanSegment(s string) bool {
+	if s == "" || s[0] == '.' || len(s) > 255 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f || c == '/' || c == '\\' || (c >= 0x80 && c < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
+// errIntegrity marks a bundle whose bytes do not match its content hash.
+var errIntegrity = errors.New("bundle integrity check failed")
+
+// uiSourceLoader holds the handler's lazily opened uiSource.
+type uiSourceLoader struct {
+	mu  sync.Mutex
+	src *uiSource
+}
+
+// uiSource is the blob store and trust bundle, opened on first use.
+type uiSource struct {
+	at    time.Time
+	store blobstore.Store
+	trust *signing.TrustBundle
+	err   error
+}
+
+// buildUITree fetches the bundle of hash, checks its hash and signature and
+// extracts ui/** under dest (uicache.Builder).
+func (h *Handler) buildUITree(ctx context.Context, hash, dest string) ([]bundle.Entry, string, error) {
+	src := h.uiSrc()
+	if src.err != nil {
+		return nil, "", src.err
+	}
+	tmp, err := os.CreateTemp(path.Dir(dest), ".download-*")
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	lim := bundle.DefaultLimits()
+	rc, err := src.store.Get(ctx, blobstore.BundleKey(hash))
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching bundle: %w", err)
+	}
+	n, err := io.Copy(tmp, io.LimitReader(rc, lim.MaxCompressed+1))
+	rc.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching bundle: %w", err)
+	}
+	if n > lim.MaxCompressed {
+		return nil, "", fmt.Errorf("%w: bundle larger than %d bytes", errIntegrity, lim.MaxCompressed)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, "", err
+	}
+	got, _, err := bundle.HashReader(tmp)
+	if err != nil {
+		return nil, "", err
+	}
+	if got != hash {
+		return nil, "", fmt.Errorf("%w: content hash is %s", errIntegrity, got)
+	}
+	sigRC, err := src.store.Get(ctx, blobstore.SignatureKey(hash))
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching signature: %w", err)
+	}
+	sigBytes, err := io.ReadAll(io.LimitReader(sigRC, 64<<10))
+	sigRC.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching signature: %w", err)
+	}
+	sig, err := signing.ParseSignature(sigBytes)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, "", err
+	}
+	mb, err := bundle.ReadEntry(tmp, "manifest.json", lim)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
+	}
+	var man struct {
+		Publisher string `json:"publisher"`
+		UI        *struct {
+			Entry string `json:"entry"`
+		} `json:"ui"`
+	}
+	if err := json.Unmarshal(mb, &man); err != nil {
+		return nil, "", fmt.Errorf("%w: manifest: %v", errIntegrity, err)
+	}
+	if err := src.trust.Verify(sig, got, man.Publisher, time.Now()); err != nil {
+		return nil, "", err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, "", err
+	}
+	entries, err := bundle.Extract(tmp, dest, lim, func(name string) bool { return strings.HasPrefix(name, "ui/") })
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
+	}
+	entry := ""
+	if man.UI != nil {
+		entry = man.UI.Entry
+	}
+	return entries, entry, nil
+}
+
+// uiSrc opens the blob store and loads the trust bundle on first use; a
+// failure is retried at most once per second (the file may appear, the
+// store come up).
+func (h *Handler) uiSrc() *uiSource {
+	l := h.uiSource
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.src != nil && (l.src.err == nil || time.Since(l.src.at) < time.Second) {
+		return l.src
+	}
+	src := &uiSource{at: time.Now()}
+	l.src = src
+	if h.BundleStore == "" || h.TrustBundle == "" {
+		src.err = errors.New("bundle_store and trust_bundle are required to serve /ext-ui")
+		return src
+	}
+	if src.store, src.err = blobstore.Open(h.BundleStore); src.err != nil {
+		return src
+	}
+	src.trust, src.err = signing.LoadTrustBundle(h.TrustBundle)
+	return src
+}
+
+var _ uicache.Builder = (&Handler{}).buildUITree

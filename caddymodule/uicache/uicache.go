@@ -1,0 +1,282 @@
+// Package uicache keeps the extracted `ui/**` trees of verified bundles on
+// disk for the gateway's /ext-ui route (SPEC §8.3). A tree is built once
+// per content hash (single flight), by a Builder that fetches, verifies
+// and extracts into a fresh directory; the cache records every file's
+// size and SHA-256 (the strong ETag) and evicts whole trees least recently
+// used first when their total size exceeds the bound. An index file next
+// to each tree lets a restarted gateway reuse it; a tree whose files do not
+// match its index, or whose files vanish, is rebuilt.
+package uicache
+
+import (
+	"container/list"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/extedge/extedge/internal/bundle"
+)
+
+// Config configures a Cache.
+type Config struct {
+	// Dir holds the trees; created on first build.
+	Dir string
+	// MaxBytes bounds the total size of all trees.
+	MaxBytes int64
+	// Logger may be nil.
+	Logger *zap.Logger
+}
+
+// Builder fetches and verifies the bundle of hash and extracts its UI
+// files under dest (which must not exist; bundle.Extract semantics). It
+// returns the extracted entries and the manifest's ui.entry.
+type Builder func(ctx context.Context, hash, dest string) (entries []bundle.Entry, uiEntry string, err error)
+
+// File is one servable file of a tree.
+type File struct {
+	// Path is the file's absolute path on disk.
+	Path string
+	Size int64
+	// ETag is the strong ETag `"sha256-<hex>"`.
+	ETag string
+}
+
+// Tree is the UI of one content hash. Files maps paths relative to ui/
+// (e.g. "index.html", "assets/app.js").
+type Tree struct {
+	Hash  string
+	Dir   string
+	Files map[string]*File
+	// Entry is ui.entry relative to ui/ ("" if the manifest has none).
+	Entry string
+	Bytes int64
+
+	elem *list.Element
+}
+
+// Cache is safe for concurrent use; it touches the disk only when asked
+// for a tree.
+type Cache struct {
+	dir    string
+	logger *zap.Logger
+	max    atomic.Int64
+
+	mu    sync.Mutex
+	trees map[string]*Tree
+	lru   *list.List // front = most recently used; values are *Tree
+	bytes int64
+
+	sf                   singleflight.Group
+	hits, misses, builds atomic.Int64
+	evictions, failures  atomic.Int64
+}
+
+// New returns a cache; it does no I/O.
+func New(cfg Config) *Cache {
+	c := &Cache{dir: cfg.Dir, logger: cfg.Logger, trees: make(map[string]*Tree), lru: list.New()}
+	if c.logger == nil {
+		c.logger = zap.NewNop()
+	}
+	c.max.Store(cfg.MaxBytes)
+	return c
+}
+
+// SetMaxBytes changes the size bound; it applies at the next insertion.
+func (c *Cache) SetMaxBytes(n int64) {
+	if n > 0 {
+		c.max.Store(n)
+	}
+}
+
+// Destruct implements caddy.Destructor; trees stay on disk for reuse.
+func (c *Cache) Destruct() error { return nil }
+
+// Stats are the cache's counters.
+type Stats struct {
+	Trees     int   `json:"trees"`
+	Bytes     int64 `json:"bytes"`
+	MaxBytes  int64 `json:"max_bytes"`
+	Hits      int64 `json:"hits"`
+	Misses    int64 `json:"misses"`
+	Builds    int64 `json:"builds"`
+	Evictions int64 `json:"evictions"`
+	Failures  int64 `json:"failures"`
+}
+
+// Stats reports sizes and counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	n, b := len(c.trees), c.bytes
+	c.mu.Unlock()
+	return Stats{Trees: n, Bytes: b, MaxBytes: c.max.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Builds: c.builds.Load(), Evictions: c.evictions.Load(), Failures: c.failures.Load()}
+}
+
+// Get returns the tree of hash, building it with build on a miss.
+func (c *Cache) Get(ctx context.Context, hash string, build Builder) (*Tree, error) {
+	if !bundle.ValidHash(hash) {
+		return nil, fmt.Errorf("invalid content hash")
+	}
+	c.mu.Lock()
+	if t, ok := c.trees[hash]; ok {
+		c.lru.MoveToFront(t.elem)
+		c.mu.Unlock()
+		c.hits.Add(1)
+		return t, nil
+	}
+	c.mu.Unlock()
+	c.misses.Add(1)
+	v, err, _ := c.sf.Do(hash, func() (any, error) {
+		c.mu.Lock()
+		t, ok := c.trees[hash]
+		c.mu.Unlock()
+		if ok {
+			return t, nil
+		}
+		// Detached from the caller: other waiters share this build.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		return c.load(bctx, hash, build)
+	})
+	if err != nil {
+		c.failures.Add(1)
+		return nil, err
+	}
+	return v.(*Tree), nil
+}
+
+// Invalidate drops hash from the cache and deletes its files, so the next
+// Get rebuilds it (used when a file of the tree turned out to be missing).
+func (c *Cache) Invalidate(hash string) {
+	c.mu.Lock()
+	t, ok := c.trees[hash]
+	if ok {
+		c.removeLocked(t)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.removeFiles(t.Hash)
+	}
+}
+
+func (c *Cache) treeDir(hash string) string {
+	return filepath.Join(c.dir, strings.TrimPrefix(hash, bundle.HashPrefix))
+}
+
+func (c *Cache) indexPath(hash string) string { return c.treeDir(hash) + ".index.json" }
+
+// index is the on-disk record of a tree.
+type index struct {
+	Hash    string         `json:"hash"`
+	Entry   string         `json:"entry"`
+	Entries []bundle.Entry `json:"entries"`
+}
+
+func (c *Cache) load(ctx context.Context, hash string, build Builder) (*Tree, error) {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("ui cache: %v", err)
+	}
+	if t, err := c.reuse(hash); err == nil {
+		c.insert(t)
+		return t, nil
+	}
+	c.removeFiles(hash)
+	dest := c.treeDir(hash)
+	c.builds.Add(1)
+	entries, entry, err := build(ctx, hash, dest)
+	if err != nil {
+		return nil, err
+	}
+	idx := index{Hash: hash, Entry: entry}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name, "ui/") {
+			idx.Entries = append(idx.Entries, e)
+		}
+	}
+	b, _ := json.Marshal(idx)
+	tmp := c.indexPath(hash) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+		_ = os.Rename(tmp, c.indexPath(hash))
+	}
+	t := newTree(hash, dest, idx)
+	c.insert(t)
+	return t, nil
+}
+
+// reuse loads a tree left by an earlier process, if its files match the
+// index.
+func (c *Cache) reuse(hash string) (*Tree, error) {
+	b, err := os.ReadFile(c.indexPath(hash))
+	if err != nil {
+		return nil, err
+	}
+	var idx index
+	if err := json.Unmarshal(b, &idx); err != nil || idx.Hash != hash {
+		return nil, errors.New("bad index")
+	}
+	dir := c.treeDir(hash)
+	for _, e := range idx.Entries {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(e.Name)))
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
+			return nil, errors.New("tree does not match its index")
+		}
+	}
+	return newTree(hash, dir, idx), nil
+}
+
+func newTree(hash, dir string, idx index) *Tree {
+	t := &Tree{Hash: hash, Dir: dir, Files: make(map[string]*File, len(idx.Entries)), Entry: strings.TrimPrefix(idx.Entry, "ui/")}
+	for _, e := range idx.Entries {
+		rel := strings.TrimPrefix(e.Name, "ui/")
+		t.Files[rel] = &File{Path: filepath.Join(dir, filepath.FromSlash(e.Name)), Size: e.Size, ETag: `"sha256-` + e.SHA256 + `"`}
+		t.Bytes += e.Size
+	}
+	return t
+}
+
+func (c *Cache) insert(t *Tree) {
+	var evicted []*Tree
+	c.mu.Lock()
+	if old, ok := c.trees[t.Hash]; ok {
+		c.removeLocked(old)
+	}
+	t.elem = c.lru.PushFront(t)
+	c.trees[t.Hash] = t
+	c.bytes += t.Bytes
+	max := c.max.Load()
+	for max > 0 && c.bytes > max && c.lru.Len() > 1 {
+		victim := c.lru.Back().Value.(*Tree)
+		c.removeLocked(victim)
+		evicted = append(evicted, victim)
+	}
+	c.mu.Unlock()
+	for _, v := range evicted {
+		c.evictions.Add(1)
+		c.removeFiles(v.Hash)
+	}
+}
+
+func (c *Cache) removeLocked(t *Tree) {
+	c.lru.Remove(t.elem)
+	delete(c.trees, t.Hash)
+	c.bytes -= t.Bytes
+}
+
+// removeFiles deletes a tree and its index. Open files being served keep
+// working (POSIX unlink semantics).
+func (c *Cache) removeFiles(hash string) {
+	_ = os.Remove(c.indexPath(hash))
+	if err := os.RemoveAll(c.treeDir(hash)); err != nil {
+		c.logger.Warn("removing ui tree", zap.String("content_hash", hash), zap.Error(err))
+	}
+}

@@ -1,0 +1,424 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/runnerd/engine"
+	"github.com/extedge/extedge/runnerd/hostapi"
+	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
+	"github.com/extedge/extedge/runnerd/runnertest/bundletest"
+	"github.com/extedge/extedge/runnerd/runnertest/guests"
+)
+
+const ext = "com.acme.test"
+
+func newEngine(t testing.TB) *engine.Engine {
+	t.Helper()
+	set, err := hostapi.NewSet(hostlog.Capability{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Config{StdioDir: t.TempDir()}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// countingStore counts and optionally slows Gets of a real local store, so
+// tests can see how often the blob store is hit.
+type countingStore struct {
+	blobstore.Store
+	gets  atomic.Int64
+	delay time.Duration
+}
+
+func (s *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.HasSuffix(key, "bundle.tar.zst") {
+		s.gets.Add(1)
+		time.Sleep(s.delay)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+type env struct {
+	store *countingStore
+	pub   *bundletest.Publisher
+	dir   string
+}
+
+func newEnv(t *testing.T) *env {
+	return &env{store: &countingStore{Store: bundletest.LocalStore(t)}, pub: bundletest.NewPublisher(t, "Acme Inc."), dir: t.TempDir()}
+}
+
+func (e *env) cache(t *testing.T, eng *engine.Engine, mutate func(*Config)) *Cache {
+	t.Helper()
+	cfg := Config{Dir: e.dir, Store: e.store, Trust: e.pub.Trust, Engine: eng}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func okFiles(t *testing.T) map[string][]byte {
+	return map[string][]byte{
+		"manifest.json":          bundletest.Manifest(ext, "Acme Inc.", "dist/handlers/ok"),
+		"dist/handlers/ok.wasm":  guests.MustWasm(t, "ok.wat", nil),
+		"ui/index.html":          []byte("<html></html>"),
+		"precompiled/native.bin": []byte("not native code"),
+	}
+}
+
+func runModule(t *testing.T, eng *engine.Engine, m *engine.Module, export string) *execapi.Response {
+	t.Helper()
+	inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+	res, err := eng.Run(context.Background(), m, export, []byte(`{}`), engine.Limits{}, inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Response
+}
+
+func codeOf(err error) string {
+	if ee, ok := err.(*execapi.Error); ok {
+		return ee.Code
+	}
+	if err == nil {
+		return ""
+	}
+	return "not an execapi error: " + err.Error()
+}
+
+func TestFetchVerifyCompileRun(t *testing.T) {
+	e := newEnv(t)
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	eng := newEngine(t)
+	c := e.cache(t, eng, nil)
+	m, export, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runModule(t, eng, m, export); r.Status != 201 {
+		t.Fatalf("response %+v", r)
+	}
+	if _, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+		t.Fatal(err)
+	}
+	got := c.Counters()
+	if got.Fetches != 1 || got.Verifications != 1 || got.Compiles != 1 || got.MemoryHits != 1 {
+		t.Fatalf("counters %+v", got)
+	}
+	dir := c.bundleDir(hash)
+	for _, p := range []string{"ui/index.html", "precompiled/native.bin"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s was extracted; only dist/ and the manifest belong in the runner cache", p)
+		}
+	}
+	t.Run("unknown handler module is a bad handler", func(t *testing.T) {
+		_, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/missing")
+		if codeOf(err) != execapi.CodeBadHandler {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("hash of another extension is refused", func(t *testing.T) {
+		_, _, err := c.Module(context.Background(), hash, "com.other.ext", "dist/handlers/ok")
+		if codeOf(err) != execapi.CodeIntegrityFailed {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestConcurrentColdRequestsShareOneFetchAndOneCompile(t *testing.T) {
+	e := newEnv(t)
+	e.store.delay = 100 * time.Millisecond // keep the first fetch in flight while the others arrive
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	c := e.cache(t, newEngine(t), nil)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+			errs <- err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := c.Counters()
+	if e.store.gets.Load() != 1 || got.Fetches != 1 || got.Compiles != 1 {
+		t.Fatalf("%d concurrent cold requests: %d blob gets, counters %+v; want one fetch and one compile", n, e.store.gets.Load(), got)
+	}
+}
+
+func TestCompiledModuleSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	first := e.cache(t, newEngine(t), nil)
+	if _, _, err := first.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh runner: new engine, new cache over the same directory.
+	eng := newEngine(t)
+	second := e.cache(t, eng, nil)
+	start := time.Now()
+	m, export, err := second.Module(context.Background(), hash, ext, "dist/handlers/ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cold start from disk cache: %v", time.Since(start))
+	got := second.Counters()
+	if got.Fetches != 0 || got.Compiles != 0 || got.DiskHits != 1 || got.BundleDiskHits != 1 {
+		t.Fatalf("restart counters %+v; want a disk hit and no fetch or compile", got)
+	}
+	if r := runModule(t, eng, m, export); r.Status != 201 {
+		t.Fatalf("deserialized module answered %+v", r)
+	}
+	t.Run("corrupt serialized module falls back to compiling", func(t *testing.T) {
+		cpath := second.compiledPath(hash, "dist/handlers/ok.wasm")
+		if err := os.WriteFile(cpath, []byte("garbage"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		third := e.cache(t, newEngine(t), nil)
+		if _, _, err := third.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+			t.Fatal(err)
+		}
+		if got := third.Counters(); got.Compiles != 1 || got.DiskHits != 0 {
+			t.Fatalf("counters %+v", got)
+		}
+	})
+}
+
+func TestIntegrityFailures(t *testing.T) {
+	e := newEnv(t)
+	files := okFiles(t)
+	archive, hash := bundletest.Pack(t, files)
+	good, _ := signing.Sign(e.pub.Key, hash)
+	other := bundletest.NewPublisher(t, "Acme Inc.")
+	otherSig, _ := signing.Sign(other.Key, hash)
+	mismatch := bundletest.NewPublisher(t, "Evil Corp")
+	mismatchSig, _ := signing.Sign(mismatch.Key, hash)
+
+	tamperedArchive := append([]byte(nil), archive...)
+	tamperedArchive[len(tamperedArchive)/2] ^= 0xff
+	tests := []struct {
+		name    string
+		archive []byte
+		sig     []byte
+		trust   *signing.TrustBundle
+		code    string
+	}{
+		{"tampered bundle fails the hash check", tamperedArchive, good.Marshal(), e.pub.Trust, execapi.CodeIntegrityFailed},
+		{"missing signature is refused", archive, nil, e.pub.Trust, execapi.CodeIntegrityFailed},
+		{"malformed signature is refused", archive, []byte(`{"v":1}`), e.pub.Trust, execapi.CodeIntegrityFailed},
+		{"untrusted key is refused", archive, otherSig.Marshal(), e.pub.Trust, execapi.CodeIntegrityFailed},
+		{"key bound to another publisher is refused", archive, mismatchSig.Marshal(), mismatch.Trust, execapi.CodeIntegrityFailed},
+		{"bundle missing from the store is unavailable", nil, good.Marshal(), e.pub.Trust, execapi.CodeBundleUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := bundletest.LocalStore(t)
+			bundletest.Put(t, store, hash, tt.archive, files["manifest.json"], tt.sig)
+			dir := t.TempDir()
+			c, err := New(Config{Dir: dir, Store: store, Trust: tt.trust, Engine: newEngine(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _, err = c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+			if codeOf(err) != tt.code {
+				t.Fatalf("err = %v, want %s", err, tt.code)
+			}
+			ents, _ := os.ReadDir(filepath.Join(dir, "bundles"))
+			staged, _ := os.ReadDir(filepath.Join(dir, "staging"))
+			if len(ents)+len(staged) != 0 {
+				t.Fatalf("failed verification left %d bundle and %d staging entries", len(ents), len(staged))
+			}
+		})
+	}
+}
+
+// statusRegistry implements GET /v1/bundles/{hash}/status of the
+// registryapi contract. registryd is written in parallel; the real
+// registryd is exercised in the end-to-end tests later.
+type statusRegistry struct {
+	mu      sync.Mutex
+	revoked map[string]bool
+	down    bool
+	calls   int
+}
+
+func (s *statusRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.down {
+		http.Error(w, "down", http.StatusBadGateway)
+		return
+	}
+	hash := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/bundles/"), "/status")
+	json.NewEncoder(w).Encode(registryapi.BundleStatus{ContentHash: hash, Extension: r.URL.Query().Get("extension"),
+		Published: true, Revoked: s.revoked[hash]})
+}
+
+func TestRevocation(t *testing.T) {
+	e := newEnv(t)
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	reg := &statusRegistry{revoked: map[string]bool{}}
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	now := time.Now()
+	var clock atomic.Int64
+	clock.Store(now.UnixNano())
+	c := e.cache(t, newEngine(t), func(cfg *Config) {
+		cfg.Registry = registryapi.New(srv.URL, "svc", nil)
+		cfg.StatusTTL = time.Minute
+		cfg.StaleFor = time.Minute
+		cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	get := func() error {
+		_, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+		return err
+	}
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(); err != nil || c.Counters().StatusChecks != 1 {
+		t.Fatalf("status not cached: %v, %d checks", err, c.Counters().StatusChecks)
+	}
+	t.Run("registry down within the staleness bound keeps serving", func(t *testing.T) {
+		reg.mu.Lock()
+		reg.down = true
+		reg.mu.Unlock()
+		clock.Add(int64(90 * time.Second))
+		if err := get(); err != nil {
+			t.Fatalf("stale status refused: %v", err)
+		}
+		clock.Add(int64(2 * time.Minute))
+		if err := get(); codeOf(err) != execapi.CodeBundleUnavailable {
+			t.Fatalf("past the staleness bound: %v, want bundle_unavailable", err)
+		}
+		reg.mu.Lock()
+		reg.down = false
+		reg.mu.Unlock()
+	})
+	t.Run("revocation event evicts and refuses", func(t *testing.T) {
+		reg.mu.Lock()
+		reg.revoked[hash] = true
+		reg.mu.Unlock()
+		c.HandleChange(registryapi.Change{Type: registryapi.ChangeRevoked, ContentHash: hash, Extension: ext})
+		if err := get(); codeOf(err) != execapi.CodeIntegrityFailed || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("revoked hash: %v", err)
+		}
+		if _, err := os.Stat(c.bundleDir(hash)); !os.IsNotExist(err) {
+			t.Fatal("revoked bundle still on disk")
+		}
+	})
+	t.Run("revoked status from the registry is refused", func(t *testing.T) {
+		c2 := e.cache(t, newEngine(t), func(cfg *Config) { cfg.Registry = registryapi.New(srv.URL, "svc", nil) })
+		if _, _, err := c2.Module(context.Background(), hash, ext, "dist/handlers/ok"); codeOf(err) != execapi.CodeIntegrityFailed {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestEntryModuleDispatch(t *testing.T) {
+	e := newEnv(t)
+	files := map[string][]byte{
+		"manifest.json":  []byte(`{"name":"` + ext + `","publisher":"Acme Inc.","version":"1.0.0","runtime":"wasm@1","entry":"dist/main.wasm#handler","api":{"endpoints":[{"method":"GET","path":"/a","handler":"dist/handlers/a"}]}}`),
+		"dist/main.wasm": guests.MustWasm(t, "ok.wat", nil),
+	}
+	hash := e.pub.Publish(t, e.store, files)
+	c := e.cache(t, newEngine(t), nil)
+	_, export, err := c.Module(context.Background(), hash, ext, "dist/handlers/a")
+	if err != nil || export != "handler" {
+		t.Fatalf("entry dispatch: %v %q", err, export)
+	}
+}
+
+func TestPrecompiledIgnoredUnlessTrusted(t *testing.T) {
+	e := newEnv(t)
+	files := map[string][]byte{
+		"manifest.json": []byte(`{"name":"` + ext + `","publisher":"Acme Inc.","version":"1.0.0","runtime":"wasm@1","entry":"dist/main.wasm",` +
+			`"precompiled":{"x86_64-linux-gnu":"precompiled/x86_64-linux-gnu/main.cwasm"},"api":{"endpoints":[{"method":"GET","path":"/a","handler":"dist/main"}]}}`),
+		"dist/main.wasm": guests.MustWasm(t, "ok.wat", nil),
+		"precompiled/x86_64-linux-gnu/main.cwasm": []byte("native code from outside"),
+	}
+	hash := e.pub.Publish(t, e.store, files)
+	c := e.cache(t, newEngine(t), nil)
+	if _, _, err := c.Module(context.Background(), hash, ext, "dist/main"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Counters(); got.Compiles != 1 {
+		t.Fatalf("counters %+v", got)
+	}
+	if _, err := os.Stat(filepath.Join(c.bundleDir(hash), "precompiled")); !os.IsNotExist(err) {
+		t.Fatal("precompiled/ extracted without --trust-precompiled")
+	}
+	// Trusted but unloadable: falls back to compiling.
+	e2 := &env{store: e.store, pub: e.pub, dir: t.TempDir()}
+	c2 := e2.cache(t, newEngine(t), func(cfg *Config) { cfg.TrustPrecompiled = true })
+	if _, _, err := c2.Module(context.Background(), hash, ext, "dist/main"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.Counters(); got.Compiles != 1 {
+		t.Fatalf("counters %+v", got)
+	}
+}
+
+func TestDiskLRUByBytes(t *testing.T) {
+	e := newEnv(t)
+	var hashes []string
+	for i := 0; i < 3; i++ {
+		f := okFiles(t)
+		f["dist/pad.bin"] = []byte(strings.Repeat(string(rune('a'+i)), 50_000))
+		hashes = append(hashes, e.pub.Publish(t, e.store, f))
+	}
+	c := e.cache(t, newEngine(t), func(cfg *Config) { cfg.MaxBytes = 120_000 })
+	for _, h := range hashes {
+		if _, _, err := c.Module(context.Background(), h, ext, "dist/handlers/ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.DiskBytes() > 120_000 {
+		t.Fatalf("disk cache holds %d bytes over its 120000 cap", c.DiskBytes())
+	}
+	if _, err := os.Stat(c.bundleDir(hashes[0])); !os.IsNotExist(err) {
+		t.Fatal("least recently used bundle not evicted")
+	}
+	if _, err := os.Stat(c.bundleDir(hashes[2])); err != nil {
+		t.Fatal("newest bundle evicted")
+	}
+	// The evicted bundle is fetched again on demand.
+	if _, _, err := c.Module(context.Background(), hashes[0], ext, "dist/handlers/ok"); err != nil {
+		t.Fatal(err)
+	}
+}

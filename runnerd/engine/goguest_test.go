@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/egress"
+	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/runnerd/hostapi"
+	"github.com/extedge/extedge/runnerd/hostapi/httpfetch"
+	"github.com/extedge/extedge/runnerd/hostapi/kv"
+	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
+	hostmetrics "github.com/extedge/extedge/runnerd/hostapi/metrics"
+	"github.com/extedge/extedge/runnerd/hostapi/secrets"
+	"github.com/extedge/extedge/runnerd/runnertest/guests"
+)
+
+func goRequest(path string) []byte {
+	b, _ := json.Marshal(execapi.GuestRequest{
+		Context:  execapi.Context{RequestID: "r1", TenantID: "tenant-go"},
+		HTTP:     execapi.HTTPRequest{Method: "GET", Path: path, Query: map[string]string{}, Headers: map[string]string{}},
+		Endpoint: execapi.Endpoint{Method: "GET", Path: path, Handler: "dist/main"},
+	})
+	return b
+}
+
+// TestGoGuest runs a real Go handler built with sdk/guest (a wasip1
+// reactor with _initialize) through the engine.
+func TestGoGuest(t *testing.T) {
+	// Go guests built with the SDK import every host function, so the
+	// engine links the full production set.
+	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(nil, nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(nil), secrets.New(nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{StdioDir: t.TempDir()}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	m := compile(t, e, guests.GoGuest(t, "goguest"))
+	run := func(path string, lim Limits, caps ...string) (*Result, *hostapi.Invocation, error) {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{Capabilities: caps}, hostapi.Budgets{})
+		res, err := e.Run(context.Background(), m, "handler", goRequest(path), lim, inv)
+		return res, inv, err
+	}
+	t.Run("handler answers and logs", func(t *testing.T) {
+		res, inv, err := run("/hello", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Response.Status != 200 || !strings.Contains(string(res.Response.Body), `"tenant":"tenant-go"`) {
+			t.Fatalf("response %d %s", res.Response.Status, res.Response.Body)
+		}
+		if len(inv.Logs) != 1 || inv.Logs[0].Message != "hello for tenant-go" {
+			t.Fatalf("logs %+v", inv.Logs)
+		}
+		t.Logf("instantiate+_initialize %v, guest %v", res.Stats.Instantiate, res.Stats.Guest)
+	})
+	t.Run("go runtime out of memory is a memory limit", func(t *testing.T) {
+		_, _, err := run("/oom", Limits{MemoryBytes: 32 << 20})
+		if codeOf(err) != execapi.CodeMemoryLimit {
+			t.Fatalf("err = %v, want memory_limit", err)
+		}
+	})
+	t.Run("busy loop is a timeout", func(t *testing.T) {
+		start := time.Now()
+		_, _, err := run("/loop", Limits{Timeout: 200 * time.Millisecond})
+		if codeOf(err) != execapi.CodeTimeout {
+			t.Fatalf("err = %v, want timeout", err)
+		}
+		if el := time.Since(start); el > 300*time.Millisecond+200*time.Millisecond {
+			t.Fatalf("Go loop stopped after %v", el)
+		}
+	})
+	t.Run("storage without the capability is denied and the guest answers", func(t *testing.T) {
+		res, _, err := run("/kv", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(res.Response.Body), hostapi.CodeCapabilityDenied) {
+			t.Fatalf("response %d %s", res.Response.Status, res.Response.Body)
+		}
+	})
+	t.Run("panic is answered by the sdk or trapped, never crashes the runner", func(t *testing.T) {
+		res, _, err := run("/panic", Limits{})
+		if err == nil && res.Response.Status < 500 {
+			t.Fatalf("panic answered %d", res.Response.Status)
+		}
+		if err != nil && codeOf(err) != execapi.CodeTrap && codeOf(err) != execapi.CodeHandlerError {
+			t.Fatalf("panic classified as %v", err)
+		}
+	})
+	t.Run("runtime stderr is captured into the log stream", func(t *testing.T) {
+		_, inv, err := run("/print", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, l := range inv.Logs {
+			if l.Stream == "stderr" && strings.Contains(l.Message, "to stderr from the go runtime") {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("stderr not captured: %+v", inv.Logs)
+		}
+	})
+}

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/egress"
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/secretbox"
+	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/runnerd/cache"
+	"github.com/extedge/extedge/runnerd/debugstream"
+	"github.com/extedge/extedge/runnerd/engine"
+	"github.com/extedge/extedge/runnerd/hostapi"
+	"github.com/extedge/extedge/runnerd/hostapi/httpfetch"
+	"github.com/extedge/extedge/runnerd/hostapi/kv"
+	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
+	hostmetrics "github.com/extedge/extedge/runnerd/hostapi/metrics"
+	"github.com/extedge/extedge/runnerd/hostapi/secrets"
+	"github.com/extedge/extedge/runnerd/records"
+	"github.com/extedge/extedge/runnerd/server"
+)
+
+// options are the serve flags. Every flag with an environment variable
+// takes its default from it; the flag wins.
+type options struct {
+	listen             []string
+	tokenFile          string
+	registry           string
+	registryTokenFile  string
+	bundleStore        string
+	cacheDir           string
+	cacheMaxBytes      int64
+	trustBundle        string
+	trustPrecompiled   bool
+	egressAllowlist    string
+	egressAllowPrivate string
+	secretsKeyFile     string
+	redis              string
+
+	timeout, maxTimeout, initTimeout time.Duration
+	memoryMB, maxMemoryMB            int
+	fuel                             bool
+	maxFuel                          uint64
+	maxRequestBytes                  int64
+	maxResponseBytes                 int64
+	maxFetchBytes                    int64
+	maxHostCalls                     int
+	maxLogBytes                      int64
+	maxConcurrency, maxPerTenant     int
+	queueWait, grace, epochTick      time.Duration
+	logLevel                         string
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+type sizeFlag struct{ v *int64 }
+
+func (s sizeFlag) String() string {
+	if s.v == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*s.v, 10)
+}
+func (s sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s.v = n
+	return nil
+}
+
+// parseSize accepts bytes or a KiB/MiB/GiB/KB/MB/GB suffix ("64MiB").
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want bytes or a KiB/MiB/GiB suffix", s)
+	}
+	return n * mult, nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envSize(name string, def int64) int64 {
+	if v := os.Getenv(name); v != "" {
+		if n, err := parseSize(v); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parseOptions(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("runnerd serve", flag.ContinueOnError)
+	var listen listFlag
+	fs.Var(&listen, "listen", "listen address, unix:///abs/path or tcp://host:port; repeatable (default unix:///run/extedge/runner-0.sock)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present [env EXTEDGE_RUNNER_TOKEN holds the token itself]")
+	fs.StringVar(&o.registry, "registry", env("REGISTRY_BASE_URL", ""), "registryd base URL for KV, bundle status, revocations and execution records [REGISTRY_BASE_URL]")
+	fs.StringVar(&o.registryTokenFile, "registry-token-file", "", "file holding the service token for registryd")
+	fs.StringVar(&o.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=…; empty uses the STORAGE_S3_* environment")
+	fs.StringVar(&o.cacheDir, "cache-dir", env("EXT_CACHE_ROOT", "/var/cache/extedge/runner"), "cache directory for verified bundles and compiled modules [EXT_CACHE_ROOT]")
+	o.cacheMaxBytes = envSize("EXT_CACHE_MAX_BYTES", 2<<30)
+	fs.Var(sizeFlag{&o.cacheMaxBytes}, "cache-max-bytes", "disk budget of extracted bundles, e.g. 2GiB [EXT_CACHE_MAX_BYTES]")
+	fs.StringVar(&o.trustBundle, "trust-bundle", env("SIGNING_TRUST_BUNDLE", ""), "PEM trust bundle of publisher keys; required [SIGNING_TRUST_BUNDLE]")
+	fs.BoolVar(&o.trustPrecompiled, "trust-precompiled", false, "load publisher-supplied precompiled modules (native code!) instead of compiling")
+	fs.StringVar(&o.egressAllowlist, "egress-allowlist", env("EXT_EGRESS_ALLOWLIST", ""), "comma-separated [http://]host[:port] entries http.fetch may reach [EXT_EGRESS_ALLOWLIST]")
+	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", env("EXT_EGRESS_ALLOW_PRIVATE", ""), "entries that may resolve to private/loopback addresses (on-prem) [EXT_EGRESS_ALLOW_PRIVATE]")
+	fs.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file that opens secret envelopes (secrets.get)")
+	fs.StringVar(&o.redis, "redis", env("RUNNER_DEBUG_REDIS_URL", ""), "Redis URL for the debug stream [RUNNER_DEBUG_REDIS_URL]")
+	fs.DurationVar(&o.timeout, "timeout", engine.DefaultTimeout, "default guest timeout")
+	fs.DurationVar(&o.maxTimeout, "max-timeout", 5*time.Minute, "largest timeout an envelope may ask for")
+	fs.DurationVar(&o.initTimeout, "init-timeout", engine.DefaultInitTimeout, "deadline for instantiation and _initialize")
+	fs.IntVar(&o.memoryMB, "memory-mb", 64, "default memory limit per instance, MiB")
+	fs.IntVar(&o.maxMemoryMB, "max-memory-mb", 256, "largest memory limit an envelope may ask for, MiB")
+	fs.BoolVar(&o.fuel, "fuel", false, "meter fuel (needed for limits.fuel; costs throughput)")
+	fs.Uint64Var(&o.maxFuel, "max-fuel", 0, "largest fuel budget an envelope may ask for (0 = unbounded)")
+	o.maxRequestBytes, o.maxResponseBytes, o.maxFetchBytes, o.maxLogBytes = 8<<20, 8<<20, 5<<20, 64<<10
+	fs.Var(sizeFlag{&o.maxRequestBytes}, "max-request-bytes", "largest guest request JSON")
+	fs.Var(sizeFlag{&o.maxResponseBytes}, "max-response-bytes", "largest guest response JSON")
+	fs.Var(sizeFlag{&o.maxFetchBytes}, "max-fetch-bytes", "largest http.fetch response body")
+	fs.IntVar(&o.maxHostCalls, "max-host-calls", hostapi.DefaultMaxHostCalls, "host calls per invocation")
+	fs.Var(sizeFlag{&o.maxLogBytes}, "max-log-bytes", "log bytes per invocation")
+	fs.IntVar(&o.maxConcurrency, "max-concurrency", 64, "calls in flight in this process")
+	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default half of --max-concurrency)")
+	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
+	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	o.listen = listen
+	if len(o.listen) == 0 {
+		o.listen = []string{"unix:///run/extedge/runner-0.sock"}
+	}
+	if o.trustBundle == "" {
+		return nil, errors.New("--trust-bundle (or SIGNING_TRUST_BUNDLE) is required: runnerd only runs signed bundles")
+	}
+	return o, nil
+}
+
+func readToken(path, envName string) (string, error) {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("reading token file: %v", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return strings.TrimSpace(os.Getenv(envName)), nil
+}
+
+func newLogger(level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	return cfg.Build()
+}
+
+func serve(args []string) error {
+	o, err := parseOptions(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := newLogger(o.logLevel)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	token, err := readToken(o.tokenFile, "EXTEDGE_RUNNER_TOKEN")
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		return errors.New("a runner token is required (--token-file or EXTEDGE_RUNNER_TOKEN)")
+	}
+	trust, err := signing.LoadTrustBundle(o.trustBundle)
+	if err != nil {
+		return fmt.Errorf("loading trust bundle: %v", err)
+	}
+	store, err := blobstore.Open(o.bundleStore)
+	if err != nil {
+		return fmt.Errorf("opening bundle store: %v", err)
+	}
+	allow, err := egress.ParseCSV(o.egressAllowlist)
+	if err != nil {
+		return fmt.Errorf("--egress-allowlist: %v", err)
+	}
+	allowPrivate, err := egress.ParseCSV(o.egressAllowPrivate)
+	if err != nil {
+		return fmt.Errorf("--egress-allow-private: %v", err)
+	}
+	var keys *secretbox.Keys
+	if o.secretsKeyFile != "" {
+		if keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
+			return err
+		}
+	}
+	var reg *registryapi.Client
+	if o.registry != "" {
+		regToken, err := readToken(o.registryTokenFile, "")
+		if err != nil {
+			return err
+		}
+		reg = registryapi.New(o.registry, regToken, nil)
+	}
+
+	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(allow, allowPrivate, nil), MaxResponseBytes: o.maxFetchBytes})
+	if err != nil {
+		return err
+	}
+	var kvStore kv.Store
+	if reg != nil {
+		kvStore = reg
+	}
+	hosts, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(kvStore), secrets.New(keys, nil))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(o.cacheDir, "stdio"), 0o750); err != nil {
+		return fmt.Errorf("creating cache directory: %v", err)
+	}
+	eng, err := engine.New(engine.Config{EpochTick: o.epochTick, Fuel: o.fuel, StdioDir: filepath.Join(o.cacheDir, "stdio")}, hosts)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+
+	ccfg := cache.Config{Dir: o.cacheDir, MaxBytes: o.cacheMaxBytes, Store: store, Trust: trust, Engine: eng,
+		TrustPrecompiled: o.trustPrecompiled, Logger: log.Named("cache")}
+	if reg != nil {
+		ccfg.Registry = reg
+	}
+	modules, err := cache.New(ccfg)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promReg.MustRegister(cacheCollector(modules))
+
+	scfg := server.Config{
+		Token: token, Engine: eng, Modules: modules,
+		DefaultLimits:   engine.Limits{Timeout: o.timeout, InitTimeout: o.initTimeout, MemoryBytes: int64(o.memoryMB) << 20, MaxResponseBytes: int(o.maxResponseBytes)},
+		MaxLimits:       engine.Limits{Timeout: o.maxTimeout, MemoryBytes: int64(o.maxMemoryMB) << 20, Fuel: o.maxFuel},
+		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
+		MaxRequestBytes: int(o.maxRequestBytes),
+		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, QueueWait: o.queueWait,
+		Ready: modules.Ready, Registerer: promReg, Gatherer: promReg, Logger: log.Named("server"),
+	}
+	if reg != nil {
+		batcher := records.New(reg, records.Config{Logger: log.Named("records")})
+		scfg.Records = batcher
+		go batcher.Run(bg)
+		promReg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_records_dropped_total",
+			Help: "Execution records dropped (full queue or failed posts)."}, func() float64 { return float64(batcher.Dropped() + batcher.Failed()) }))
+		go reg.FollowChanges(bg, modules.HandleChange, func(err error) {
+			log.Warn("change feed reconnecting", zap.Error(err))
+			modules.ExpireStatus()
+		})
+	}
+	if o.redis != "" {
+		ds, err := debugstream.New(o.redis, log.Named("debugstream"))
+		if err != nil {
+			return fmt.Errorf("--redis: %v", err)
+		}
+		scfg.Logs = ds
+		go ds.Run(bg)
+		promReg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_debug_lines_dropped_total",
+			Help: "Debug stream lines dropped."}, func() float64 { return float64(ds.Dropped()) }))
+	}
+	srv, err := server.New(scfg)
+	if err != nil {
+		return err
+	}
+	var listeners []net.Listener
+	for _, a := range o.listen {
+		l, err := server.Listen(a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		listeners = append(listeners, l)
+	}
+	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", store.String()),
+		zap.String("engine_fingerprint", eng.Fingerprint()), zap.Int("trusted_keys", trust.Len()),
+		zap.Bool("registry", reg != nil), zap.Bool("debug_stream", o.redis != ""))
+	err = server.Serve(ctx, srv, listeners, o.grace)
+	log.Info("runnerd stopped", zap.Error(err))
+	cancelBG()
+	return err
+}
+
+// cacheCollector exports the cache counters.
+func cacheCollector(c *cache.Cache) prometheus.Collector {
+	return collectorFunc(func(ch chan<- prometheus.Metric) {
+		n := c.Counters()
+		for _, m := range []struct {
+			layer, result string
+			v             int64
+		}{
+			{"memory", "hit", n.MemoryHits}, {"disk", "hit", n.DiskHits}, {"disk", "miss", n.Compiles},
+			{"bundle_disk", "hit", n.BundleDiskHits}, {"bundle_disk", "miss", n.Fetches},
+		} {
+			ch <- prometheus.MustNewConstMetric(cacheDesc, prometheus.CounterValue, float64(m.v), m.layer, m.result)
+		}
+		ch <- prometheus.MustNewConstMetric(cacheBytesDesc, prometheus.GaugeValue, float64(c.DiskBytes()))
+	})
+}
+
+var (
+	cacheDesc      = prometheus.NewDesc("extedge_runner_cache_lookups_total", "Module and bundle cache lookups by layer and result.", []string{"layer", "result"}, nil)
+	cacheBytesDesc = prometheus.NewDesc("extedge_runner_cache_disk_bytes", "Bytes of extracted bundles on disk.", nil, nil)
+)
+
+type collectorFunc func(chan<- prometheus.Metric)
+
+func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- cacheDesc; ch <- cacheBytesDesc }
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }

@@ -1,0 +1,48 @@
+// Command goguest is a Go handler built with sdk/guest for the runner's
+// tests and benchmarks (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared). Each
+// route provokes one runner behaviour with a real Go runtime inside.
+package main
+
+import (
+	"github.com/extedge/extedge/sdk/guest"
+)
+
+var sink [][]byte
+
+func init() {
+	guest.Route("GET", "/hello", func(r *guest.Request) guest.Response {
+		guest.Log.Infof("hello for %s", r.Context.TenantID)
+		return guest.JSON(200, map[string]string{"path": r.HTTP.Path, "tenant": r.Context.TenantID})
+	})
+	guest.Route("GET", "/oom", func(r *guest.Request) guest.Response {
+		for {
+			sink = append(sink, make([]byte, 1<<20))
+		}
+	})
+	guest.Route("GET", "/loop", func(r *guest.Request) guest.Response {
+		n := 0
+		for {
+			n++
+		}
+	})
+	guest.Route("GET", "/kv", func(r *guest.Request) guest.Response {
+		if _, err := guest.KV.Put("ns", "k", map[string]int{"v": 1}); err != nil {
+			return guest.ErrorFrom(err)
+		}
+		return guest.Text(200, "stored")
+	})
+	guest.Route("GET", "/fetch", func(r *guest.Request) guest.Response {
+		resp, err := guest.Fetch(guest.FetchRequest{URL: r.Query("url")})
+		if err != nil {
+			return guest.ErrorFrom(err)
+		}
+		return guest.JSON(200, map[string]any{"upstream_status": resp.Status, "body": string(resp.Body)})
+	})
+	guest.Route("GET", "/panic", func(*guest.Request) guest.Response { panic("boom") })
+	guest.Route("GET", "/print", func(*guest.Request) guest.Response {
+		println("to stderr from the go runtime")
+		return guest.Text(200, "printed")
+	})
+}
+
+func main() {}
