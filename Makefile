@@ -29,7 +29,7 @@ test: deps lint
 	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
 
 demo: deps build
-	./deploy/demo/run.sh
+	$(GO) run ./deploy/demo
 
 clean:
 	rm -rf $(BIN)

@@ -53,7 +53,10 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rc := http.NewResponseController(w)
+	// A stream lives for hours: lift the server's read and write timeouts
+	// (an expiring read deadline would cancel the request context).
 	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

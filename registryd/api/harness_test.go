@@ -57,6 +57,7 @@ type envOptions struct {
 	allowUnsigned bool
 	now           func() time.Time
 	log           *zap.Logger
+	noSecretsKey  bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -106,7 +107,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Blobs: e.blobs, Trust: trust, AllowUnsigned: o.allowUnsigned,
 		Limits: bundle.Limits{MaxCompressed: o.maxBundle}, Now: o.now, Log: o.log,
 	})
-	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: e.keys, KVQuota: o.kvQuota, Now: o.now, Log: o.log})
+	keys := e.keys
+	if o.noSecretsKey {
+		keys = nil
+	}
+	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: keys, KVQuota: o.kvQuota, Now: o.now, Log: o.log})
 	bg, stop := context.WithCancel(context.Background())
 	go feed.Run(bg)
 	e.http = httptest.NewServer(e.srv.Handler())

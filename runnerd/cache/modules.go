@@ -62,8 +62,8 @@ func (c *Cache) loadModule(b *verifiedBundle, path string) (*engine.Module, erro
 	cpath := c.compiledPath(b.hash, path)
 	// Our own serialized modules were produced by this runner's engine
 	// (same fingerprint) from verified wasm, so they may be loaded.
-	if data, err := os.ReadFile(cpath); err == nil {
-		if m, err := c.cfg.Engine.Deserialize(data); err == nil {
+	if _, err := os.Stat(cpath); err == nil {
+		if m, err := c.cfg.Engine.DeserializeFile(cpath); err == nil {
 			c.diskHits.Add(1)
 			return m, nil
 		}

@@ -1,0 +1,172 @@
+package api_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/registryapi"
+)
+
+func TestRoutingAndAuth(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	cases := []struct {
+		name, method, path, auth string
+		status                   int
+		code                     string
+	}{
+		{"an unknown path is not_found", "GET", "/v1/nope", "Bearer " + e.admin, 404, "not_found"},
+		{"a wrong method is method_not_allowed", "DELETE", "/v1/extensions", "Bearer " + e.admin, 405, "method_not_allowed"},
+		{"a non-bearer scheme is unauthorized", "GET", "/v1/extensions", "Basic " + e.admin, 401, "unauthorized"},
+		{"an empty bearer is unauthorized", "GET", "/v1/extensions", "Bearer ", 401, "unauthorized"},
+		{"a huge token is unauthorized", "GET", "/v1/extensions", "Bearer " + strings.Repeat("x", 5000), 401, "unauthorized"},
+		{"an invalid tenant id is invalid_request", "GET", "/v1/tenants/bad%20tenant/installs", "Bearer " + e.admin, 400, "invalid_request"},
+		{"health needs no token", "GET", "/healthz", "", 200, ""},
+		{"readiness needs no token", "GET", "/readyz", "", 200, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if c.auth != "" {
+				hdr["Authorization"] = c.auth
+			}
+			r := e.do(c.method, c.path, "", nil, hdr)
+			expect(t, r, c.status, c.code)
+			if c.status == 405 && r.header.Get("Allow") == "" {
+				t.Fatal("405 without Allow")
+			}
+		})
+	}
+}
+
+func TestBundleStatus(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	b := e.mustPublish("com.acme.crm", "1.0.0")
+	hexPart := strings.TrimPrefix(b.hash, "sha256:")
+	t.Run("a published hash is usable, also with %3A", func(t *testing.T) {
+		var st registryapi.BundleStatus
+		r := e.do("GET", "/v1/bundles/sha256%3A"+hexPart+"/status?extension=com.acme.crm", e.service, nil, nil)
+		expect(t, r, 200, "")
+		r.decode(t, &st)
+		if !st.Usable() || st.Version != "1.0.0" || st.UI == nil || st.UI.Entry != "ui/index.html" {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("the hash under another extension is not published", func(t *testing.T) {
+		var st registryapi.BundleStatus
+		r := e.do("GET", "/v1/bundles/"+b.hash+"/status?extension=com.acme.other", e.service, nil, nil)
+		expect(t, r, 200, "")
+		r.decode(t, &st)
+		if st.Published || st.Usable() {
+			t.Fatalf("%+v", st)
+		}
+	})
+	t.Run("a malformed hash is invalid_request", func(t *testing.T) {
+		expect(t, e.do("GET", "/v1/bundles/sha256:ABC/status?extension=com.acme.crm", e.service, nil, nil), 400, "invalid_request")
+		expect(t, e.do("GET", "/v1/bundles/"+strings.ToUpper(b.hash)+"/status?extension=com.acme.crm", e.service, nil, nil), 400, "invalid_request")
+	})
+	t.Run("a missing extension parameter is invalid_request", func(t *testing.T) {
+		expect(t, e.do("GET", "/v1/bundles/"+b.hash+"/status", e.service, nil, nil), 400, "invalid_request")
+	})
+}
+
+// fakeClock is a settable clock for the server.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestResolveETagAndEnvelopeEpochs: the ETag does not change with every
+// call (the envelope is re-sealed only for bodies), but for installs with
+// secrets it changes every half envelope lifetime, so a revalidating cache
+// never keeps an envelope that is about to expire.
+func TestResolveETagAndEnvelopeEpochs(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC)}
+	e := newEnv(t, envOptions{now: clock.now})
+	e.mustPublish("com.acme.crm", "1.0.0")
+	e.mustPublish("com.acme.plain", "1.0.0")
+	e.install("tenant-a", "com.acme.crm", "1.0.0", "secrets.get")
+	e.install("tenant-a", "com.acme.plain", "1.0.0")
+	expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm/secrets", e.tenantA, map[string]string{"K": "v"}, nil), 200, "")
+	etag := func(name string) (string, *registryapi.Resolved) {
+		r := e.do("GET", "/v1/resolve/tenant-a/"+name, e.service, nil, nil)
+		expect(t, r, 200, "")
+		var res registryapi.Resolved
+		r.decode(t, &res)
+		return r.header.Get("ETag"), &res
+	}
+	s1, res := etag("com.acme.crm")
+	p1, _ := etag("com.acme.plain")
+	got, err := e.keys.OpenEnvelope(*res.SecretEnvelope, "tenant-a", res.InstallID, clock.now().Add(9*time.Minute))
+	if err != nil || got["K"] != "v" {
+		t.Fatalf("envelope should live ~10 min from the start of its epoch: %v", err)
+	}
+	r := e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, map[string]string{"If-None-Match": s1})
+	expect(t, r, 304, "")
+
+	clock.add(2 * time.Minute)
+	if s, _ := etag("com.acme.crm"); s != s1 {
+		t.Fatal("ETag changed within one epoch")
+	}
+	clock.add(4 * time.Minute) // past the 5-minute epoch
+	s2, res2 := etag("com.acme.crm")
+	if s2 == s1 {
+		t.Fatal("ETag of an install with secrets did not change with the envelope epoch")
+	}
+	if _, err := e.keys.OpenEnvelope(*res2.SecretEnvelope, "tenant-a", res2.InstallID, clock.now().Add(4*time.Minute)); err != nil {
+		t.Fatalf("new envelope: %v", err)
+	}
+	if p2, _ := etag("com.acme.plain"); p2 != p1 {
+		t.Fatal("ETag of an install without secrets changed with time")
+	}
+}
+
+func TestInstallDefaultsToLatestUsableVersion(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustPublish("com.acme.crm", "1.0.0")
+	e.mustPublish("com.acme.crm", "1.1.0")
+	expect(t, e.do("POST", "/v1/extensions/com.acme.crm/versions/1.1.0/revoke", e.admin, map[string]string{"reason": "bad"}, nil), 200, "")
+	r := e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{}, nil)
+	expect(t, r, 200, "")
+	var in registryapi.Install
+	r.decode(t, &in)
+	if in.Version.Version != "1.0.0" {
+		t.Fatalf("installed %s, want the latest non-revoked 1.0.0", in.Version.Version)
+	}
+	t.Run("config must be an object", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"config": []int{1}}, nil), 400, "invalid_request")
+	})
+	t.Run("an egress entry with a path is invalid_request", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"egress_allowlist": []string{"x.com/path"}}, nil), 400, "invalid_request")
+	})
+	t.Run("negative quotas are invalid_request", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": -1}}, nil), 400, "invalid_request")
+	})
+	t.Run("quotas reach resolve", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60}}, nil), 200, "")
+		var res registryapi.Resolved
+		r := e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil)
+		r.decode(t, &res)
+		if res.Quotas == nil || res.Quotas.InvocationsPerMinute != 60 {
+			t.Fatalf("%+v", res.Quotas)
+		}
+	})
+	t.Run("an empty secrets body is invalid_request", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm/secrets", e.tenantA, map[string]string{}, nil), 400, "invalid_request")
+	})
+}
+
+func TestSecretsWithoutKeyFile(t *testing.T) {
+	e := newEnv(t, envOptions{noSecretsKey: true})
+	e.mustPublish("com.acme.crm", "1.0.0")
+	e.install("tenant-a", "com.acme.crm", "1.0.0", "secrets.get")
+	expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm/secrets", e.tenantA, map[string]string{"K": "v"}, nil), 503, "secrets_unavailable")
+}
