@@ -133,4 +133,3 @@ func digits(s string, max int) bool {
 	}
 	return true
 }
-

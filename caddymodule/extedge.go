@@ -370,15 +370,15 @@ func (h *Handler) Cleanup() error {
 
 // Route prefixes.
 const (
-	prefixAPI   = "/api/ext/"
-	prefixUI    = "/ext-ui/"
-	prefixSDK   = "/ext-sdk/v1/"
-	pathDebug   = "/api/ext-debug/stream"
-	routeAPI    = "api"
-	routeUI     = "ui"
-	routeSDK    = "sdk"
-	routeDebug  = "debug"
-	routeOther  = "other"
+	prefixAPI  = "/api/ext/"
+	prefixUI   = "/ext-ui/"
+	prefixSDK  = "/ext-sdk/v1/"
+	pathDebug  = "/api/ext-debug/stream"
+	routeAPI   = "api"
+	routeUI    = "ui"
+	routeSDK   = "sdk"
+	routeDebug = "debug"
+	routeOther = "other"
 )
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.

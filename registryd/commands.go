@@ -75,3 +75,64 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	_, err = fmt.Fprintln(stdout, token)
 	return err
 }
+
+// cmdTokenList is `registryd token list`: ids, roles and tenants, never values.
+func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, *dbURL, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	list, err := d.db.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(list)
+	}
+	for _, t := range list {
+		state := "active"
+		if t.RevokedAt != nil {
+			state = "revoked"
+		}
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(t.Name), state)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// cmdTokenRevoke is `registryd token revoke ID`.
+func cmdTokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("usage: registryd token revoke ID")
+	}
+	d, err := openDatabase(ctx, *dbURL, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.db.RevokeToken(ctx, fs.Arg(0)); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "revoked", fs.Arg(0))
+	return nil
+}

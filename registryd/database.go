@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/pgembed"
 	"github.com/extedge/extedge/migrations"
@@ -35,6 +38,24 @@ func (d *database) Close() {
 	}
 	if d.pg != nil {
 		d.pg.Stop()
+	}
+}
+
+// openDatabaseWait is openDatabase, retried while an external database is
+// unreachable (it may be starting next to registryd) for up to wait.
+func openDatabaseWait(ctx context.Context, url string, migrate bool, wait time.Duration, log *zap.Logger) (*database, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		d, err := openDatabase(ctx, url, migrate)
+		if err == nil || strings.HasPrefix(url, embeddedPrefix) || time.Now().After(deadline) || ctx.Err() != nil {
+			return d, err
+		}
+		log.Warn("database not reachable yet; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
 }
 

@@ -5,6 +5,8 @@
 //	registryd serve   [--listen 127.0.0.1:7070] --database-url URL --bundle-store URL [flags]
 //	registryd migrate [--database-url URL]
 //	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--json]
+//	registryd token list [--json]
+//	registryd token revoke ID
 //	registryd secrets-key generate
 //
 // --database-url (env EXTEDGE_DATABASE_URL) is a postgres:// URL, or
@@ -36,6 +38,8 @@ commands:
   serve                 run the registry API
   migrate               apply database migrations and exit
   token create          create an API token (printed once, stored hashed)
+  token list            list tokens (ids, roles, tenants; never values)
+  token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
 
 Run "registryd <command> -h" for a command's flags.
@@ -54,11 +58,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
-			fmt.Fprint(stderr, "usage: registryd token create --role ROLE [--tenant T] [--json]\n")
+		sub := ""
+		if len(args) > 1 {
+			sub = args[1]
+		}
+		switch sub {
+		case "create":
+			err = cmdTokenCreate(ctx, args[2:], stdout, stderr)
+		case "list":
+			err = cmdTokenList(ctx, args[2:], stdout, stderr)
+		case "revoke":
+			err = cmdTokenRevoke(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, "usage: registryd token create --role ROLE [--tenant T] [--json] | token list [--json] | token revoke ID\n")
 			return 2
 		}
-		err = cmdTokenCreate(ctx, args[2:], stdout, stderr)
 	case "secrets-key":
 		if len(args) < 2 || args[1] != "generate" {
 			fmt.Fprint(stderr, "usage: registryd secrets-key generate\n")

@@ -76,6 +76,29 @@ func TestMigrateAndTokenCreate(t *testing.T) {
 			t.Fatalf("%d %q", code, out)
 		}
 	})
+	t.Run("token revoke stops the token", func(t *testing.T) {
+		out, _, _ := runCLI(t, "token", "create", "--role", "service", "--json")
+		var v map[string]string
+		json.Unmarshal([]byte(out), &v)
+		if _, _, code := runCLI(t, "token", "revoke", v["id"]); code != 0 {
+			t.Fatal("revoke failed")
+		}
+		db, err := store.Open(context.Background(), pg.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Authenticate(context.Background(), v["token"]); err != store.ErrBadToken {
+			t.Fatalf("revoked token authenticates: %v", err)
+		}
+		list, _, _ := runCLI(t, "token", "list")
+		if !strings.Contains(list, v["id"]) || !strings.Contains(list, "revoked") || strings.Contains(list, v["token"]) {
+			t.Fatalf("token list: %q", list)
+		}
+		if _, _, code := runCLI(t, "token", "revoke", "00000000-0000-0000-0000-000000000000"); code != 1 {
+			t.Fatal("revoking an unknown id should fail")
+		}
+	})
 	bad := [][]string{
 		{"token", "create", "--role", "root"},
 		{"token", "create", "--role", "tenant_admin"},

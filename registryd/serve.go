@@ -41,6 +41,8 @@ type serveFlags struct {
 	kvMaxBytes     int64
 	envelopeTTL    time.Duration
 	tempDir        string
+	logRetention   time.Duration
+	dbWait         time.Duration
 }
 
 func envInt(key string, def int64) int64 {
@@ -68,6 +70,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Int64Var(&f.kvMaxRecords, "kv-max-records", envInt("EXTEDGE_KV_MAX_RECORDS", store.DefaultKVMaxRecords), "KV quota: records per install [EXTEDGE_KV_MAX_RECORDS]")
 	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", envInt("EXTEDGE_KV_MAX_BYTES", store.DefaultKVMaxBytes), "KV quota: value bytes per install [EXTEDGE_KV_MAX_BYTES]")
 	fs.DurationVar(&f.envelopeTTL, "envelope-ttl", 10*time.Minute, "lifetime of secret envelopes in resolve replies")
+	fs.DurationVar(&f.logRetention, "execution-log-retention", 30*24*time.Hour, "how long execution records are kept (0: forever; per-minute usage is kept)")
+	fs.DurationVar(&f.dbWait, "database-wait", 30*time.Second, "how long to retry connecting to an external database at startup")
 	fs.StringVar(&f.tempDir, "tmp-dir", envOr("EXTEDGE_TMP_DIR", ""), "directory for uploads being checked (default: system temp) [EXTEDGE_TMP_DIR]")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -133,7 +137,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	d, err := openDatabase(ctx, f.databaseURL, f.migrate)
+	d, err := openDatabaseWait(ctx, f.databaseURL, f.migrate, f.dbWait, log)
 	if err != nil {
 		return err
 	}
@@ -154,7 +158,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := api.New(api.Config{
 		DB: d.db, Publish: pipeline, Feed: feed, Keys: keys,
 		KVQuota:     store.KVQuota{MaxRecords: f.kvMaxRecords, MaxBytes: f.kvMaxBytes},
-		EnvelopeTTL: f.envelopeTTL, Log: log.Named("api"),
+		EnvelopeTTL: f.envelopeTTL, Log: log.Named("api"), ExecutionLogRetention: f.logRetention,
 	})
 
 	ln, err := net.Listen("tcp", f.listen)

@@ -373,3 +373,13 @@ type collectorFunc func(chan<- prometheus.Metric)
 
 func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- cacheDesc; ch <- cacheBytesDesc }
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+
+// Interface guards: the wiring above relies on these.
+var (
+	_ server.ModuleSource = (*cache.Cache)(nil)
+	_ server.RecordSink   = (*records.Batcher)(nil)
+	_ server.LogSink      = (*debugstream.Stream)(nil)
+	_ kv.Store            = (*registryapi.Client)(nil)
+	_ cache.StatusChecker = (*registryapi.Client)(nil)
+	_ records.Poster      = (*registryapi.Client)(nil)
+)

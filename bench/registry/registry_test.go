@@ -51,7 +51,9 @@ type fixture struct {
 	svc    string
 }
 
-func setup(b *testing.B) *fixture {
+// setup starts registryd's handler on a fresh database; blobs nil means a
+// local directory store.
+func setup(b *testing.B, blobs blobstore.Store) *fixture {
 	b.Helper()
 	ctx := context.Background()
 	pg := testenv.Postgres(b)
@@ -63,12 +65,14 @@ func setup(b *testing.B) *fixture {
 	if _, err := migrations.Apply(ctx, db.Pool); err != nil {
 		b.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "bench-blobs-")
-	if err != nil {
-		b.Fatal(err)
+	if blobs == nil {
+		dir, err := os.MkdirTemp("", "bench-blobs-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		blobs, _ = blobstore.NewLocal(dir)
 	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	blobs, _ := blobstore.NewLocal(dir)
 	signer, _ := signing.GenerateKey("")
 	pub, _ := signing.MarshalPublicKeyPEM(signer.Public(), "Acme Inc.")
 	trust, _ := signing.ParseTrustBundle(pub)
@@ -179,7 +183,7 @@ func latencies(b *testing.B, url, token string) (p50, p99 time.Duration) {
 // BenchmarkResolve measures GET /v1/resolve (an install with a secret, so
 // the envelope is sealed on every reply) against the SELECT 1 baseline.
 func BenchmarkResolve(b *testing.B) {
-	f := setup(b)
+	f := setup(b, nil)
 	ctx := context.Background()
 	data, sig := f.pack(b, "com.acme.bench", "1.0.0", 1024)
 	if st, err := f.publish(data, sig); err != nil || st != 201 {
@@ -210,9 +214,23 @@ func BenchmarkResolve(b *testing.B) {
 }
 
 // BenchmarkPublish5MB publishes distinct 5 MB bundles one after another
-// (b.SetBytes gives MB/s) next to writing the same bytes to the blob store.
+// (b.SetBytes gives MB/s) next to writing the same bytes to the blob store
+// alone, on a local directory store and on MinIO.
 func BenchmarkPublish5MB(b *testing.B) {
-	f := setup(b)
+	b.Run("file", func(b *testing.B) { benchPublish(b, setup(b, nil)) })
+	b.Run("minio", func(b *testing.B) {
+		m := testenv.SharedMinIO(b)
+		blobs, err := blobstore.Open(m.URL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchPublish(b, setup(b, blobs))
+	})
+}
+
+var versionSeq int
+
+func benchPublish(b *testing.B, f *fixture) {
 	const size = 5 << 20
 	var baseline float64 // seconds per op
 	b.Run("baseline-blob-write", func(b *testing.B) {
@@ -221,7 +239,8 @@ func BenchmarkPublish5MB(b *testing.B) {
 		b.ResetTimer()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			key := fmt.Sprintf("sha256/%064x/bundle.tar.zst", i+1+int(time.Now().UnixNano()%1e9)*1000)
+			versionSeq++
+			key := fmt.Sprintf("sha256/%064x/bundle.tar.zst", versionSeq)
 			if err := f.blobs.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
 				b.Fatal(err)
 			}
@@ -232,7 +251,8 @@ func BenchmarkPublish5MB(b *testing.B) {
 		type bun struct{ data, sig []byte }
 		buns := make([]bun, b.N)
 		for i := range buns {
-			buns[i].data, buns[i].sig = f.pack(b, "com.acme.big", fmt.Sprintf("1.0.%d", i+int(time.Now().UnixNano()%1e6)*1000), size)
+			versionSeq++
+			buns[i].data, buns[i].sig = f.pack(b, "com.acme.big", fmt.Sprintf("1.0.%d", versionSeq), size)
 		}
 		b.SetBytes(int64(len(buns[0].data)))
 		b.ResetTimer()
@@ -248,8 +268,8 @@ func BenchmarkPublish5MB(b *testing.B) {
 		b.ReportMetric(per*1000, "ms/publish")
 		if baseline > 0 {
 			b.ReportMetric(per/baseline, "x-blob-write")
-			fmt.Printf("publish 5 MB: %.1f ms/op (%.1f MB/s); blob write alone %.1f ms/op; ratio %.2f\n",
-				per*1000, float64(len(buns[0].data))/per/1e6, baseline*1000, per/baseline)
+			fmt.Printf("publish 5 MB (%s): %.1f ms/op (%.1f MB/s); blob write alone %.1f ms/op; ratio %.2f\n",
+				b.Name(), per*1000, float64(len(buns[0].data))/per/1e6, baseline*1000, per/baseline)
 		}
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"testing"
 )
@@ -242,5 +241,4 @@ func TestDialConnectsToTheCheckedAddress(t *testing.T) {
 	if _, err := client(allowed).Do(req); code(err) != CodeDenied {
 		t.Fatalf("unchecked dial: %v", err)
 	}
-	_ = url.URL{}
 }

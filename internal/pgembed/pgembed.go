@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Superuser is the bootstrap superuser role created by initdb.
@@ -267,7 +268,9 @@ func (s *Server) start(ctx context.Context, cred *syscall.Credential) error {
 		Credential: cred,
 		Setpgid:    true,
 		// If the supervising process dies, the server shuts down (fast)
-		// instead of running unsupervised.
+		// instead of running unsupervised. (Linux delivers it when the
+		// forking thread exits; Go keeps its threads for the process
+		// lifetime unless they are locked, which Start does not do.)
 		Pdeathsig: syscall.SIGINT,
 	}
 	if err := cmd.Start(); err != nil {
@@ -444,11 +447,11 @@ func (s *Server) DropDatabase(ctx context.Context, database string) error {
 	return err
 }
 
+// isDuplicate reports 42710 duplicate_object (role), 42P04
+// duplicate_database, or 23505 when two creators race on a catalog index.
 func isDuplicate(err error) bool {
-	// 42710 duplicate_object (role), 42P04 duplicate_database, 23505 when
-	// two creators race on the catalog's unique index.
-	s := err.Error()
-	return strings.Contains(s, "42710") || strings.Contains(s, "42P04") || strings.Contains(s, "23505")
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42710" || pe.Code == "42P04" || pe.Code == "23505")
 }
 
 func freePort() (int, error) {

@@ -2,13 +2,18 @@ package api_test
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/testenv"
 )
 
@@ -99,6 +104,23 @@ func TestDatabaseDown(t *testing.T) {
 	e.mustPublish("com.acme.crm", "1.0.0")
 	e.install("tenant-a", "com.acme.crm", "1.0.0")
 	expect(t, e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil), 200, "")
+
+	// A change-feed follower keeps following across the outage.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := make(chan registryapi.Change, 10)
+	go e.client(e.service).FollowChanges(ctx, func(c registryapi.Change) { events <- c }, nil)
+	// Wait until the stream is established: it delivers this change.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.crm/enable", e.tenantA, nil, nil), 200, "")
+		select {
+		case <-events:
+			return nil
+		case <-time.After(300 * time.Millisecond):
+			return fmt.Errorf("no event yet")
+		}
+	})
+
 	pg.Stop()
 	expect(t, e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil), 503, "database_unavailable")
 	expect(t, e.do("GET", "/v1/extensions", e.admin, nil, nil), 503, "database_unavailable")
@@ -110,4 +132,52 @@ func TestDatabaseDown(t *testing.T) {
 		}
 		return nil
 	})
+	expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.crm/disable", e.tenantA, nil, nil), 200, "")
+	want, err := e.db.LatestChangeID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.ID == want {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the change feed did not resume after the outage")
+		}
+	}
+}
+
+// TestPublishInterruptedUpload: a client that disconnects half-way through
+// the body leaves no rows, no blobs and no temporary file; a retry works.
+func TestPublishInterruptedUpload(t *testing.T) {
+	tmp := t.TempDir()
+	e := newEnv(t, envOptions{tempDir: tmp})
+	b := packBundle(t, e.signer, manifestFor("com.acme.cut", "1.0.0"), map[string]string{"ui/blob.bin": string(randomBytes(512 << 10))})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/bundles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/octet-stream\r\n%s: %s\r\nContent-Length: %d\r\n\r\n",
+		e.admin, registryapi.SignatureHeader, base64.StdEncoding.EncodeToString(b.sig), len(b.data))
+	conn.Write(b.data[:len(b.data)/2])
+	conn.Close()
+
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		entries, _ := os.ReadDir(tmp)
+		if len(entries) != 0 {
+			return fmt.Errorf("%d temporary files left", len(entries))
+		}
+		return nil
+	})
+	bundles, versions, _ := e.db.CountPublishRows(context.Background(), b.hash)
+	if bundles+versions != 0 {
+		t.Fatal("rows left by an interrupted upload")
+	}
+	if _, err := e.blobs.Stat(context.Background(), blobstore.BundleKey(b.hash)); err == nil {
+		t.Fatal("blob written by an interrupted upload")
+	}
+	expect(t, e.publish(e.admin, b), 201, "")
 }

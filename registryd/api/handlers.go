@@ -3,8 +3,11 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/manifest"
@@ -35,8 +38,9 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(w, r.Body, s.cfg.Publish.MaxUpload()+1)
 	res, err := s.cfg.Publish.Publish(r.Context(), body, r.ContentLength, r.Header.Get(registryapi.SignatureHeader))
 	if err != nil {
-		outcome := "internal"
-		if se, ok := err.(*store.Error); ok {
+		outcome := codeInternal
+		var se *store.Error
+		if errors.As(err, &se) {
 			outcome = se.Code
 		}
 		s.metrics.publishes.WithLabelValues(outcome).Inc()
@@ -47,7 +51,8 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) {
 	outcome := "existing"
 	if res.Created {
 		status, outcome = http.StatusCreated, "created"
-		s.log.Info("bundle published")
+		s.log.Info("bundle published", zap.String("extension", res.Extension.Name),
+			zap.String("version", res.Version.Version), zap.String("content_hash", res.ContentHash))
 	}
 	s.metrics.publishes.WithLabelValues(outcome).Inc()
 	writeJSON(w, status, res)
@@ -144,7 +149,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.Info("version revoked")
+	s.log.Info("version revoked", zap.String("extension", name), zap.String("version", out.Version), zap.String("content_hash", out.ContentHash))
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -356,8 +361,9 @@ func (s *Server) storage(w http.ResponseWriter, r *http.Request) {
 		op = "invalid"
 	}
 	if err != nil {
-		outcome := "error"
-		if se, ok := err.(*store.Error); ok {
+		outcome := codeInternal
+		var se *store.Error
+		if errors.As(err, &se) {
 			outcome = se.Code
 		}
 		s.metrics.kvOps.WithLabelValues(op, outcome).Inc()

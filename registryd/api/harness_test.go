@@ -58,6 +58,7 @@ type envOptions struct {
 	now           func() time.Time
 	log           *zap.Logger
 	noSecretsKey  bool
+	tempDir       string
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -106,6 +107,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	pipeline := publish.New(db, publish.Config{
 		Blobs: e.blobs, Trust: trust, AllowUnsigned: o.allowUnsigned,
 		Limits: bundle.Limits{MaxCompressed: o.maxBundle}, Now: o.now, Log: o.log,
+		TempDir: o.tempDir,
 	})
 	keys := e.keys
 	if o.noSecretsKey {

@@ -142,9 +142,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeCode(sw, store.CodeNotFound, "no such API", nil)
 		return
 	}
+	// Bound every request so a hung database cannot pile up goroutines;
+	// streams and uploads set their own limits.
+	switch pattern {
+	case "GET /v1/changes":
+	case "POST /v1/bundles":
+		ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	default:
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	// The mux (not h) serves, so that r.PathValue and r.Pattern are set.
 	s.mux.ServeHTTP(sw, r)
 }
+
+// Request deadlines: ordinary API calls, and publishes (upload included).
+const (
+	requestTimeout = 30 * time.Second
+	publishTimeout = 15 * time.Minute
+)
 
 // observe records metrics and logs one request. Successful reads log at
 // debug level (resolve is hot); everything else at info, errors at warn.

@@ -10,6 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/registryapi"
@@ -98,6 +102,14 @@ func TestPublishErrors(t *testing.T) {
 		expect(t, e.publish(e.admin, packBundle(t, e.signer, m, nil)), 409, "version_exists")
 	})
 
+	t.Run("a signature header that is not base64 is signature_invalid", func(t *testing.T) {
+		r := e.do(http.MethodPost, "/v1/bundles", e.admin, good.data, map[string]string{registryapi.SignatureHeader: "%%% not base64"})
+		expect(t, r, 422, "signature_invalid")
+	})
+	t.Run("unpadded base64 is accepted", func(t *testing.T) {
+		r := e.do(http.MethodPost, "/v1/bundles", e.admin, good.data, map[string]string{registryapi.SignatureHeader: base64.RawStdEncoding.EncodeToString(good.sig)})
+		expect(t, r, 200, "")
+	})
 	t.Run("Content-Length over the limit is refused before reading", func(t *testing.T) {
 		r := e.do(http.MethodPost, "/v1/bundles", e.admin, make([]byte, 300<<10), map[string]string{
 			registryapi.SignatureHeader: base64.StdEncoding.EncodeToString(good.sig)})
@@ -151,9 +163,13 @@ func TestPublishMaliciousBundles(t *testing.T) {
 }
 
 func TestPublishAllowUnsigned(t *testing.T) {
-	e := newEnv(t, envOptions{allowUnsigned: true})
+	core, logs := observer.New(zapcore.WarnLevel)
+	e := newEnv(t, envOptions{allowUnsigned: true, log: zap.New(core)})
 	b := packBundle(t, nil, manifestFor("com.acme.dev", "0.1.0"), nil)
 	expect(t, e.publish(e.admin, b), 201, "")
+	if logs.FilterMessageSnippet("UNSIGNED").Len() != 1 {
+		t.Fatalf("an unsigned publish must be logged loudly; got %v", logs.All())
+	}
 	t.Run("a present signature is still verified", func(t *testing.T) {
 		b2 := packBundle(t, nil, manifestFor("com.acme.dev", "0.2.0"), nil)
 		otherKey, _ := signing.GenerateKey("")

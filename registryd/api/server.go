@@ -40,6 +40,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// ExecutionLogRetention is how long execution records are kept (the
+	// per-minute usage rows stay). Zero keeps them forever.
+	ExecutionLogRetention time.Duration
 }
 
 // Server serves the registry API.
@@ -122,7 +125,9 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serve)
 }
 
-// RunJanitor removes expired KV records every interval until ctx ends.
+// RunJanitor removes expired KV records and execution records past their
+// retention every interval until ctx ends. It is a platform job: it runs
+// with the '*' tenant scope.
 func (s *Server) RunJanitor(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -136,6 +141,14 @@ func (s *Server) RunJanitor(ctx context.Context, interval time.Duration) {
 				s.log.Warn("kv janitor failed", zap.Error(err))
 			} else if n > 0 {
 				s.log.Debug("kv janitor removed expired records", zap.Int64("records", n))
+			}
+			if s.cfg.ExecutionLogRetention > 0 {
+				n, err := s.cfg.DB.PurgeExecutionLog(ctx, s.now().Add(-s.cfg.ExecutionLogRetention))
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("execution log retention failed", zap.Error(err))
+				} else if n > 0 {
+					s.log.Debug("execution log retention removed records", zap.Int64("records", n))
+				}
 			}
 		}
 	}

@@ -277,6 +277,25 @@ func TestExecutionsAggregate(t *testing.T) {
 	if len(ub) != 1 || ub[0].Invocations != 1 {
 		t.Fatalf("tenant-b usage %+v", ub)
 	}
+	t.Run("a resent batch is stored and counted once", func(t *testing.T) {
+		if err := c.PostExecutions(ctx, recs[:6]); err != nil {
+			t.Fatal(err)
+		}
+		usage, _ := e.db.UsageFor(ctx, "tenant-a")
+		if usage[0].Invocations != 10 {
+			t.Fatalf("resent records counted again: %+v", usage)
+		}
+	})
+	t.Run("retention removes old records but keeps usage", func(t *testing.T) {
+		n, err := e.db.PurgeExecutionLog(ctx, minute)
+		if err != nil || n != 1 { // tenant-b's record started a minute earlier
+			t.Fatalf("purged %d, %v", n, err)
+		}
+		ub, _ := e.db.UsageFor(ctx, "tenant-b")
+		if len(ub) != 1 {
+			t.Fatal("usage removed with the log")
+		}
+	})
 	t.Run("a record without tenant is invalid_request and nothing is stored", func(t *testing.T) {
 		bad := []registryapi.ExecutionRecord{recs[0], {RequestID: "x", ExtensionID: "e", InstallID: "i", StartedAt: minute, Outcome: "ok"}}
 		if err := c.PostExecutions(ctx, bad); !registryapi.IsCode(err, "invalid_request") {

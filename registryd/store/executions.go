@@ -29,7 +29,9 @@ type usageSum struct {
 // InsertExecutions stores execution records and adds them up per minute
 // (date_trunc('minute', started_at)) into extension_quota_usage, all in one
 // transaction: a batch is either fully counted or not at all. Records are
-// grouped by tenant and each group runs under its own tenant setting.
+// grouped by tenant and each group runs under its own tenant setting. A
+// record already stored (same tenant, request_id and started_at: a batch the
+// runner resent) is skipped and not counted again.
 func (db *DB) InsertExecutions(ctx context.Context, recs []registryapi.ExecutionRecord) error {
 	if len(recs) > MaxExecutionBatch {
 		return Errorf(CodeInvalidRequest, "batch has %d records, the maximum is %d", len(recs), MaxExecutionBatch)
@@ -70,7 +72,6 @@ func (db *DB) InsertExecutions(ctx context.Context, recs []registryapi.Execution
 
 func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs []registryapi.ExecutionRecord) error {
 	b := &pgx.Batch{}
-	sums := map[usageKey]*usageSum{}
 	for _, r := range recs {
 		finished := r.FinishedAt
 		if finished.IsZero() {
@@ -89,9 +90,24 @@ func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs 
 		}
 		b.Queue(`INSERT INTO extension_execution_log (tenant_id, extension_id, install_id, version_id, content_hash, endpoint, request_id, event_id,
 			started_at, finished_at, status, http_status, error_code, metrics)
-			VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10, $11, NULLIF($12, 0), $13, $14)`,
+			VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7, NULLIF($8, ''), $9, $10, $11, NULLIF($12, 0), $13, $14)
+			ON CONFLICT (tenant_id, request_id, started_at) DO NOTHING`,
 			tenant, r.ExtensionID, r.InstallID, r.VersionID, r.ContentHash, r.Endpoint, r.RequestID, r.EventID,
 			r.StartedAt, finished, r.Outcome, r.HTTPStatus, errCode, metrics)
+	}
+	// Only records stored now are counted, so a resent batch is not
+	// counted twice.
+	br := tx.SendBatch(ctx, b)
+	sums := map[usageKey]*usageSum{}
+	for _, r := range recs {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			continue
+		}
 		k := usageKey{extension: r.ExtensionID, window: r.StartedAt.UTC().Truncate(time.Minute)}
 		s := sums[k]
 		if s == nil {
@@ -107,6 +123,9 @@ func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs 
 		s.memMBMS += float64(r.PeakMemoryBytes) / (1 << 20) * r.DurationMS
 		s.egress += r.EgressBytes
 	}
+	if err := br.Close(); err != nil {
+		return err
+	}
 	keys := make([]usageKey, 0, len(sums))
 	for k := range sums {
 		keys = append(keys, k)
@@ -117,9 +136,10 @@ func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs 
 		}
 		return keys[i].window.Before(keys[j].window)
 	})
+	ub := &pgx.Batch{}
 	for _, k := range keys {
 		s := sums[k]
-		b.Queue(`INSERT INTO extension_quota_usage AS u (tenant_id, extension_id, window_start, cpu_ms, mem_mb_ms, invocations, errors, duration_ms, egress_bytes)
+		ub.Queue(`INSERT INTO extension_quota_usage AS u (tenant_id, extension_id, window_start, cpu_ms, mem_mb_ms, invocations, errors, duration_ms, egress_bytes)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 			ON CONFLICT (tenant_id, extension_id, window_start) DO UPDATE SET
 				cpu_ms = u.cpu_ms + EXCLUDED.cpu_ms, mem_mb_ms = u.mem_mb_ms + EXCLUDED.mem_mb_ms,
@@ -127,7 +147,22 @@ func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs 
 				duration_ms = u.duration_ms + EXCLUDED.duration_ms, egress_bytes = u.egress_bytes + EXCLUDED.egress_bytes`,
 			tenant, k.extension, k.window, s.cpuMS, s.memMBMS, s.invocations, s.errors, s.durMS, s.egress)
 	}
-	return tx.SendBatch(ctx, b).Close()
+	if ub.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, ub).Close()
+}
+
+// PurgeExecutionLog deletes execution records that started before cutoff
+// (platform-scope retention job). Per-minute usage rows are kept.
+func (db *DB) PurgeExecutionLog(ctx context.Context, cutoff time.Time) (int64, error) {
+	var n int64
+	err := db.inTenant(ctx, "*", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM extension_execution_log WHERE started_at < $1`, cutoff)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // Usage is one minute of extension_quota_usage.

@@ -133,3 +133,43 @@ func (c *tokenCache) put(k [32]byte, p *Principal, now time.Time) {
 	}
 	c.m[k] = tokenEntry{p: p, exp: now.Add(tokenCacheTTL)}
 }
+
+// TokenInfo describes a token without its secret.
+type TokenInfo struct {
+	ID        string     `json:"id"`
+	Role      string     `json:"role"`
+	Tenant    string     `json:"tenant,omitempty"`
+	Name      string     `json:"name,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// ListTokens lists tokens (never their values), oldest first.
+func (db *DB) ListTokens(ctx context.Context) ([]TokenInfo, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT id::text, role, coalesce(tenant_id, ''), coalesce(name, ''), created_at, revoked_at FROM api_token ORDER BY created_at, id`)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TokenInfo, error) {
+		var t TokenInfo
+		err := r.Scan(&t.ID, &t.Role, &t.Tenant, &t.Name, &t.CreatedAt, &t.RevokedAt)
+		return t, err
+	})
+	return out, wrap(err)
+}
+
+// RevokeToken revokes a token by id. Replicas stop accepting it within
+// tokenCacheTTL.
+func (db *DB) RevokeToken(ctx context.Context, id string) error {
+	if !validUUID(id) {
+		return Errorf(CodeNotFound, "no token with id %q", id)
+	}
+	tag, err := db.Pool.Exec(ctx, `UPDATE api_token SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1`, id)
+	if err != nil {
+		return wrap(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return Errorf(CodeNotFound, "no token with id %q", id)
+	}
+	return nil
+}

@@ -53,8 +53,8 @@ type StatusChecker interface {
 type Config struct {
 	// Dir is the cache root. Required.
 	Dir string
-	// MaxBytes bounds the extracted bundles on disk (LRU by bytes).
-	// Default: 2 GiB.
+	// MaxBytes bounds the disk cache (LRU by bytes): extracted bundles and
+	// their serialized modules, evicted together. Default: 2 GiB.
 	MaxBytes int64
 	// Store is the blob store bundles come from. Required.
 	Store blobstore.Store
@@ -129,6 +129,7 @@ type statusEntry struct {
 	usable  bool
 	reason  string
 	checked time.Time
+	recheck bool // the change feed broke: events may have been missed
 }
 
 // New prepares the cache directories and indexes what is already on disk.
@@ -180,12 +181,34 @@ func New(cfg Config) (*Cache, error) {
 	c.disk, err = lru.NewWithEvict(1<<20, func(hash string, size int64) {
 		c.diskSum -= size
 		os.RemoveAll(c.bundleDir(hash))
+		// Unlinking is safe for modules still mapped by running calls.
+		os.RemoveAll(c.compiledDir(hash))
 	})
 	if err != nil {
 		return nil, err
 	}
+	c.removeOtherFingerprints()
 	c.indexDisk()
 	return c, nil
+}
+
+// removeOtherFingerprints deletes modules compiled by other engine
+// versions or settings: this runner can never load them.
+func (c *Cache) removeOtherFingerprints() {
+	root := filepath.Join(c.cfg.Dir, "compiled")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Name() != c.cfg.Engine.Fingerprint() {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+}
+
+func (c *Cache) compiledDir(hash string) string {
+	return filepath.Join(c.cfg.Dir, "compiled", c.cfg.Engine.Fingerprint(), strings.TrimPrefix(hash, bundle.HashPrefix))
 }
 
 func (c *Cache) indexDisk() {
@@ -203,7 +226,7 @@ func (c *Cache) indexDisk() {
 			continue
 		}
 		c.mu.Lock()
-		c.addDiskLocked(hash, dirSize(c.bundleDir(hash)))
+		c.addDiskLocked(hash, dirSize(c.bundleDir(hash))+dirSize(c.compiledDir(hash)))
 		c.mu.Unlock()
 	}
 }
@@ -297,7 +320,7 @@ func (c *Cache) Evict(hash string) {
 			c.modules.Remove(k)
 		}
 	}
-	os.RemoveAll(filepath.Join(c.cfg.Dir, "compiled", c.cfg.Engine.Fingerprint(), strings.TrimPrefix(hash, bundle.HashPrefix)))
+	os.RemoveAll(c.compiledDir(hash))
 }
 
 // HandleChange applies a change-feed event: a revoked version is evicted
@@ -326,7 +349,9 @@ func (c *Cache) ExpireStatus() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.status {
-		e.checked = time.Time{}.Add(1) // expired but still usable as stale
+		// Ask again on next use, but keep the check time so that a registry
+		// that is still down only serves it within the staleness bound.
+		e.recheck = true
 		c.status[k] = e
 	}
 }
@@ -342,7 +367,7 @@ func (c *Cache) checkStatus(ctx context.Context, hash, extension string) error {
 	c.mu.Lock()
 	e, ok := c.status[key]
 	c.mu.Unlock()
-	if !ok || now.Sub(e.checked) > c.cfg.StatusTTL {
+	if !ok || e.recheck || now.Sub(e.checked) > c.cfg.StatusTTL {
 		c.statusChecks.Add(1)
 		st, err := c.cfg.Registry.BundleStatus(ctx, hash, extension)
 		switch {
@@ -509,6 +534,16 @@ func (c *Cache) fetchBundle(ctx context.Context, hash string) (*verifiedBundle, 
 	return b, nil
 }
 
+// addDiskBytes adds bytes written for a bundle already on disk (its
+// serialized modules) and evicts as needed.
+func (c *Cache) addDiskBytes(hash string, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.disk.Peek(hash); ok {
+		c.addDiskLocked(hash, old+n)
+	}
+}
+
 // addDiskLocked records a bundle on disk and evicts the least recently
 // used ones beyond MaxBytes (never the one just added).
 func (c *Cache) addDiskLocked(hash string, size int64) {
@@ -527,7 +562,7 @@ func (c *Cache) addDiskLocked(hash string, size int64) {
 	}
 }
 
-// DiskBytes is the size of the extracted bundles on disk.
+// DiskBytes is the size of the disk cache.
 func (c *Cache) DiskBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -188,6 +188,10 @@ func TestCompiledModuleSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh runner: new engine, new cache over the same directory.
+	// Modules of another engine fingerprint are garbage to it.
+	stale := filepath.Join(e.dir, "compiled", "0123456789abcdef", "x.cwasm")
+	os.MkdirAll(filepath.Dir(stale), 0o750)
+	os.WriteFile(stale, []byte("old engine"), 0o640)
 	eng := newEngine(t)
 	second := e.cache(t, eng, nil)
 	start := time.Now()
@@ -196,6 +200,9 @@ func TestCompiledModuleSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("cold start from disk cache: %v", time.Since(start))
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("module of another engine fingerprint kept")
+	}
 	got := second.Counters()
 	if got.Fetches != 0 || got.Compiles != 0 || got.DiskHits != 1 || got.BundleDiskHits != 1 {
 		t.Fatalf("restart counters %+v; want a disk hit and no fetch or compile", got)
@@ -204,8 +211,13 @@ func TestCompiledModuleSurvivesRestart(t *testing.T) {
 		t.Fatalf("deserialized module answered %+v", r)
 	}
 	t.Run("corrupt serialized module falls back to compiling", func(t *testing.T) {
+		// Replace (never truncate in place: the running module maps the
+		// file, and the cache itself only ever renames new files in).
 		cpath := second.compiledPath(hash, "dist/handlers/ok.wasm")
-		if err := os.WriteFile(cpath, []byte("garbage"), 0o640); err != nil {
+		if err := os.WriteFile(cpath+".new", []byte("garbage"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cpath+".new", cpath); err != nil {
 			t.Fatal(err)
 		}
 		third := e.cache(t, newEngine(t), nil)
@@ -330,6 +342,16 @@ func TestRevocation(t *testing.T) {
 		reg.down = false
 		reg.mu.Unlock()
 	})
+	t.Run("a change-feed break forces a recheck", func(t *testing.T) {
+		before := c.Counters().StatusChecks
+		c.ExpireStatus()
+		if err := get(); err != nil {
+			t.Fatal(err)
+		}
+		if c.Counters().StatusChecks != before+1 {
+			t.Fatal("status not rechecked after the feed broke")
+		}
+	})
 	t.Run("revocation event evicts and refuses", func(t *testing.T) {
 		reg.mu.Lock()
 		reg.revoked[hash] = true
@@ -413,6 +435,9 @@ func TestDiskLRUByBytes(t *testing.T) {
 	}
 	if _, err := os.Stat(c.bundleDir(hashes[0])); !os.IsNotExist(err) {
 		t.Fatal("least recently used bundle not evicted")
+	}
+	if _, err := os.Stat(c.compiledDir(hashes[0])); !os.IsNotExist(err) {
+		t.Fatal("serialized modules of an evicted bundle left on disk")
 	}
 	if _, err := os.Stat(c.bundleDir(hashes[2])); err != nil {
 		t.Fatal("newest bundle evicted")

@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/runnerd/engine"
 )
@@ -51,8 +50,7 @@ func (c *Cache) module(b *verifiedBundle, path string) (*engine.Module, error) {
 
 func (c *Cache) compiledPath(hash, path string) string {
 	sum := sha256.Sum256([]byte(path))
-	return filepath.Join(c.cfg.Dir, "compiled", c.cfg.Engine.Fingerprint(),
-		strings.TrimPrefix(hash, bundle.HashPrefix), hex.EncodeToString(sum[:16])+".cwasm")
+	return filepath.Join(c.compiledDir(hash), hex.EncodeToString(sum[:16])+".cwasm")
 }
 
 func (c *Cache) loadModule(b *verifiedBundle, path string) (*engine.Module, error) {
@@ -82,7 +80,9 @@ func (c *Cache) loadModule(b *verifiedBundle, path string) (*engine.Module, erro
 	if err != nil {
 		return nil, &execapi.Error{Code: execapi.CodeBadHandler, Message: "module " + path + " does not compile"}
 	}
-	c.storeCompiled(cpath, m)
+	if n := c.storeCompiled(cpath, m); n > 0 {
+		c.addDiskBytes(b.hash, n)
+	}
 	return m, nil
 }
 
@@ -113,22 +113,26 @@ func (c *Cache) trustedPrecompiled(b *verifiedBundle, path string) *engine.Modul
 }
 
 // storeCompiled writes a serialized module atomically; failures only cost
-// a recompile later.
-func (c *Cache) storeCompiled(cpath string, m *engine.Module) {
+// a recompile later. Compiled files are never modified in place: loaded
+// modules map them (DeserializeFile), so a truncated mapping would crash
+// the process. New versions are renamed in and old ones unlinked.
+func (c *Cache) storeCompiled(cpath string, m *engine.Module) int64 {
 	data, err := m.Serialize()
 	if err != nil {
-		return
+		return 0
 	}
 	if err := os.MkdirAll(filepath.Dir(cpath), 0o750); err != nil {
-		return
+		return 0
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(cpath), ".tmp-*")
 	if err != nil {
-		return
+		return 0
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Close()
 	if werr != nil || cerr != nil || os.Rename(tmp.Name(), cpath) != nil {
 		os.Remove(tmp.Name())
+		return 0
 	}
+	return int64(len(data))
 }

@@ -122,7 +122,11 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 	}
 
 	start := time.Now()
-	store.SetEpochDeadline(e.ticks(lim.InitTimeout))
+	initTimeout := lim.InitTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		initTimeout = max(min(initTimeout, time.Until(dl)), time.Millisecond)
+	}
+	store.SetEpochDeadline(e.ticks(initTimeout))
 	inst, err := e.linker.Instantiate(store, m.wt)
 	if err != nil {
 		return res, cs.classify(err, phaseInstantiate, store, nil, lim, stdio)

@@ -16,10 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
+	hostmetrics "github.com/extedge/extedge/runnerd/hostapi/metrics"
 	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
@@ -65,7 +70,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	set, err := hostapi.NewSet(hostlog.Capability{})
+	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +90,14 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 			t.Fatal(err)
 		}
 		src.mods[hashOf(g)] = m
+	}
+	metricReq := `{"name":"syncs","value":2,"kind":"counter","labels":{"result":"ok"}}`
+	metricGuest := guests.HostCallWith(t, map[string]string{"IMPORT": "metrics.emit", "REPEAT": "3",
+		"REQ": guests.Escape(metricReq), "REQLEN": fmt.Sprint(len(metricReq))})
+	if m, err := eng.Compile(metricGuest); err == nil {
+		src.mods[hashOf("metric")] = m
+	} else {
+		t.Fatal(err)
 	}
 	cfg := Config{Token: testToken, Engine: eng, Modules: src, QueueWait: 50 * time.Millisecond}
 	if mutate != nil {
@@ -514,5 +527,103 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Error("socket file left after drain")
+	}
+}
+
+type recordSink struct {
+	mu   sync.Mutex
+	recs []registryapi.ExecutionRecord
+}
+
+func (r *recordSink) Add(rec registryapi.ExecutionRecord) {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec)
+	r.mu.Unlock()
+}
+
+type logSink struct {
+	mu    sync.Mutex
+	lines []hostapi.LogLine
+	env   []*execapi.Request
+}
+
+func (l *logSink) Publish(env *execapi.Request, lines []hostapi.LogLine) {
+	l.mu.Lock()
+	l.lines = append(l.lines, lines...)
+	l.env = append(l.env, env)
+	l.mu.Unlock()
+}
+
+func TestTelemetry(t *testing.T) {
+	recs, logs := &recordSink{}, &logSink{}
+	f := newFixture(t, func(c *Config) { c.Records, c.Logs = recs, logs })
+	f.post(t, execapi.PathExecute, testToken, envelope("ok.wat", "tenant-a"))
+	f.post(t, execapi.PathExecute, testToken, envelope("log_flood.wat", "tenant-a"))
+	f.post(t, execapi.PathExecute, testToken, envelope("nonzero.wat", "tenant-a"))
+	f.post(t, execapi.PathExecute, testToken, envelope("metric", "tenant-a"))
+	f.post(t, execapi.PathExecute, "", envelope("ok.wat", "tenant-a")) // unauthorized: no record
+
+	t.Run("every executed call leaves one execution record", func(t *testing.T) {
+		if len(recs.recs) != 4 {
+			t.Fatalf("%d records, want 4", len(recs.recs))
+		}
+		r := recs.recs[0]
+		if r.Outcome != "ok" || r.HTTPStatus != 201 || r.TenantID != "tenant-a" || r.ContentHash != hashOf("ok.wat") ||
+			r.RequestID != "req-1" || r.Endpoint != "GET /x" || r.PeakMemoryBytes == 0 || r.FinishedAt.Before(r.StartedAt) {
+			t.Fatalf("record %+v", r)
+		}
+		if recs.recs[2].Outcome != execapi.CodeHandlerError {
+			t.Fatalf("failed call recorded as %q", recs.recs[2].Outcome)
+		}
+	})
+	t.Run("guest log lines reach the debug sink within the budget", func(t *testing.T) {
+		total := 0
+		for _, l := range logs.lines {
+			total += len(l.Message)
+		}
+		if total != hostapi.DefaultMaxLogBytes || logs.env[0].Context.ExtensionID != "com.acme.test" {
+			t.Fatalf("%d log bytes published", total)
+		}
+	})
+	t.Run("guest metrics are exported with a prefix and no tenant label", func(t *testing.T) {
+		resp, err := f.client.Get(f.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		text := string(b)
+		if !strings.Contains(text, `extedge_guest_syncs_total{result="ok"} 6`) {
+			t.Fatalf("guest counter missing:\n%s", text)
+		}
+		if strings.Contains(text, "tenant-a") {
+			t.Fatal("metrics carry a tenant id")
+		}
+	})
+}
+
+func TestGuestMetricCardinalityIsCapped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg, newLimiter(1, 1, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var samples []hostapi.Metric
+	for i := 0; i < maxGuestSeriesPerVec+50; i++ {
+		samples = append(samples, hostapi.Metric{Name: "hits", Kind: "counter", Value: 1, Labels: map[string]string{"id": fmt.Sprint(i)}})
+	}
+	samples = append(samples,
+		hostapi.Metric{Name: "hits", Kind: "gauge", Value: 1, Labels: map[string]string{"id": "x"}}, // kind conflict
+		hostapi.Metric{Name: "bad-name", Kind: "gauge", Value: 1},
+		hostapi.Metric{Name: "other", Kind: "gauge", Value: 1, Labels: map[string]string{"__name__": "x"}},
+	)
+	m.observeGuestMetrics(samples)
+	if n := len(m.guestVecs["extedge_guest_hits"].series); n != maxGuestSeriesPerVec {
+		t.Fatalf("%d series, want the cap %d", n, maxGuestSeriesPerVec)
+	}
+	var dropped dto.Metric
+	m.guestDropped.Write(&dropped)
+	if got := dropped.GetCounter().GetValue(); got != 53 {
+		t.Fatalf("dropped %v samples, want 53", got)
 	}
 }

@@ -1,6 +1,8 @@
 // Package kv is the storage.kv capability (SPEC §5.2, §7.6): storage.get,
 // storage.put, storage.delete and storage.list on records scoped to the
-// calling install. The runner keeps no data: every operation goes to
+// calling install. Replies: get and put `{"item":{namespace,key,value,
+// revision,expires_at?}}`, delete `{"deleted":bool}`, list
+// `{"items":[…],"next_cursor":"…"}` ("" at the end). The runner keeps no data: every operation goes to
 // registryd's internal storage API, with tenant and install taken from the
 // execute envelope, never from the guest.
 package kv
@@ -92,12 +94,15 @@ func (c *Capability) op(op string) func(*hostapi.Invocation, []byte) (any, error
 		if err != nil {
 			return nil, storageErr(err)
 		}
+		// The reply is the registry's StorageResponse shape ({"item"},
+		// {"deleted"}, {"items","next_cursor"}), which the Go guest SDK
+		// decodes; it is rebuilt field by field so nothing else leaks.
 		switch op {
 		case registryapi.StorageGet, registryapi.StoragePut:
 			if resp.Item == nil {
 				return nil, hostapi.Errorf(registryapi.CodeNotFound, "no such key")
 			}
-			return resp.Item, nil
+			return registryapi.StorageResponse{Item: resp.Item}, nil
 		case registryapi.StorageDelete:
 			return map[string]bool{"deleted": resp.Deleted}, nil
 		}

@@ -114,11 +114,11 @@ func TestStorageThroughTheRegistryContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, m := call(t, set, "storage.put", "t1", "i1", `{"namespace":"agreements","key":"a1","value":{"n":1}}`)
-	if st != 0 || m["revision"].(float64) != 1 {
+	if st != 0 || m["item"].(map[string]any)["revision"].(float64) != 1 {
 		t.Fatalf("put: %d %v", st, m)
 	}
 	st, m = call(t, set, "storage.get", "t1", "i1", `{"namespace":"agreements","key":"a1"}`)
-	if st != 0 || m["value"].(map[string]any)["n"].(float64) != 1 {
+	if st != 0 || m["item"].(map[string]any)["value"].(map[string]any)["n"].(float64) != 1 {
 		t.Fatalf("get: %d %v", st, m)
 	}
 	if st, m = call(t, set, "storage.put", "t1", "i1", `{"namespace":"agreements","key":"a1","value":2,"if_revision":7}`); code(m) != registryapi.CodeRevisionMismatch {

@@ -31,6 +31,28 @@ func init() {
 		}
 		return guest.Text(200, "stored")
 	})
+	guest.Route("GET", "/kv-roundtrip", func(r *guest.Request) guest.Response {
+		rev, err := guest.KV.Put("agreements", r.Query("key"), map[string]string{"by": r.Context.RequestID})
+		if err != nil {
+			return guest.ErrorFrom(err)
+		}
+		it, err := guest.KV.Get("agreements", r.Query("key"))
+		if err != nil {
+			return guest.ErrorFrom(err)
+		}
+		var v map[string]string
+		if err := it.Decode(&v); err != nil {
+			return guest.ErrorFrom(err)
+		}
+		return guest.JSON(200, map[string]any{"put_revision": rev, "get_revision": it.Revision, "value": v})
+	})
+	guest.Route("GET", "/secret", func(r *guest.Request) guest.Response {
+		v, err := guest.Secret(r.Query("key"))
+		if err != nil {
+			return guest.ErrorFrom(err)
+		}
+		return guest.Text(200, v)
+	})
 	guest.Route("GET", "/fetch", func(r *guest.Request) guest.Response {
 		resp, err := guest.Fetch(guest.FetchRequest{URL: r.Query("url")})
 		if err != nil {

@@ -1,0 +1,84 @@
+// Command stubrunner is a test double of runnerd's wire contract (SPEC
+// §6.2), used by the gateway's integration tests and benchmarks where a
+// real runner would measure wasm instead of the gateway: POST /v1/execute
+// answers a fixed guest reply (or echoes the envelope's path), GET /readyz
+// and /healthz answer 200. Any other path answers the same fixed body
+// directly, so Caddy's reverse_proxy can be pointed at the same process as
+// a baseline.
+//
+//	stubrunner --listen unix:///tmp/r.sock --token T [--body-size N] [--delay D]
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/extedge/extedge/internal/execapi"
+)
+
+func main() {
+	listen := flag.String("listen", "", "unix:///abs/path.sock or tcp://host:port")
+	token := flag.String("token", "", "runner bearer token")
+	bodySize := flag.Int("body-size", 64, "guest response body size in bytes")
+	delay := flag.Duration("delay", 0, "sleep before answering an execute call")
+	flag.Parse()
+
+	body := bytes.Repeat([]byte("x"), *bodySize)
+	reply, _ := json.Marshal(execapi.Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: body})
+	replyLen := strconv.Itoa(len(reply))
+	bodyLen := strconv.Itoa(len(body))
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/v1/execute", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+*token {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":{"code":"unauthorized","message":"bad token"}}`)
+			return
+		}
+		var req execapi.Request
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"code":"bad_request","message":"bad envelope"}}`)
+			return
+		}
+		if *delay > 0 {
+			time.Sleep(*delay)
+		}
+		w.Header()["Content-Type"] = []string{"application/json"}
+		w.Header()["Content-Length"] = []string{replyLen}
+		w.Write(reply)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = []string{"text/plain"}
+		w.Header()["Content-Length"] = []string{bodyLen}
+		w.Write(body)
+	})
+
+	var ln net.Listener
+	var err error
+	switch {
+	case strings.HasPrefix(*listen, "unix://"):
+		path := strings.TrimPrefix(*listen, "unix://")
+		_ = os.Remove(path)
+		ln, err = net.Listen("unix", path)
+	case strings.HasPrefix(*listen, "tcp://"):
+		ln, err = net.Listen("tcp", strings.TrimPrefix(*listen, "tcp://"))
+	default:
+		log.Fatalf("stubrunner: --listen must be unix:// or tcp://")
+	}
+	if err != nil {
+		log.Fatalf("stubrunner: %v", err)
+	}
+	log.Fatal(http.Serve(ln, mux))
+}
