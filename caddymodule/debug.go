@@ -22,6 +22,10 @@ func debugStreamKey(tenant, ext string) string { return "ext-debug:" + tenant + 
 // so proxies keep the connection open.
 const debugHeartbeat = 15 * time.Second
 
+// debugBlock bounds one blocking XREAD: a blocked read is not interrupted
+// when the client goes away, so it is kept short.
+const debugBlock = time.Second
+
 // serveDebug streams /api/ext-debug/stream?extension={name} as Server-Sent
 // Events: the debug stream of that extension for the caller's own tenant
 // (the tenant comes only from authentication, never from the query). It
@@ -78,13 +82,17 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 
 	key := debugStreamKey(id.Tenant, ext)
 	ctx := r.Context()
+	lastWrite := time.Now()
 	for ctx.Err() == nil {
-		res, err := client.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 100, Block: debugHeartbeat}).Result()
+		res, err := client.XRead(ctx, &redis.XReadArgs{Streams: []string{key, last}, Count: 100, Block: debugBlock}).Result()
 		if errors.Is(err, redis.Nil) {
-			if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
-				return
+			if time.Since(lastWrite) >= debugHeartbeat {
+				if _, err := w.Write([]byte(": keep-alive\n\n")); err != nil {
+					return
+				}
+				_ = rc.Flush()
+				lastWrite = time.Now()
 			}
-			_ = rc.Flush()
 			continue
 		}
 		if err != nil {
@@ -113,6 +121,7 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		_ = rc.Flush()
+		lastWrite = time.Now()
 	}
 }
 

@@ -163,6 +163,9 @@ func acquireState(h *Handler) (*sharedState, error) {
 			if err != nil {
 				return nil, fmt.Errorf("rate_limit redis: %v", err)
 			}
+			// Blocking reads (the debug stream) must end with the client's
+			// request, so contexts bound every command.
+			opts.ContextTimeoutEnabled = true
 			ls.client = redis.NewClient(opts) // connects lazily
 			ls.redis = ratelimit.NewRedis(ls.client, ls.memory)
 			lg := logger.Named("ratelimit")

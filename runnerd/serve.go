@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -157,8 +156,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.Var(sizeFlag{&o.maxFetchBytes}, "max-fetch-bytes", "largest http.fetch response body")
 	fs.IntVar(&o.maxHostCalls, "max-host-calls", hostapi.DefaultMaxHostCalls, "host calls per invocation")
 	fs.Var(sizeFlag{&o.maxLogBytes}, "max-log-bytes", "log bytes per invocation")
-	fs.IntVar(&o.maxConcurrency, "max-concurrency", 64, "calls in flight in this process")
-	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default half of --max-concurrency)")
+	fs.IntVar(&o.maxConcurrency, "max-concurrency", 16, "calls in flight in this process (run one runnerd per core)")
+	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default a quarter of --max-concurrency, at least 1)")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
@@ -265,10 +264,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(o.cacheDir, "stdio"), 0o750); err != nil {
-		return fmt.Errorf("creating cache directory: %v", err)
-	}
-	eng, err := engine.New(engine.Config{EpochTick: o.epochTick, Fuel: o.fuel, StdioDir: filepath.Join(o.cacheDir, "stdio")}, hosts)
+	eng, err := engine.New(engine.Config{EpochTick: o.epochTick, Fuel: o.fuel}, hosts)
 	if err != nil {
 		return err
 	}

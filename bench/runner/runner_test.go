@@ -82,7 +82,7 @@ func newRig(tb testing.TB, wasm []byte, concurrency int) *rig {
 // dist/handlers/loop (an infinite loop).
 func newRigPerTenant(tb testing.TB, wasm []byte, concurrency, perTenant int) *rig {
 	tb.Helper()
-	eng, err := engine.New(engine.Config{StdioDir: tb.TempDir()}, hostSet(tb))
+	eng, err := engine.New(engine.Config{}, hostSet(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func BenchmarkColdStartGoGuest(b *testing.B) {
 
 func coldStart(tb testing.TB, n int) (load, firstCall time.Duration, size int) {
 	wasm := guests.GoGuest(tb, "goguest")
-	eng, err := engine.New(engine.Config{StdioDir: tb.TempDir()}, hostSet(tb))
+	eng, err := engine.New(engine.Config{}, hostSet(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -145,6 +145,8 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 
 	st.PSA = psa.Config{
 		SessionSecret: []byte(readTrim(filepath.Join(d, "keys", "session.secret"))),
+		Issuer:        "psa",
+		Audience:      "extedge",
 		ExtensionID:   sampleExtension,
 		ContentHash:   hash,
 		VendorAPIKey:  readTrim(filepath.Join(d, "keys", "vendor.key")),
@@ -187,12 +189,12 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		}
 	}
 
+	st.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", opts.GatewayPort)
+	st.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", opts.AdminPort)
 	caddyfile := filepath.Join(d, "Caddyfile")
 	if err := os.WriteFile(caddyfile, []byte(st.caddyfile(sockets)), 0o644); err != nil {
 		return st, err
 	}
-	st.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", opts.GatewayPort)
-	st.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", opts.AdminPort)
 	st.logf("starting caddy on %s", st.GatewayURL)
 	if err := st.start(ctx, "caddy", st.bin("caddy"), "run", "--config", caddyfile, "--adapter", "caddyfile"); err != nil {
 		return st, err

@@ -33,7 +33,7 @@ func newEngine(t testing.TB) *engine.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := engine.New(engine.Config{StdioDir: t.TempDir()}, set)
+	e, err := engine.New(engine.Config{}, set)
 	if err != nil {
 		t.Fatal(err)
 	}

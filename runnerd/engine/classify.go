@@ -46,15 +46,12 @@ var trapNames = map[int]string{
 
 // classify turns a wasmtime failure into a §6.2 error. Messages are short
 // and fixed so that no runner internals reach the gateway.
-func (cs *callState) classify(err error, ph phase, store *wasmtime.Store, inst *wasmtime.Instance, lim Limits, stdio *stdioCapture) *execapi.Error {
+func (cs *callState) classify(err error, ph phase, store *wasmtime.Store, inst *wasmtime.Instance, lim Limits) *execapi.Error {
 	var ee *execapi.Error
 	if errors.As(err, &ee) {
 		return ee
 	}
 	memFull := func() bool {
-		if stdio != nil && bytes.Contains(stdio.readStderr(), []byte(oomMarker)) {
-			return true
-		}
 		if inst == nil {
 			return false
 		}

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -35,9 +34,6 @@ type Config struct {
 	// MaxWasmStack bounds the native stack wasm may use; deeper recursion
 	// traps with a stack overflow. Default: 512 KiB.
 	MaxWasmStack int
-	// StdioDir holds the short-lived files that capture WASI stdout and
-	// stderr. Default: os.TempDir().
-	StdioDir string
 }
 
 func (c Config) withDefaults() Config {
@@ -46,9 +42,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxWasmStack <= 0 {
 		c.MaxWasmStack = 512 << 10
-	}
-	if c.StdioDir == "" {
-		c.StdioDir = os.TempDir()
 	}
 	return c
 }

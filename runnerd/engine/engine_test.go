@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -30,9 +31,6 @@ func newEngine(t testing.TB, cfg Config) *Engine {
 	set, err := hostapi.NewSet(hostlog.Capability{}, echoCap{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if cfg.StdioDir == "" {
-		cfg.StdioDir = t.TempDir()
 	}
 	e, err := New(cfg, set)
 	if err != nil {
@@ -249,6 +247,46 @@ func TestWasiStdioGoesToTheLogStream(t *testing.T) {
 	want := []string{"stdout:info:hello from stdout", "stderr:warn:oops on stderr"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("logs = %q, want %q", got, want)
+	}
+}
+
+func TestStdoutFloodIsDiscarded(t *testing.T) {
+	e := newEngine(t, Config{})
+	start := time.Now()
+	res, inv, err := run(t, e, guests.MustWasm(t, "stdout_flood.wat", nil), "handler", Limits{})
+	if err != nil {
+		t.Fatalf("guest printing 128 MiB must still answer: %v", err)
+	}
+	if res.Response.Status != 200 || inv.LogBytes > hostapi.DefaultMaxLogBytes {
+		t.Fatalf("status %d, %d log bytes kept", res.Response.Status, inv.LogBytes)
+	}
+	t.Logf("128 MiB of stdout handled in %v", time.Since(start))
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestStdioPipesAreClosed(t *testing.T) {
+	e := newEngine(t, Config{})
+	m := compile(t, e, guests.MustWasm(t, "wasi_print.wat", nil))
+	call := func() {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		if _, err := e.Run(context.Background(), m, "handler", testRequest, Limits{}, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call()
+	before := openFDs(t)
+	for i := 0; i < 200; i++ {
+		call()
+	}
+	if after := openFDs(t); after > before+4 {
+		t.Fatalf("%d open descriptors after 200 calls, %d before: stdio pipes leak", after, before)
 	}
 }
 

@@ -40,7 +40,7 @@ func TestGoGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Config{StdioDir: t.TempDir()}, set)
+	e, err := New(Config{}, set)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
@@ -89,6 +89,21 @@ type callState struct {
 // the Result is non-nil either way so that stats can be recorded.
 func (e *Engine) Run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
 	lim = lim.withDefaults()
+	var stdio *stdioCapture
+	res, err := e.run(ctx, m, export, request, lim, inv, &stdio)
+	if stdio != nil {
+		// The store is closed now, so wasmtime's ends of the pipes are too.
+		stdio.finish(inv)
+		var ee *execapi.Error
+		if errors.As(err, &ee) && ee.Code == execapi.CodeTrap && bytes.Contains(stdio.stderr.b, []byte(oomMarker)) {
+			// Go's runtime reports a refused grow on stderr and exits.
+			err = &execapi.Error{Code: execapi.CodeMemoryLimit, Message: fmt.Sprintf("guest exceeded its %d MiB memory limit", lim.MemoryBytes>>20)}
+		}
+	}
+	return res, err
+}
+
+func (e *Engine) run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation, stdioOut **stdioCapture) (*Result, error) {
 	res := &Result{}
 	if why := m.checkABI(export); why != "" {
 		return res, badHandler("%s", why)
@@ -115,10 +130,10 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 	var stdio *stdioCapture
 	if m.wasi {
 		var err error
-		if stdio, err = e.newStdio(store); err != nil {
+		if stdio, err = newStdio(store, inv.Budgets.MaxLogBytes); err != nil {
 			return res, &execapi.Error{Code: execapi.CodeInternal, Message: "preparing wasi"}
 		}
-		defer stdio.finish(inv)
+		*stdioOut = stdio
 	}
 
 	start := time.Now()
@@ -129,18 +144,18 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 	store.SetEpochDeadline(e.ticks(initTimeout))
 	inst, err := e.linker.Instantiate(store, m.wt)
 	if err != nil {
-		return res, cs.classify(err, phaseInstantiate, store, nil, lim, stdio)
+		return res, cs.classify(err, phaseInstantiate, store, nil, lim)
 	}
 	if m.init {
 		if _, err := inst.GetFunc(store, "_initialize").Call(store); err != nil {
-			return res, cs.classify(err, phaseInit, store, inst, lim, stdio)
+			return res, cs.classify(err, phaseInit, store, inst, lim)
 		}
 	}
 	mem := inst.GetExport(store, "memory").Memory()
 	alloc := inst.GetFunc(store, "alloc")
 	reqPtr, err := callAlloc(store, alloc, len(request))
 	if err != nil {
-		return res, cs.classify(err, phaseAlloc, store, inst, lim, stdio)
+		return res, cs.classify(err, phaseAlloc, store, inst, lim)
 	}
 	dst, ok := guestBytes(mem.UnsafeData(store), reqPtr, int32(len(request)))
 	if !ok {
@@ -149,7 +164,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 	copy(dst, request)
 	outPtr, err := callAlloc(store, alloc, 8)
 	if err != nil {
-		return res, cs.classify(err, phaseAlloc, store, inst, lim, stdio)
+		return res, cs.classify(err, phaseAlloc, store, inst, lim)
 	}
 	if _, ok := guestBytes(mem.UnsafeData(store), outPtr, 8); !ok {
 		return res, badHandler("alloc returned an out-of-bounds pointer for the out area")
@@ -181,7 +196,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 	}
 	res.Stats.PeakMemoryBytes = int64(mem.DataSize(store))
 	if err != nil {
-		return res, cs.classify(err, phaseHandler, store, inst, lim, stdio)
+		return res, cs.classify(err, phaseHandler, store, inst, lim)
 	}
 	if code, _ := ret.(int32); code != 0 {
 		return res, &execapi.Error{Code: execapi.CodeHandlerError, Message: fmt.Sprintf("handler returned %d", code)}
@@ -230,97 +245,4 @@ func callAlloc(store *wasmtime.Store, alloc *wasmtime.Func, n int) (int32, error
 
 func badHandler(format string, args ...any) *execapi.Error {
 	return &execapi.Error{Code: execapi.CodeBadHandler, Message: fmt.Sprintf(format, args...)}
-}
-
-// stdioCapture holds the files WASI stdout and stderr go to for one call.
-type stdioCapture struct {
-	stdout, stderr string
-	stderrText     []byte // first bytes of stderr, read by classify
-}
-
-func (e *Engine) newStdio(store *wasmtime.Store) (*stdioCapture, error) {
-	mk := func(prefix string) (string, error) {
-		f, err := os.CreateTemp(e.cfg.StdioDir, prefix)
-		if err != nil {
-			return "", err
-		}
-		name := f.Name()
-		return name, f.Close()
-	}
-	out, err := mk("stdout-*")
-	if err != nil {
-		return nil, err
-	}
-	errPath, err := mk("stderr-*")
-	if err != nil {
-		os.Remove(out)
-		return nil, err
-	}
-	wc := wasmtime.NewWasiConfig()
-	// No preopens, environment or arguments (SPEC §5.4); clocks and random
-	// are WASI defaults.
-	if err := wc.SetStdoutFile(out); err != nil {
-		return nil, err
-	}
-	if err := wc.SetStderrFile(errPath); err != nil {
-		return nil, err
-	}
-	store.SetWasi(wc)
-	return &stdioCapture{stdout: out, stderr: errPath}, nil
-}
-
-// readStderr returns the start of stderr (for out-of-memory detection).
-func (s *stdioCapture) readStderr() []byte {
-	if s.stderrText == nil {
-		s.stderrText = readPrefix(s.stderr, 4096)
-	}
-	return s.stderrText
-}
-
-// finish moves what the guest printed into the invocation's log lines,
-// within the log budget, and removes the files.
-func (s *stdioCapture) finish(inv *hostapi.Invocation) {
-	for _, f := range []struct{ path, stream, level string }{
-		{s.stdout, "stdout", "info"},
-		{s.stderr, "stderr", "warn"},
-	} {
-		left := inv.Budgets.MaxLogBytes - inv.LogBytes
-		if left > 0 {
-			b := readPrefix(f.path, left+1)
-			for _, line := range splitLines(b) {
-				if !inv.AddLog(f.level, f.stream, line) {
-					break
-				}
-			}
-		}
-		os.Remove(f.path)
-	}
-}
-
-func readPrefix(path string, n int) []byte {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, int64(n)))
-	return b
-}
-
-func splitLines(b []byte) [][]byte {
-	var lines [][]byte
-	for len(b) > 0 {
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
-		}
-		if i > 0 {
-			lines = append(lines, b[:i])
-		}
-		if i < len(b) {
-			i++
-		}
-		b = b[i:]
-	}
-	return lines
 }

@@ -71,10 +71,13 @@ type Config struct {
 	// envelope may be 1 MiB larger (capabilities, allowlist, secrets).
 	MaxRequestBytes int
 
-	// MaxConcurrency caps calls in flight in the process. Default: 64.
+	// MaxConcurrency caps calls in flight in the process. Instances do not
+	// scale across goroutines of one process (runners scale by process),
+	// so a small number suffices. Default: 16.
 	MaxConcurrency int
 	// MaxConcurrencyPerTenant caps one tenant's calls in flight.
-	// Default: half of MaxConcurrency, at least 1.
+	// Default: a quarter of MaxConcurrency, at least 1, so one tenant's
+	// runaway calls hold at most a quarter of the slots.
 	MaxConcurrencyPerTenant int
 	// QueueWait is how long a call waits for a slot before
 	// concurrency_limited. Default: 100ms.
@@ -115,10 +118,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxRequestBytes = 8 << 20
 	}
 	if cfg.MaxConcurrency <= 0 {
-		cfg.MaxConcurrency = 64
+		cfg.MaxConcurrency = 16
 	}
 	if cfg.MaxConcurrencyPerTenant <= 0 {
-		cfg.MaxConcurrencyPerTenant = max(1, cfg.MaxConcurrency/2)
+		cfg.MaxConcurrencyPerTenant = max(1, cfg.MaxConcurrency/4)
 	}
 	if cfg.QueueWait <= 0 {
 		cfg.QueueWait = 100 * time.Millisecond

@@ -74,7 +74,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New(engine.Config{Fuel: true, StdioDir: t.TempDir()}, set)
+	eng, err := engine.New(engine.Config{Fuel: true}, set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,6 +477,13 @@ func TestUnixSocket(t *testing.T) {
 			t.Fatal("regular file was touched")
 		}
 	})
+	t.Run("tcp listener serves too", func(t *testing.T) {
+		l, err := Listen("tcp://127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close()
+	})
 	t.Run("relative path and unknown scheme are refused", func(t *testing.T) {
 		for _, a := range []string{"unix://rel.sock", "http://x:1", "tcp://nohostport"} {
 			if _, err := Listen(a); err == nil {
@@ -488,7 +495,7 @@ func TestUnixSocket(t *testing.T) {
 
 func TestDrainFinishesCallsInFlight(t *testing.T) {
 	set, _ := hostapi.NewSet(hostlog.Capability{})
-	eng, err := engine.New(engine.Config{StdioDir: t.TempDir()}, set)
+	eng, err := engine.New(engine.Config{}, set)
 	if err != nil {
 		t.Fatal(err)
 	}

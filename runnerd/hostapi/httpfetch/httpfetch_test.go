@@ -235,7 +235,7 @@ func TestMalformedRequestIsRefused(t *testing.T) {
 // capability_denied and still answers.
 func TestFetchFromWasm(t *testing.T) {
 	e := newEnv(t, true, 0)
-	eng, err := engine.New(engine.Config{StdioDir: t.TempDir()}, e.set)
+	eng, err := engine.New(engine.Config{}, e.set)
 	if err != nil {
 		t.Fatal(err)
 	}
