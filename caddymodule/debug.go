@@ -65,9 +65,17 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 		fail(newError(codeDebugUnavailable, "no debug stream is configured"))
 		return
 	}
-	last := "$"
+	key := debugStreamKey(id.Tenant, ext)
+	// Start after the newest entry, resolved now rather than with "$", so
+	// lines added right after the client sees ": connected" are not lost.
+	last := "0-0"
 	if v := r.Header.Get("Last-Event-ID"); validStreamID(v) {
 		last = v
+	} else if msgs, err := client.XRevRangeN(r.Context(), key, "+", "-", 1).Result(); err == nil && len(msgs) == 1 {
+		last = msgs[0].ID
+	} else if err != nil {
+		fail(newError(codeDebugUnavailable, "the debug stream is unavailable"))
+		return
 	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -80,7 +88,6 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 	_ = rc.Flush()
 	observeRequest(routeDebug, "ok", start)
 
-	key := debugStreamKey(id.Tenant, ext)
 	ctx := r.Context()
 	lastWrite := time.Now()
 	for ctx.Err() == nil {
