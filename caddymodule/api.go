@@ -112,7 +112,7 @@ func (h *Handler) callExtension(w http.ResponseWriter, r *http.Request, rid stri
 	}
 
 	// 8. Envelope.
-	envelope, err := h.buildEnvelope(r, rid, id, inst, match, body, sub)
+	envelope, err := h.buildEnvelope(r, rid, id, ext, inst, match, body, sub)
 	if err != nil {
 		h.logger.Error("building execute envelope", zap.String("request_id", rid), zap.Error(err))
 		return fail(newError(codeInternal, "internal error"))
@@ -225,11 +225,10 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *gatewayError) {
 	return buf, nil
 }
 
-func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, inst *registrycache.Install, m manifest.Match, body []byte, sub string) ([]byte, error) {
-	ext := inst.Extension.Name
-	if ext == "" {
-		ext = strings.SplitN(r.URL.Path[len(prefixAPI):], "/", 2)[0]
-	}
+// buildEnvelope builds the §6.2 execute request. context.extension_id is
+// the extension's name (runnerd keys module caches and the debug stream
+// by it).
+func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, ext string, inst *registrycache.Install, m manifest.Match, body []byte, sub string) ([]byte, error) {
 	timeout := time.Duration(h.Timeout)
 	if ms := m.Endpoint.TimeoutMS; ms > 0 && time.Duration(ms)*time.Millisecond < timeout {
 		timeout = time.Duration(ms) * time.Millisecond

@@ -91,6 +91,19 @@ func TestServeEndToEnd(t *testing.T) {
 	if status != 200 || json.Unmarshal(body, &resp) != nil || resp.Status != 201 || string(resp.Body) != "hello" {
 		t.Fatalf("execute: %d %s", status, body)
 	}
+	mresp, err := client.Get("http://runner/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtext, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`extedge_runner_cache_lookups_total{layer="bundle_disk",result="miss"} 1`,
+		`extedge_runner_cache_lookups_total{layer="disk",result="miss"} 1`, "extedge_runner_instantiate_seconds_bucket",
+		`extedge_runner_invocations_total{outcome="ok"} 1`} {
+		if !strings.Contains(string(mtext), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// SIGTERM while a call is in flight: the call finishes, then serve returns.
 	got := make(chan int, 1)
 	go func() { st, _ := exec("dist/handlers/loop", 300); got <- st }()

@@ -161,6 +161,13 @@ func New(cfg Config) (*Server, error) {
 		s.mux.Handle("GET "+execapi.PathMetrics, promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		allow := map[string]string{execapi.PathExecute: "POST", execapi.PathWarmup: "POST",
+			execapi.PathHealthz: "GET, HEAD", execapi.PathReadyz: "GET, HEAD", execapi.PathMetrics: "GET, HEAD"}[r.URL.Path]
+		if allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, &execapi.Error{Code: "method_not_allowed", Message: "use " + allow}, http.StatusMethodNotAllowed)
+			return
+		}
 		writeError(w, &execapi.Error{Code: "not_found", Message: "no such endpoint"}, http.StatusNotFound)
 	})
 	return s, nil

@@ -381,6 +381,12 @@ func TestHealthReadyAndMetrics(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	if resp, err := f.client.Get(f.base + execapi.PathExecute); err != nil || resp.StatusCode != 405 || resp.Header.Get("Allow") != "POST" {
+		t.Errorf("GET /v1/execute: %v %v", resp.StatusCode, err)
+	}
+	if st, _ := get("/nope"); st != 404 {
+		t.Errorf("unknown path %d", st)
+	}
 	if st, _ := get("/healthz"); st != 200 {
 		t.Errorf("healthz %d", st)
 	}
