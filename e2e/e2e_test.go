@@ -65,7 +65,16 @@ func startStack(t *testing.T) *stack {
 	}
 	t.Logf("timing: built registryd, runnerd, caddy in %v", time.Since(t0).Round(time.Millisecond))
 
-	dataDir := t.TempDir()
+	// Not t.TempDir: its parents are mode 0700, and registryd's embedded
+	// PostgreSQL runs as the postgres user when the tests run as root.
+	dataDir, err := os.MkdirTemp("", "extedge-e2e-")
+	if err == nil {
+		err = os.Chmod(dataDir, 0o755)
+	}
+	if err != nil {
+		t.Fatalf("data directory: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dataDir) })
 	t1 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()

@@ -191,7 +191,7 @@ func TestRegistryWorkflow(t *testing.T) {
 	r := startRegistry(t)
 	key := filepath.Join(r.keys, "publisher.key")
 	b1, s1, h1 := packSigned(t, key, nil, nil)
-	b2, s2, h2 := packSigned(t, key, func(m string) string {
+	b2, _, h2 := packSigned(t, key, func(m string) string {
 		m = strings.Replace(m, `"1.0.0"`, `"1.1.0"`, 1)
 		return strings.Replace(m, `["cap:storage.kv"]`, `["cap:storage.kv", "cap:http.fetch", "cap:secrets.get"]`, 1)
 	}, nil)
@@ -218,7 +218,6 @@ func TestRegistryWorkflow(t *testing.T) {
 	if p2.Created == nil || !*p2.Created || p2.ContentHash != h2 || p2.Version["version"] != "1.1.0" || p2.Extension["id"] != again.Extension["id"] {
 		t.Fatalf("publish v2 --json = %+v", p2)
 	}
-	_ = s2
 
 	// Install 1.0.0 with grants, typed config and egress.
 	in := decodeJSON[registryapi.Install](t, r.admin(t, "install", "--tenant", tenant, "--extension", ext, "--version", "1.0.0",

@@ -292,7 +292,8 @@ func (s *Server) Execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 type callStats struct {
 	engine.Stats
 	egress int64
-	ran    bool
+	valid  bool // the envelope passed validation: the call gets a record
+	ran    bool // the guest was instantiated
 }
 
 func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Response, *callStats, *execapi.Error) {
@@ -300,6 +301,7 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	if eerr := validateEnvelope(env); eerr != nil {
 		return nil, stats, eerr
 	}
+	stats.valid = true
 	greq := execapi.GuestRequest{Context: env.Context, HTTP: env.HTTP, Endpoint: env.Endpoint, Config: env.Config}
 	if hasCapability(env.Capabilities, "user.read") {
 		greq.User = env.User
@@ -438,7 +440,9 @@ func (s *Server) finish(env *execapi.Request, started time.Time, resp *execapi.R
 			zap.String("extension", env.Context.ExtensionID), zap.String("outcome", outcome),
 			zap.Duration("duration", finished.Sub(started)))
 	}
-	if s.cfg.Records != nil && st.ran {
+	// Every validated call leaves a record, refused ones (concurrency,
+	// integrity) included, so operators see them per tenant.
+	if s.cfg.Records != nil && st.valid {
 		s.cfg.Records.Add(registryapi.ExecutionRecord{
 			RequestID:       env.Context.RequestID,
 			TenantID:        env.Context.TenantID,

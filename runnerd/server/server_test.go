@@ -575,10 +575,17 @@ func TestTelemetry(t *testing.T) {
 	f.post(t, execapi.PathExecute, testToken, envelope("nonzero.wat", "tenant-a"))
 	f.post(t, execapi.PathExecute, testToken, envelope("metric", "tenant-a"))
 	f.post(t, execapi.PathExecute, "", envelope("ok.wat", "tenant-a")) // unauthorized: no record
+	bad := envelope("ok.wat", "tenant-a")
+	bad["context"].(map[string]any)["content_hash"] = "nope"
+	f.post(t, execapi.PathExecute, testToken, bad) // invalid: no record
+	f.post(t, execapi.PathExecute, testToken, envelope("tampered", "tenant-a"))
 
-	t.Run("every executed call leaves one execution record", func(t *testing.T) {
-		if len(recs.recs) != 4 {
-			t.Fatalf("%d records, want 4", len(recs.recs))
+	t.Run("every validated call leaves one execution record", func(t *testing.T) {
+		if len(recs.recs) != 5 {
+			t.Fatalf("%d records, want 5", len(recs.recs))
+		}
+		if recs.recs[4].Outcome != execapi.CodeIntegrityFailed {
+			t.Fatalf("refused call recorded as %q", recs.recs[4].Outcome)
 		}
 		r := recs.recs[0]
 		if r.Outcome != "ok" || r.HTTPStatus != 201 || r.TenantID != "tenant-a" || r.ContentHash != hashOf("ok.wat") ||

@@ -8,6 +8,7 @@ package httpfetch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -36,6 +37,9 @@ type Config struct {
 	MaxResponseBytes int64
 	// MaxRequestBytes caps the request body. Default: 5 MiB.
 	MaxRequestBytes int
+	// TLS configures outbound TLS (e.g. an on-prem CA); nil means the
+	// system roots.
+	TLS *tls.Config
 }
 
 // Capability provides http.fetch.
@@ -66,6 +70,7 @@ func New(cfg Config) (*Capability, error) {
 		IdleConnTimeout:       60 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 0, // bounded by the invocation deadline
+		TLSClientConfig:       cfg.TLS,
 	}
 	return &Capability{cfg: cfg, client: &http.Client{
 		Transport: tr,

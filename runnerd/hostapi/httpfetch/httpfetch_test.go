@@ -265,3 +265,37 @@ func TestFetchFromWasm(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPSGoesToTheCheckedAddress fetches over TLS from a name that
+// resolves (through the test resolver) to a local TLS server: the
+// certificate is checked against the URL's host while the connection goes
+// to the checked address.
+func TestHTTPSGoesToTheCheckedAddress(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("tls ok"))
+	}))
+	defer srv.Close()
+	port := strings.TrimPrefix(srv.URL, "https://127.0.0.1")
+	// httptest's certificate is valid for example.com.
+	list, _ := egress.ParseList([]string{"example.com" + port})
+	tlsCfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	c, err := New(Config{Policy: egress.NewPolicy(list, list, fakeResolver{"example.com": "127.0.0.1"}), TLS: tlsCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, _ := hostapi.NewSet(c)
+	e := &env{set: set}
+	reply, _ := e.call(t, map[string]any{"url": "https://example.com" + port + "/"}, nil, 2*time.Second)
+	if codeOf(reply) != "" || reply["body_b64"] != "dGxzIG9r" {
+		t.Fatalf("reply %v", reply)
+	}
+	// The same server under a name its certificate does not cover fails
+	// the TLS check: the host name, not the dialed IP, is verified.
+	list2, _ := egress.ParseList([]string{"other.test" + port})
+	c2, _ := New(Config{Policy: egress.NewPolicy(list2, list2, fakeResolver{"other.test": "127.0.0.1"}), TLS: tlsCfg})
+	set2, _ := hostapi.NewSet(c2)
+	reply, _ = (&env{set: set2}).call(t, map[string]any{"url": "https://other.test" + port + "/"}, nil, 2*time.Second)
+	if codeOf(reply) != CodeTransport {
+		t.Fatalf("reply %v, want a transport (TLS) failure", reply)
+	}
+}

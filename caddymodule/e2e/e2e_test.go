@@ -1,0 +1,218 @@
+// Package e2e runs the gateway end to end with real processes: Caddy built
+// from ./cmd/caddy, runnerd built from ./runnerd executing the
+// examples/hello Go guest (built for wasip1), and a signed bundle in a
+// file:// blob store. The registry is a registryapi double (httptest)
+// because these tests are about the gateway ↔ runner path; registryd has its
+// own integration tests. This package imports no wasmtime: runnerd is a
+// separate process.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extedge/extedge/internal/blobstore"
+	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const (
+	ext         = "com.example.hello"
+	tenant      = "tenant-e2e"
+	runnerToken = "e2e-runner-token-0123"
+	svcToken    = "e2e-service-token-0123"
+	jwtSecret   = "e2e-jwt-secret-0123456789"
+)
+
+// helloBundle builds examples/hello for wasip1, packs, signs and stores it.
+func helloBundle(t *testing.T, dir string) (hash, storeURL, trustFile string) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "bundle")
+	os.MkdirAll(filepath.Join(src, "dist"), 0o755)
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(src, "dist", "hello.wasm"), "./examples/hello")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building examples/hello: %v\n%s", err, out)
+	}
+	man, err := os.ReadFile(filepath.Join(root, "examples", "hello", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "manifest.json"), man, 0o644)
+	var buf bytes.Buffer
+	if hash, err = bundle.Pack(src, &buf); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := signing.GenerateKey(signing.AlgEd25519)
+	sig, _ := signing.Sign(key, hash)
+	storeDir := filepath.Join(dir, "store")
+	os.MkdirAll(storeDir, 0o755)
+	storeURL = "file://" + storeDir
+	store, err := blobstore.Open(storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	store.Put(ctx, blobstore.BundleKey(hash), bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	store.Put(ctx, blobstore.SignatureKey(hash), bytes.NewReader(sig.Marshal()), -1)
+	store.Put(ctx, blobstore.ManifestKey(hash), bytes.NewReader(man), int64(len(man)))
+	pub, _ := signing.MarshalPublicKeyPEM(key.Public(), "Example")
+	trustFile = filepath.Join(dir, "trust.pem")
+	os.WriteFile(trustFile, pub, 0o644)
+	return hash, storeURL, trustFile
+}
+
+// runnerd is a real runnerd process on a Unix socket.
+type runnerd struct {
+	sock string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startRunnerd(t *testing.T, bin, sockDir, name, storeURL, trustFile, tokenFile string) *runnerd {
+	r := &runnerd{sock: filepath.Join(sockDir, name+".sock"), done: make(chan struct{})}
+	logf, _ := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	r.cmd = exec.Command(bin, "serve", "--listen", "unix://"+r.sock, "--token-file", tokenFile,
+		"--bundle-store", storeURL, "--trust-bundle", trustFile, "--cache-dir", filepath.Join(t.TempDir(), "cache"))
+	r.cmd.Stdout, r.cmd.Stderr = logf, logf
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() { r.kill() })
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", r.sock)
+	}}}
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		select {
+		case <-r.done:
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("runnerd exited:\n%s", b)
+		default:
+		}
+		resp, err := hc.Get("http://runner/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return r
+}
+
+func (r *runnerd) kill() {
+	_ = r.cmd.Process.Signal(syscall.SIGKILL)
+	<-r.done
+}
+
+func TestGatewayToRealRunnerd(t *testing.T) {
+	dir := t.TempDir()
+	hash, storeURL, trustFile := helloBundle(t, dir)
+	sockDir, _ := os.MkdirTemp("", "e2e")
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(v), 0o600)
+		return p
+	}
+	runnerTok, svcTok, secret := write("runner.token", runnerToken), write("svc.token", svcToken), write("jwt.secret", jwtSecret)
+
+	resolved, _ := json.Marshal(registryapi.Resolved{InstallID: "i-1", TenantID: tenant,
+		Extension: registryapi.Ref{ID: "e-1", Name: ext}, Version: registryapi.VersionRef{ID: "v-1", Version: "0.1.0"},
+		ContentHash: hash, Status: "enabled", Capabilities: []string{"log.emit"},
+		Endpoints: []manifest.Endpoint{{Method: "GET", Path: "/hello", Handler: "dist/hello"}},
+		Config:    json.RawMessage(`{"greeting":"hi"}`)})
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v1/resolve/"+tenant+"/"+ext:
+			w.Write(resolved)
+		case r.URL.Path == "/v1/changes":
+			w.WriteHeader(200)
+			<-r.Context().Done()
+		default:
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"error":{"code":"not_installed","message":"no"}}`)
+		}
+	}))
+	defer reg.Close()
+
+	bin := testenv.Binary(t, "./runnerd")
+	r0 := startRunnerd(t, bin, sockDir, "r0", storeURL, trustFile, runnerTok)
+	r1 := startRunnerd(t, bin, sockDir, "r1", storeURL, trustFile, runnerTok)
+	c := testenv.Caddy(t, fmt.Sprintf(`	extedge {
+		registry %s {
+			token_file %s
+		}
+		runners unix/%s unix/%s {
+			token_file %s
+			health_interval 200ms
+		}
+		auth jwt {
+			secret_file %s
+		}
+	}`, reg.URL, svcTok, r0.sock, r1.sock, runnerTok, secret))
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"tenant": tenant, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
+	call := func() (int, string) {
+		req, _ := http.NewRequest("GET", c.URL+"/api/ext/"+ext+"/hello?name=ann", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := call()
+	if code != 200 || !strings.Contains(body, `"message":"hi, ann"`) {
+		t.Fatalf("call through Caddy → runnerd → wasm: %d %s\n%s", code, body, c.Log())
+	}
+	// SIGKILL whichever runner serves the hash; the other takes over.
+	r0.kill()
+	r1.kill()
+	r1 = startRunnerd(t, bin, sockDir, "r1", storeURL, trustFile, runnerTok)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body = call()
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after killing r0 and restarting r1: %d %s", code, body)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		if code, body := call(); code != 200 {
+			t.Fatalf("call %d with one runner left: %d %s", i, code, body)
+		}
+	}
+}
