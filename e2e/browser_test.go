@@ -345,7 +345,10 @@ func (b *browser) attachFrame(t *testing.T, prefix string, exclude target.ID, di
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no iframe target under %s after 15s; targets: %v%s\nbrowser console:%s", prefix, seen, diagnosis(diagnose), b.consoleText())
+			t.Fatalf("no iframe target under %s after 15s; targets: %v%s\nbrowser console:%s\n"+
+				"(if the host page has the iframe but no target is listed, this Chromium runs sandboxed iframes in-process "+
+				"— IsolateSandboxedIframes off — and the test needs the default site isolation)",
+				prefix, seen, diagnosis(diagnose), b.consoleText())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -146,17 +146,35 @@ func logTails(path func(name string) string) string {
 			continue
 		}
 		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		if len(lines) > 25 {
-			lines = lines[len(lines)-25:]
-		}
-		for i, l := range lines {
-			if len(l) > 600 {
-				lines[i] = l[:600] + "…"
+		// The last warnings and errors (zap JSON), then the last lines.
+		var bad []string
+		for _, l := range lines {
+			for _, lvl := range []string{`"level":"warn"`, `"level":"error"`, `"level":"fatal"`, `"level":"panic"`} {
+				if strings.Contains(l, lvl) {
+					bad = append(bad, l)
+					break
+				}
 			}
 		}
-		fmt.Fprintf(&b, "\n--- tail of %s ---\n%s", p, strings.Join(lines, "\n"))
+		fmt.Fprintf(&b, "\n--- %s: last warnings/errors ---\n%s\n--- %s: tail ---\n%s",
+			p, clip(bad, 10), p, clip(lines, 15))
 	}
 	return b.String()
+}
+
+// clip returns the last n lines, each cut to 600 bytes.
+func clip(lines []string, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if len(l) > 600 {
+			l = l[:600] + "…"
+		}
+		out[i] = l
+	}
+	return strings.Join(out, "\n")
 }
 
 // token mints a session token for tenant, as the PSA page gets it.

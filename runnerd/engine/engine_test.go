@@ -175,8 +175,9 @@ func TestInfiniteLoopStoppedWithinOneAndAHalfDeadlines(t *testing.T) {
 	if res.Stats.Guest < deadline {
 		t.Errorf("guest stopped after %v, before its %v deadline", res.Stats.Guest, deadline)
 	}
-	// 1.5× the deadline plus 20 ms for instantiation and scheduling noise.
-	if limit := deadline*3/2 + 20*time.Millisecond; elapsed > limit {
+	// 1.5× the deadline plus 50 ms for instantiation and scheduling noise
+	// on a loaded machine.
+	if limit := deadline*3/2 + 50*time.Millisecond; elapsed > limit {
 		t.Errorf("loop stopped after %v, want < %v", elapsed, limit)
 	}
 }
