@@ -28,8 +28,8 @@ import (
 // driven over Unix sockets by a client in this test process. The client
 // shares the same two cores, so the ratio is a lower bound.
 func TestScaleOutReport(t *testing.T) {
-	if testing.Short() {
-		t.Skip("benchmark report skipped in -short mode")
+	if os.Getenv("EXTEDGE_BENCH") == "" {
+		t.Skip("benchmark report: set EXTEDGE_BENCH=1 to run it (timing belongs in benchmarks, not in CI pass/fail)")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "runnerd")
