@@ -164,6 +164,9 @@ func logTails(path func(name string) string) string {
 
 // clip returns the last n lines, each cut to 600 bytes.
 func clip(lines []string, n int) string {
+	if len(lines) == 0 {
+		return "(none)"
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

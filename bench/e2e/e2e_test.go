@@ -139,19 +139,31 @@ func TestLoadEndToEnd(t *testing.T) {
 	t.Logf("bundle → preferred runner: %v; scale-out load uses bundles %v (content hashes %v)", split, spread, pick(hashes, spread))
 
 	var rows []Row
+	var cpuRows []cpuRow
 	run := func(name string, c int, req func(w int) (*http.Request, error), check func(int, []byte) error) Row {
 		t.Helper()
-		res, err := Run(ctx, Load{Concurrency: c, Warmup: cfg.warmup, Duration: cfg.duration, Client: NewClient(c), Request: req, Check: check})
+		// The warm-up is its own run on the same client, so the CPU
+		// snapshots bracket the measured window only.
+		client := NewClient(c)
+		if _, err := Run(ctx, Load{Concurrency: c, Duration: cfg.warmup, Client: client, Request: req, Check: check}); err != nil {
+			t.Fatalf("%s: warm-up: %v", name, err)
+		}
+		cpu0 := takeCPU(st.DataDir)
+		res, err := Run(ctx, Load{Concurrency: c, Duration: cfg.duration, Client: client, Request: req, Check: check})
+		cpu1 := takeCPU(st.DataDir)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if res.Requests == 0 {
-			t.Fatalf("%s: no request completed", name)
-		}
 		row := Row{Name: fmt.Sprintf("%s (c=%d)", name, c), Result: res}
+		cpuRows = append(cpuRows, cpuRow{name: row.Name, requests: res.Requests - res.Errors, wall: res.Elapsed, delta: diffCPU(cpu0, cpu1)})
 		if res.Errors > 0 {
+			// Shed load (runners_busy when a tenant's concurrency cap
+			// is reached) is a measured outcome, reported in the row; a
+			// scenario that mostly failed measured nothing.
 			row.Note = fmt.Sprintf("statuses %v, first error: %s", res.Statuses, res.FirstError)
-			t.Errorf("%s: %d of %d requests failed: %s", name, res.Errors, res.Requests, res.FirstError)
+			if res.Errors*2 > res.Requests {
+				t.Errorf("%s: %d of %d requests failed: %s", name, res.Errors, res.Requests, res.FirstError)
+			}
 		}
 		t.Logf("%s", strings.TrimSpace(Table([]Row{row})))
 		rows = append(rows, row)
@@ -213,7 +225,7 @@ func TestLoadEndToEnd(t *testing.T) {
 	floodDone := make(chan Result, 1)
 	go func() {
 		res, _ := Run(floodCtx, Load{
-			Concurrency: cfg.concurrency, Duration: cfg.warmup + cfg.duration + 5*time.Second, Client: NewClient(cfg.concurrency),
+			Concurrency: cfg.concurrency, Duration: 2*cfg.warmup + cfg.duration + 5*time.Second, Client: NewClient(cfg.concurrency),
 			Request: func(int) (*http.Request, error) {
 				return g.request(noisyTok, "/api/ext/"+benchExtension(0)+"/loop")
 			},
@@ -221,7 +233,7 @@ func TestLoadEndToEnd(t *testing.T) {
 		})
 		floodDone <- res
 	}()
-	noisy := run(fmt.Sprintf("quiet tenant, neighbour flooding /loop (c=%d)", cfg.concurrency), cfg.quiet, okOf(0), isHello)
+	noisy := run(fmt.Sprintf("quiet tenant, neighbour floods /loop with c=%d,", cfg.concurrency), cfg.quiet, okOf(0), isHello)
 	stopFlood()
 	flood := <-floodDone
 	noisy.Note = strings.TrimSpace(noisy.Note + fmt.Sprintf(" flood replies %v", flood.Statuses))
@@ -246,8 +258,8 @@ func TestLoadEndToEnd(t *testing.T) {
 		fmt.Sprintf("noisy neighbour: quiet tenant p99 %s of its quiet baseline (target <= 2x), p50 %s, throughput %s",
 			lat(noisy.P99, quiet.P99), lat(noisy.P50, quiet.P50), ratio(noisy.RPS, quiet.RPS)),
 	}
-	t.Logf("summary (warm-up %v, window %v, load generator in-process on the same %d CPUs; load average at end %s):\n%s\n%s",
-		cfg.warmup, cfg.duration, runtime.NumCPU(), loadavg(), Table(rows), strings.Join(summary, "\n"))
+	t.Logf("summary (warm-up %v, window %v, load generator in-process on the same %d CPUs; load average at end %s):\n%s\n%s\n\n%s",
+		cfg.warmup, cfg.duration, runtime.NumCPU(), loadavg(), Table(rows), cpuTable(cpuRows), strings.Join(summary, "\n"))
 }
 
 func pick(all []string, idx []int) []string {

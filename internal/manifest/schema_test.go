@@ -54,7 +54,13 @@ func TestExamplesValidateUnderSchemaAndParse(t *testing.T) {
 	s := compileSchema(t)
 	files, _ := filepath.Glob("testdata/valid/*.json")
 	files = append(files, "testdata/spec-example.json")
-	if len(files) < 4 {
+	// The repository's own example extensions and the extctl scaffold.
+	examples, _ := filepath.Glob("../../examples/*/manifest.json")
+	if len(examples) < 2 {
+		t.Fatalf("expected the example extensions' manifests, found %v", examples)
+	}
+	files = append(files, examples...)
+	if len(files) < 6 {
 		t.Fatalf("expected at least 4 valid examples, found %v", files)
 	}
 	for _, f := range files {

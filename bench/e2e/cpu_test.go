@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CPU accounting from /proc (Linux): where a scenario's CPU time went,
+// per request, so the ratios can be read against what each process cost
+// and against what other work on the machine took.
+
+// clockTick is USER_HZ, 100 on every Linux this runs on.
+const clockTick = 10 * time.Millisecond
+
+// cpuSnap is CPU time (user+system) by label at one instant. The labels
+// are the stack's processes ("caddy", "runnerd-0", "registryd",
+// "postgres"…), "bench" for this test process (load generator and stub)
+// and "machine" for every CPU of the host.
+type cpuSnap map[string]time.Duration
+
+// takeCPU snapshots the stack whose command lines mention dataDir: each
+// such process with its descendants (a PostgreSQL child is labelled
+// "postgres" whoever started it).
+func takeCPU(dataDir string) cpuSnap {
+	s := cpuSnap{}
+	type info struct {
+		ppid  int
+		cpu   time.Duration
+		comm  string
+		label string // set for the stack's own processes
+	}
+	procs := map[int]*info{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		open := strings.IndexByte(string(stat), '(')
+		if i < 0 || open < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		p := &info{ppid: ppid, cpu: time.Duration(ut+st) * clockTick, comm: string(stat[open+1 : i])}
+		if pid == os.Getpid() {
+			p.label = "bench"
+		} else if cmd, err := os.ReadFile(d + "/cmdline"); err == nil && strings.Contains(string(cmd), dataDir) {
+			args := strings.Split(string(cmd), "\x00")
+			p.label = filepath.Base(args[0])
+			if strings.HasPrefix(p.label, "runnerd") {
+				for _, a := range args {
+					if strings.HasPrefix(a, "unix://") {
+						p.label = "runnerd-" + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(a), "runner-"), ".sock")
+					}
+				}
+			}
+			if strings.HasPrefix(p.label, "caddy") {
+				p.label = "caddy"
+			}
+		}
+		procs[pid] = p
+	}
+	for _, p := range procs {
+		label := ""
+		for q, depth := p, 0; q != nil && depth < 16; q, depth = procs[q.ppid], depth+1 {
+			if q.label != "" {
+				label = q.label
+				break
+			}
+		}
+		if label == "" || label == "bench" && p.label != "bench" {
+			continue // not ours, or a child of the test process (go tool…)
+		}
+		if p.comm == "postgres" || strings.HasPrefix(p.comm, "postgres") {
+			label = "postgres"
+		}
+		s[label] += p.cpu
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		// cpu user nice system idle iowait irq softirq steal …: busy is all
+		// but idle and iowait.
+		for i, v := range f[1:] {
+			if i == 3 || i == 4 {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			s["machine"] += time.Duration(n) * clockTick
+		}
+	}
+	return s
+}
+
+// cpuLabels orders the columns of the CPU table.
+var cpuLabels = []string{"caddy", "runnerd-0", "runnerd-1", "registryd", "postgres", "bench"}
+
+// cpuRow is one scenario's CPU time per successful request.
+type cpuRow struct {
+	name     string
+	requests int64
+	wall     time.Duration
+	delta    cpuSnap
+}
+
+func diffCPU(before, after cpuSnap) cpuSnap {
+	d := cpuSnap{}
+	for k, v := range after {
+		d[k] = v - before[k]
+	}
+	return d
+}
+
+// cpuTable renders CPU microseconds per successful request by process,
+// the stack's total, and the machine's busy cores during the scenario
+// split into ours and everyone else's.
+func cpuTable(rows []cpuRow) string {
+	const head = "scenario (CPU us per request)"
+	w := len(head)
+	for _, r := range rows {
+		w = max(w, len(r.name))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-*s", w, head)
+	cols := slices.Clone(cpuLabels)
+	for _, c := range cols {
+		fmt.Fprintf(&b, " %9s", c)
+	}
+	fmt.Fprintf(&b, " %9s  %s\n", "ours", "busy cores: ours / others")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-*s", w, r.name)
+		var ours time.Duration
+		for _, c := range cols {
+			ours += r.delta[c]
+			fmt.Fprintf(&b, " %9.0f", perReq(r.delta[c], r.requests))
+		}
+		others := r.delta["machine"] - ours
+		fmt.Fprintf(&b, " %9.0f  %.2f / %.2f\n", perReq(ours, r.requests),
+			ours.Seconds()/r.wall.Seconds(), max(others, 0).Seconds()/r.wall.Seconds())
+	}
+	return b.String()
+}
+
+func perReq(d time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(n)
+}
