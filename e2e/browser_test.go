@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +18,8 @@ import (
 
 	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
+
+	"github.com/extedge/extedge/internal/testenv"
 
 	sdkjs "github.com/extedge/extedge/sdk/js"
 )
@@ -178,25 +178,7 @@ const uiStateJS = `(() => {
 
 // ---- browser plumbing ----
 
-// findChromium returns the Chromium binary: $EXTEDGE_CHROMIUM, else the first
-// of the usual names on PATH.
-func findChromium() (string, error) {
-	if p := os.Getenv("EXTEDGE_CHROMIUM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("EXTEDGE_CHROMIUM=%s: %v", p, err)
-		}
-		return p, nil
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium not found (looked for chromium, chromium-browser, google-chrome, /usr/bin/chromium)")
-}
-
-// browser is one tab of a headless Chromium plus everything its targets
-// wrote to the console (for failure messages).
+// browser is the headless Chromium tab with the console lines it collected.
 type browser struct {
 	ctx context.Context // the tab; has run once
 
@@ -209,44 +191,7 @@ type browser struct {
 // with an install hint, or skips when EXTEDGE_SKIP_BROWSER is set.
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
-	bin, err := findChromium()
-	if err != nil {
-		if v := os.Getenv("EXTEDGE_SKIP_BROWSER"); v != "" {
-			t.Skipf("e2e: %v; skipped because EXTEDGE_SKIP_BROWSER=%s", err, v)
-		}
-		t.Fatalf("e2e: %v; install it with `apt-get install chromium` or set EXTEDGE_CHROMIUM (or set EXTEDGE_SKIP_BROWSER=1 to skip the browser test)", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox, // Debian's chromium as root in a container
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	// The first Run starts the browser; it must not carry a timeout (that
-	// would stop the browser), so the deadline is enforced around it.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			t.Fatalf("starting chromium %s: %v", bin, err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("chromium %s did not start within 30s", bin)
-	}
+	ctx := testenv.Chromium(t, 1280, 900)
 	b := &browser{ctx: ctx}
 	b.collectConsole(ctx, "page")
 	return b

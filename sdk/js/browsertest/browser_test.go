@@ -3,47 +3,14 @@ package browsertest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/extedge/extedge/internal/testenv"
 )
-
-// findChromium returns the Chromium binary: $EXTEDGE_CHROMIUM, else the first
-// of the usual names on PATH or /usr/bin/chromium.
-func findChromium() (string, error) {
-	if p := os.Getenv("EXTEDGE_CHROMIUM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("EXTEDGE_CHROMIUM=%s: %v", p, err)
-		}
-		return p, nil
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "/usr/bin/chromium"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("chromium not found (looked for chromium, chromium-browser, google-chrome, /usr/bin/chromium)")
-}
-
-// requireChromium returns the Chromium binary, or fails the test with an
-// install hint; EXTEDGE_SKIP_BROWSER turns the failure into a skip.
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	p, err := findChromium()
-	if err == nil {
-		return p
-	}
-	if v := os.Getenv("EXTEDGE_SKIP_BROWSER"); v != "" {
-		t.Skipf("browsertest: %v; skipped because EXTEDGE_SKIP_BROWSER=%s", err, v)
-	}
-	t.Fatalf("browsertest: %v; install it with `apt-get install chromium` or set EXTEDGE_CHROMIUM (or set EXTEDGE_SKIP_BROWSER=1 to skip these tests)", err)
-	return ""
-}
 
 // browserPage is one tab of a headless Chromium, with helpers that evaluate
 // JavaScript in its top-level document.
@@ -55,38 +22,7 @@ type browserPage struct {
 // browser stops when the test ends.
 func startBrowser(t *testing.T) *browserPage {
 	t.Helper()
-	bin := requireChromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1024),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancelCtx()
-		cancelAlloc()
-	})
-	// The first Run starts the browser; it must not carry a timeout (that
-	// would stop the browser), so the deadline is enforced around it.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			t.Fatalf("starting chromium %s: %v", bin, err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("chromium %s did not start within 20s", bin)
-	}
+	ctx := testenv.Chromium(t, 1280, 1024)
 	return &browserPage{ctx: ctx}
 }
 
