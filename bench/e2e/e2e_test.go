@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/devstack"
 	"github.com/extedge/extedge/internal/registryapi"
@@ -31,8 +33,9 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // settings are the knobs of a benchmark run, from the environment.
 type settings struct {
 	warmup, duration time.Duration
-	concurrency      int // workers of every saturating load
-	quiet            int // workers of the quiet tenant (noisy neighbour)
+	concurrency      int    // workers of every saturating load
+	quiet            int    // workers of the quiet tenant (noisy neighbour)
+	runnerProcs      string // GOMAXPROCS of the runners ("" = Go's default, every core)
 }
 
 func benchSettings(t *testing.T) settings {
@@ -57,20 +60,57 @@ func benchSettings(t *testing.T) settings {
 			}
 		}
 	}
+	if v := os.Getenv("EXTEDGE_BENCH_RUNNER_GOMAXPROCS"); v != "" {
+		if n, err := strconv.Atoi(v); err != nil || n < 1 {
+			t.Fatalf("EXTEDGE_BENCH_RUNNER_GOMAXPROCS: want a positive integer, got %q", v)
+		}
+		s.runnerProcs = v
+	}
 	return s
 }
 
-// Extensions published for the benchmark besides the demo's sample: each
+// Extensions published for the benchmark besides the demo's sample (a
+// dozen, so that almost surely at least two prefer each runner): each
 // has GET /ok (runnerd/testdata/ok.wat: a fixed 201 "hello") and GET /loop
 // (loop.wat: loops until its 200 ms endpoint timeout), and is installed
 // for its own tenant, so the gateway's per-tenant limits and the runners'
 // per-tenant concurrency caps never couple two of them.
 const (
-	benchExtensions = 6
+	benchExtensions = 12
 	benchPublisher  = "Acme Inc." // devstack's publisher key is bound to it
 	loopTimeoutMS   = 200
 	noisyTenant     = "bench-noisy"
 )
+
+// spinIterations makes /spin a CPU-bound handler (about 5-10 ms of
+// guest time, machine-dependent), so the runners, not the gateway, are the
+// bottleneck in the CPU-bound scale-out scenario.
+const spinIterations = 10_000_000
+
+// spinReply is what /spin answers.
+const spinReply = `{"status":200,"headers":{"content-type":"text/plain"},"body_b64":"aGVsbG8="}`
+
+// spinWasm counts down spinIterations, then answers spinReply.
+func spinWasm(t *testing.T) []byte {
+	t.Helper()
+	src := fmt.Sprintf(`(module %s
+  (data (i32.const 1024) "%s")
+  (func (export "handler") (param $p i32) (param $l i32) (param $out i32) (result i32)
+    (local $i i32)
+    (local.set $i (i32.const %d))
+    (block $done
+      (loop $spin
+        (br_if $done (i32.eqz (local.get $i)))
+        (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+        (br $spin)))
+    (call $respond (local.get $out) (i32.const 1024) (i32.const %d))))`,
+		guests.Prelude, guests.Escape(spinReply), spinIterations, len(spinReply))
+	wasm, err := wasmtime.Wat2Wasm(src)
+	if err != nil {
+		t.Fatalf("spin guest: %v", err)
+	}
+	return wasm
+}
 
 func benchExtension(i int) string { return fmt.Sprintf("com.acme.bench%d", i) }
 func benchTenant(i int) string    { return fmt.Sprintf("bench-%d", i) }
@@ -88,7 +128,8 @@ func benchTenant(i int) string    { return fmt.Sprintf("bench-%d", i) }
 //   - scale-out: the same load over a set of bundles whose rendezvous
 //     order puts half on each runner, with the gateway configured with one
 //     runner and then with two (the Caddy config is swapped through the
-//     admin API; both runnerd processes stay up throughout);
+//     admin API; both runnerd processes stay up throughout), for the
+//     trivial /ok and for the CPU-bound /spin;
 //   - noisy neighbour: one tenant's p99 on /ok alone, then while another
 //     tenant floods /loop of the same bundle.
 //
@@ -97,7 +138,10 @@ func TestLoadEndToEnd(t *testing.T) {
 	cfg := benchSettings(t)
 	ctx := context.Background()
 	t.Logf("machine: %d CPUs, GOMAXPROCS %d, load average at start %s", runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg())
-	st := startStack(t)
+	st := startStack(t, cfg.runnerProcs)
+	if cfg.runnerProcs != "" {
+		t.Logf("runnerd processes run with GOMAXPROCS=%s", cfg.runnerProcs)
+	}
 	g := newGateway(t, st)
 
 	// Publish and install the benchmark extensions.
@@ -136,7 +180,11 @@ func TestLoadEndToEnd(t *testing.T) {
 		}
 	}
 	spread := balanced(split, g.runners)
-	t.Logf("bundle → preferred runner: %v; scale-out load uses bundles %v (content hashes %v)", split, spread, pick(hashes, spread))
+	var prefs []string
+	for _, addr := range g.runners {
+		prefs = append(prefs, fmt.Sprintf("%s prefers bundles %v", filepath.Base(addr), split[addr]))
+	}
+	t.Logf("%s; scale-out load uses bundles %v (content hashes %v)", strings.Join(prefs, ", "), spread, pick(hashes, spread))
 
 	var rows []Row
 	var cpuRows []cpuRow
@@ -175,15 +223,23 @@ func TestLoadEndToEnd(t *testing.T) {
 		}
 		return nil
 	}
-	okOf := func(tenants ...int) func(w int) (*http.Request, error) {
+	endpointOf := func(path string, tenants ...int) func(w int) (*http.Request, error) {
 		toks := make([]string, len(tenants))
 		for i, n := range tenants {
 			toks[i] = g.token(t, benchTenant(n))
 		}
 		return func(w int) (*http.Request, error) {
 			i := w % len(tenants)
-			return g.request(toks[i], "/api/ext/"+benchExtension(tenants[i])+"/ok")
+			return g.request(toks[i], "/api/ext/"+benchExtension(tenants[i])+path)
 		}
+	}
+	okOf := func(tenants ...int) func(w int) (*http.Request, error) { return endpointOf("/ok", tenants...) }
+	spinOf := func(tenants ...int) func(w int) (*http.Request, error) { return endpointOf("/spin", tenants...) }
+	isSpin := func(status int, body []byte) error {
+		if status != http.StatusOK || string(body) != "hello" {
+			return fmt.Errorf(`want 200 "hello"`)
+		}
+		return nil
 	}
 
 	// 1. End to end next to the plain reverse proxy, gateway with one
@@ -206,11 +262,15 @@ func TestLoadEndToEnd(t *testing.T) {
 
 	// 2. Scale-out: the bundles spread over both runners, gateway with one
 	// runner, then with two.
-	scale1 := run(fmt.Sprintf("extedge, %d bundles, 1 runner", len(spread)), cfg.concurrency, okOf(spread...), isHello)
+	// Both with ok.wat (the gateway's share of the CPU is large) and
+	// with the CPU-bound /spin (the runners' share dominates).
+	scale1 := run(fmt.Sprintf("extedge, %d bundles /ok, 1 runner", len(spread)), cfg.concurrency, okOf(spread...), isHello)
+	spin1 := run(fmt.Sprintf("extedge, %d bundles /spin, 1 runner", len(spread)), cfg.concurrency, spinOf(spread...), isSpin)
 	g.load(t, g.runners)
 	before := g.runnerRequests(t)
-	scale2 := run(fmt.Sprintf("extedge, %d bundles, 2 runners", len(spread)), cfg.concurrency, okOf(spread...), isHello)
+	scale2 := run(fmt.Sprintf("extedge, %d bundles /ok, 2 runners", len(spread)), cfg.concurrency, okOf(spread...), isHello)
 	after := g.runnerRequests(t)
+	spin2 := run(fmt.Sprintf("extedge, %d bundles /spin, 2 runners", len(spread)), cfg.concurrency, spinOf(spread...), isSpin)
 	var perRunner []string
 	for _, addr := range g.runners {
 		perRunner = append(perRunner, fmt.Sprintf("%s: %d", filepath.Base(addr), after[addr]-before[addr]))
@@ -251,15 +311,21 @@ func TestLoadEndToEnd(t *testing.T) {
 			ratio(trivial.RPS, base.RPS), lat(trivial.P50, base.P50), lat(trivial.P99, base.P99)),
 		fmt.Sprintf("end to end (sample /agreements) vs reverse_proxy baseline: throughput %s, p50 %s, p99 %s",
 			ratio(sample.RPS, base.RPS), lat(sample.P50, base.P50), lat(sample.P99, base.P99)),
-		fmt.Sprintf("scale-out, 2 runners vs 1 (%d bundles spread by rendezvous): throughput %s (target >= 1.7x); 2-runner calls per runner %s",
-			len(spread), ratio(scale2.RPS, scale1.RPS), strings.Join(perRunner, ", ")),
+		fmt.Sprintf("scale-out, trivial /ok, 2 runners vs 1 (bundles %v, %s): throughput %s (target >= 1.7x); calls per runner with 2: %s",
+			spread, strings.Join(prefs, ", "), ratio(scale2.RPS, scale1.RPS), strings.Join(perRunner, ", ")),
+		fmt.Sprintf("scale-out, CPU-bound /spin (%d iterations), 2 runners vs 1: throughput %s (target >= 1.7x), p99 %s",
+			spinIterations, ratio(spin2.RPS, spin1.RPS), lat(spin2.P99, spin1.P99)),
 		fmt.Sprintf("single bundle, 2 runners vs 1: throughput %s (rendezvous keeps one bundle on one runner until it answers concurrency_limited)",
 			ratio(single2.RPS, trivial.RPS)),
 		fmt.Sprintf("noisy neighbour: quiet tenant p99 %s of its quiet baseline (target <= 2x), p50 %s, throughput %s",
 			lat(noisy.P99, quiet.P99), lat(noisy.P50, quiet.P50), ratio(noisy.RPS, quiet.RPS)),
 	}
-	t.Logf("summary (warm-up %v, window %v, load generator in-process on the same %d CPUs; load average at end %s):\n%s\n%s\n\n%s",
-		cfg.warmup, cfg.duration, runtime.NumCPU(), loadavg(), Table(rows), cpuTable(cpuRows), strings.Join(summary, "\n"))
+	procs := "Go default"
+	if cfg.runnerProcs != "" {
+		procs = cfg.runnerProcs
+	}
+	t.Logf("summary (warm-up %v, window %v, runner GOMAXPROCS %s, load generator in-process on the same %d CPUs; load average at end %s):\n%s\n%s\n\n%s",
+		cfg.warmup, cfg.duration, procs, runtime.NumCPU(), loadavg(), Table(rows), cpuTable(cpuRows), strings.Join(summary, "\n"))
 }
 
 func pick(all []string, idx []int) []string {
@@ -315,6 +381,7 @@ func publishBench(t *testing.T, st *devstack.Stack) []string {
 	}
 	ok := guests.MustWasm(t, "ok.wat", nil)
 	loop := guests.MustWasm(t, "loop.wat", nil)
+	spin := spinWasm(t)
 	var hashes []string
 	for i := range benchExtensions {
 		manifest, _ := json.Marshal(map[string]any{
@@ -323,10 +390,11 @@ func publishBench(t *testing.T, st *devstack.Stack) []string {
 			"api": map[string]any{"endpoints": []map[string]any{
 				{"method": "GET", "path": "/ok", "handler": "dist/handlers/ok"},
 				{"method": "GET", "path": "/loop", "handler": "dist/handlers/loop", "timeout_ms": loopTimeoutMS},
+				{"method": "GET", "path": "/spin", "handler": "dist/handlers/spin"},
 			}},
 		})
 		dir := t.TempDir()
-		for name, data := range map[string][]byte{"manifest.json": manifest, "dist/handlers/ok.wasm": ok, "dist/handlers/loop.wasm": loop} {
+		for name, data := range map[string][]byte{"manifest.json": manifest, "dist/handlers/ok.wasm": ok, "dist/handlers/loop.wasm": loop, "dist/handlers/spin.wasm": spin} {
 			p := filepath.Join(dir, filepath.FromSlash(name))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				t.Fatal(err)
@@ -521,8 +589,9 @@ func replay(r reply) http.Handler {
 
 // startStack builds registryd, runnerd and caddy, starts devstack with two
 // runners on free ports in a temporary data directory, and stops it when
-// the test ends (logging the stack's log tails on failure).
-func startStack(t *testing.T) *devstack.Stack {
+// the test ends (logging the stack's log tails on failure). A non-empty
+// gomaxprocs is the runners' GOMAXPROCS.
+func startStack(t *testing.T, gomaxprocs string) *devstack.Stack {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -530,7 +599,18 @@ func startStack(t *testing.T) *devstack.Stack {
 	}
 	binDir := t.TempDir()
 	for name, pkg := range map[string]string{"registryd": "./registryd", "runnerd": "./runnerd", "caddy": "./cmd/caddy"} {
-		if err := os.Symlink(testenv.Binary(t, pkg), filepath.Join(binDir, name)); err != nil {
+		bin := testenv.Binary(t, pkg)
+		if name == "runnerd" && gomaxprocs != "" {
+			// devstack starts bin/runnerd with the test's environment;
+			// a wrapper gives the runners alone their own GOMAXPROCS
+			// (and execs, so the process is runnerd itself).
+			script := fmt.Sprintf("#!/bin/sh\nGOMAXPROCS=%s exec %s \"$@\"\n", gomaxprocs, bin)
+			if err := os.WriteFile(filepath.Join(binDir, name), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.Symlink(bin, filepath.Join(binDir, name)); err != nil {
 			t.Fatal(err)
 		}
 	}
