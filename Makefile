@@ -1,8 +1,6 @@
 # extedge — see README.md. `make demo` runs the stack, `make test` the tests.
 GO        ?= go
 BIN       := bin
-# Packages whose code runs concurrently get a second pass under -race.
-RACE_PKGS := ./internal/... ./registryd/... ./runnerd/... ./caddymodule/...
 
 export PATH := $(shell go env GOPATH)/bin:$(PATH)
 
@@ -25,8 +23,7 @@ deps:
 	./deploy/dev/install-deps.sh
 
 test: deps lint
-	$(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -timeout 30m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 demo: deps build
 	$(GO) run ./deploy/demo
