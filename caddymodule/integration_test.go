@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -170,8 +171,14 @@ func TestCaddyServesExtensionAPI(t *testing.T) {
 }
 
 // load runs workers issuing GETs until stop is closed and returns the
-// status counts.
-func load(t testing.TB, base string, workers int, stop <-chan struct{}) func() map[int]int {
+// status counts (-1: the request failed at the transport level even after
+// one retry). Like a browser (RFC 9112 §9.3.1), a worker retries an
+// idempotent request once when the connection broke before any response:
+// during a graceful reload the old server closes idle keep-alive
+// connections, which races with a request just being sent on one — that
+// happens below the handler and is what the retry rule is for. Retries are
+// counted in *retries.
+func load(t testing.TB, base string, workers int, stop <-chan struct{}, retries *atomic.Int64) func() map[int]int {
 	tok := token(t, nil)
 	var mu sync.Mutex
 	counts := map[int]int{}
@@ -181,19 +188,31 @@ func load(t testing.TB, base string, workers int, stop <-chan struct{}) func() m
 		go func() {
 			defer wg.Done()
 			hc := &http.Client{Timeout: 10 * time.Second}
+			get := func() (int, error) {
+				req, _ := http.NewRequest("GET", base+"/api/ext/"+testExt+"/agreements", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := hc.Do(req)
+				if err != nil {
+					return -1, err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.StatusCode, nil
+			}
 			for {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				req, _ := http.NewRequest("GET", base+"/api/ext/"+testExt+"/agreements", nil)
-				req.Header.Set("Authorization", "Bearer "+tok)
-				code := -1
-				if resp, err := hc.Do(req); err == nil {
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					code = resp.StatusCode
+				code, err := get()
+				if err != nil {
+					if retries != nil {
+						retries.Add(1)
+					}
+					if code, err = get(); err != nil {
+						t.Logf("load: %v", err)
+					}
 				}
 				mu.Lock()
 				counts[code]++
@@ -212,7 +231,8 @@ func TestConfigReloadUnderLoadDropsNothing(t *testing.T) {
 	r := startStubRunner(t, g.sockDir, "r0")
 	c := testenv.Caddy(t, caddySite(g, []string{r.Addr()}, "\t\ttimeout 5s"))
 	stop := make(chan struct{})
-	wait := load(t, c.URL, 4, stop)
+	var retries atomic.Int64
+	wait := load(t, c.URL, 4, stop, &retries)
 	for i := 0; i < 6; i++ {
 		time.Sleep(150 * time.Millisecond)
 		// Alternate a setting so each /load is a real new config.
@@ -240,10 +260,10 @@ func TestConfigReloadUnderLoadDropsNothing(t *testing.T) {
 	if len(status.Runners) != 1 || status.Runners[0].Requests < int64(total) {
 		t.Fatalf("after reloads status = %s, want one runner pool that counted all %d calls", st, total)
 	}
-	if len(status.Registries) != 1 || status.Registries[0].Misses > 3 {
-		t.Fatalf("registry cache was rebuilt across reloads: %s", st)
+	if n := g.registry.resolves.Load(); len(status.Registries) != 1 || n != 1 {
+		t.Fatalf("registry cache rebuilt across reloads: %d resolves; status %s", n, st)
 	}
-	t.Logf("%d requests across 6 reloads, all 200", total)
+	t.Logf("%d requests across 6 reloads, all 200 (%d connection-level retries)", total, retries.Load())
 }
 
 func TestRunnerKilledMidLoadTrafficContinues(t *testing.T) {
@@ -266,7 +286,7 @@ func TestRunnerKilledMidLoadTrafficContinues(t *testing.T) {
 		}
 	}
 	stop := make(chan struct{})
-	wait := load(t, c.URL, 4, stop)
+	wait := load(t, c.URL, 4, stop, nil)
 	time.Sleep(300 * time.Millisecond)
 	victim.kill()
 	killedAt := time.Now()

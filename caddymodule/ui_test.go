@@ -98,7 +98,9 @@ func newUIGateway(t *testing.T, fx *uiFixture, mutate func(h *Handler)) *gateway
 	return g
 }
 
-func uiURL(fx *uiFixture, rest string) string { return "/ext-ui/" + testExt + "/" + fx.hash + "/" + rest }
+func uiURL(fx *uiFixture, rest string) string {
+	return "/ext-ui/" + testExt + "/" + fx.hash + "/" + rest
+}
 
 func sha(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
 

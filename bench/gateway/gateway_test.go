@@ -9,8 +9,9 @@
 //
 // The comparison runs a real Caddy built from ./cmd/caddy and the
 // stubrunner process (the runnerd wire contract, answering a fixed 64-byte
-// body), alternating the two sides for several rounds and reporting the
-// median of each. It is gated because it takes about a minute:
+// body; by default it drains the envelope without decoding it, set
+// EXTEDGE_BENCH_STUB_DECODE=1 to make it decode), alternating the two sides
+// for several rounds and reporting the median of each. It is gated because it takes about a minute:
 //
 //	EXTEDGE_BENCH=1 go test ./bench/gateway -run TestCompare -v
 //	go test ./bench/gateway -run '^$' -bench APIAllocs -benchmem
@@ -75,7 +76,14 @@ func setup(t testing.TB) *env {
 	t.Cleanup(func() { os.RemoveAll(sd) })
 	e.sock = filepath.Join(sd, "r.sock")
 	bin := testenv.Binary(t, "./caddymodule/internal/stubrunner")
-	cmd := exec.Command(bin, "--listen", "unix://"+e.sock, "--token", runnerToken, "--body-size", "64")
+	args := []string{"--listen", "unix://" + e.sock, "--token", runnerToken, "--body-size", "64"}
+	if os.Getenv("EXTEDGE_BENCH_STUB_DECODE") == "" {
+		// The stub shares the two cores with Caddy and the load generator:
+		// decoding the envelope is runner work, so by default the stub only
+		// drains it and the comparison charges the gateway alone.
+		args = append(args, "--no-decode")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

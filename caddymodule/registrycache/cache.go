@@ -134,17 +134,23 @@ type Stats struct {
 	BundleStatuses int   `json:"bundle_statuses"`
 	Hits           int64 `json:"hits"`
 	Misses         int64 `json:"misses"`
-	StaleHits      int64 `json:"stale_hits"`
-	Failures       int64 `json:"failures"`
-	FeedEvents     int64 `json:"feed_events"`
-	FeedReconnects int64 `json:"feed_reconnects"`
+	// HitRate is Hits / (Hits + Misses), 0 before any lookup.
+	HitRate        float64 `json:"hit_rate"`
+	StaleHits      int64   `json:"stale_hits"`
+	Failures       int64   `json:"failures"`
+	FeedEvents     int64   `json:"feed_events"`
+	FeedReconnects int64   `json:"feed_reconnects"`
 }
 
 // Stats reports sizes and counters.
 func (c *Cache) Stats() Stats {
-	return Stats{Installs: c.installs.Len(), BundleStatuses: c.statuses.Len(),
+	st := Stats{Installs: c.installs.Len(), BundleStatuses: c.statuses.Len(),
 		Hits: c.hits.Load(), Misses: c.misses.Load(), StaleHits: c.staleHits.Load(),
 		Failures: c.failures.Load(), FeedEvents: c.feedEvents.Load(), FeedReconnects: c.feedReconnects.Load()}
+	if n := st.Hits + st.Misses; n > 0 {
+		st.HitRate = float64(st.Hits) / float64(n)
+	}
+	return st
 }
 
 // Close stops the change feed.

@@ -69,6 +69,7 @@ type Runner struct {
 	seed    uint64
 
 	downUntil atomic.Int64 // unix nanos; 0 = not down
+	markedAt  atomic.Int64 // unix nanos of the last passive mark
 	probeOK   atomic.Bool  // last active probe result (true before any probe)
 	inflight  atomic.Int64
 	requests  atomic.Int64
@@ -307,8 +308,14 @@ func mix64(x uint64) uint64 {
 // tried: the request never reached this one (err != nil), or it answered
 // concurrency_limited (err == nil).
 func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int64) (res *Result, retry bool, err error) {
+	// wrote tracks the transport's latest attempt: it may retry internally
+	// on a new connection when a reused one turned out dead, so a write of
+	// an earlier attempt must not count.
 	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) }}
+	trace := &httptrace.ClientTrace{
+		GetConn:      func(string) { wrote.Store(false) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) { wrote.Store(info.Err == nil) },
+	}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, r.base+execapi.PathExecute, bytes.NewReader(envelope))
 	if err != nil {
 		return nil, false, err
@@ -331,7 +338,8 @@ func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int6
 		}
 		r.failures.Add(1)
 		r.markDown(p.cfg.FailDuration)
-		if !wrote.Load() {
+		var op *net.OpError
+		if !wrote.Load() || errors.As(err, &op) && op.Op == "dial" {
 			return nil, true, err
 		}
 		return nil, false, &BadReplyError{Runner: r.Address, Err: err}
@@ -356,7 +364,9 @@ func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int6
 }
 
 func (r *Runner) markDown(d time.Duration) {
-	r.downUntil.Store(time.Now().Add(d).UnixNano())
+	now := time.Now()
+	r.markedAt.Store(now.UnixNano())
+	r.downUntil.Store(now.Add(d).UnixNano())
 }
 
 // readReply decodes a runner reply, bounding what is read: the JSON of a
@@ -443,9 +453,13 @@ func (p *Pool) probeAll() {
 		wg.Add(1)
 		go func(r *Runner) {
 			defer wg.Done()
+			started := time.Now().UnixNano()
 			ok := p.probe(r)
 			was := r.probeOK.Swap(ok)
-			if ok {
+			// A good probe lifts a passive mark, but only one made before
+			// the probe started: a probe in flight while the runner died
+			// must not bring it back.
+			if ok && r.markedAt.Load() < started {
 				r.downUntil.Store(0)
 			}
 			if was != ok {

@@ -2,8 +2,10 @@
 //
 // The files under v1/ are copies of sdk/js/ (go:embed cannot reach outside
 // the package directory). To repoint the embed at the real SDK, copy
-// sdk/js/iframe.js and sdk/js/host.js over v1/ (`make sdk-embed` in the
-// Makefile does this); nothing else changes.
+// sdk/js/iframe.js and sdk/js/host.js over v1/ (or have the build do
+// `cp sdk/js/*.js caddymodule/sdkjs/v1/`); the gateway serves whatever *.js
+// files are there, nothing else changes. Until the SDK lands these are
+// placeholders.
 package sdkjs
 
 import "embed"

@@ -103,14 +103,16 @@ func (c *Cache) Destruct() error { return nil }
 
 // Stats are the cache's counters.
 type Stats struct {
-	Trees     int   `json:"trees"`
-	Bytes     int64 `json:"bytes"`
-	MaxBytes  int64 `json:"max_bytes"`
-	Hits      int64 `json:"hits"`
-	Misses    int64 `json:"misses"`
-	Builds    int64 `json:"builds"`
-	Evictions int64 `json:"evictions"`
-	Failures  int64 `json:"failures"`
+	Trees    int   `json:"trees"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
+	Hits     int64 `json:"hits"`
+	Misses   int64 `json:"misses"`
+	// HitRate is Hits / (Hits + Misses), 0 before any lookup.
+	HitRate   float64 `json:"hit_rate"`
+	Builds    int64   `json:"builds"`
+	Evictions int64   `json:"evictions"`
+	Failures  int64   `json:"failures"`
 }
 
 // Stats reports sizes and counters.
@@ -118,8 +120,12 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	n, b := len(c.trees), c.bytes
 	c.mu.Unlock()
-	return Stats{Trees: n, Bytes: b, MaxBytes: c.max.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+	st := Stats{Trees: n, Bytes: b, MaxBytes: c.max.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Builds: c.builds.Load(), Evictions: c.evictions.Load(), Failures: c.failures.Load()}
+	if n := st.Hits + st.Misses; n > 0 {
+		st.HitRate = float64(st.Hits) / float64(n)
+	}
+	return st
 }
 
 // Get returns the tree of hash, building it with build on a miss.

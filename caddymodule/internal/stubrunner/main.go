@@ -6,7 +6,7 @@
 // directly, so Caddy's reverse_proxy can be pointed at the same process as
 // a baseline.
 //
-//	stubrunner --listen unix:///tmp/r.sock --token T [--body-size N] [--delay D]
+//	stubrunner --listen unix:///tmp/r.sock --token T [--body-size N] [--delay D] [--no-decode]
 package main
 
 import (
@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -30,6 +31,7 @@ func main() {
 	token := flag.String("token", "", "runner bearer token")
 	bodySize := flag.Int("body-size", 64, "guest response body size in bytes")
 	delay := flag.Duration("delay", 0, "sleep before answering an execute call")
+	noDecode := flag.Bool("no-decode", false, "drain the envelope without decoding it (benchmarks: charge the gateway, not the stub, for the comparison)")
 	flag.Parse()
 
 	body := bytes.Repeat([]byte("x"), *bodySize)
@@ -46,8 +48,9 @@ func main() {
 			fmt.Fprint(w, `{"error":{"code":"unauthorized","message":"bad token"}}`)
 			return
 		}
-		var req execapi.Request
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		if *noDecode {
+			_, _ = io.Copy(io.Discard, r.Body)
+		} else if err := json.NewDecoder(r.Body).Decode(new(execapi.Request)); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprint(w, `{"error":{"code":"bad_request","message":"bad envelope"}}`)
 			return
