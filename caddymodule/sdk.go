@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/extedge/extedge/caddymodule/sdkjs"
+	sdkjs "github.com/extedge/extedge/sdk/js"
 )
 
 // sdkFile is one embedded SDK file with its precomputed strong ETag.
@@ -21,7 +21,7 @@ type sdkFile struct {
 // sdkFiles is built once from the embed; it never changes at run time.
 var sdkFiles = func() map[string]*sdkFile {
 	out := map[string]*sdkFile{}
-	_ = fs.WalkDir(sdkjs.FS, "v1", func(p string, d fs.DirEntry, err error) error {
+	_ = fs.WalkDir(sdkjs.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -30,7 +30,7 @@ var sdkFiles = func() map[string]*sdkFile {
 			return err
 		}
 		sum := sha256.Sum256(b)
-		out[strings.TrimPrefix(p, "v1/")] = &sdkFile{body: b, etag: `"sha256-` + hex.EncodeToString(sum[:]) + `"`}
+		out[p] = &sdkFile{body: b, etag: `"sha256-` + hex.EncodeToString(sum[:]) + `"`}
 		return nil
 	})
 	return out

@@ -134,6 +134,13 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	hdr["Cache-Control"] = []string{"public, max-age=31536000, immutable"}
 	hdr["Etag"] = []string{f.ETag}
 	hdr["Referrer-Policy"] = []string{"no-referrer"}
+	// The extension's iframe is sandboxed without allow-same-origin, so its
+	// documents have an opaque origin and every module script, font or
+	// fetch of its own assets is a cross-origin CORS request. These assets
+	// are public, immutable and credential-free (the hash is in the URL),
+	// so `*` exposes nothing; without it `<script type="module">` never runs.
+	hdr["Access-Control-Allow-Origin"] = []string{"*"}
+	hdr["Cross-Origin-Resource-Policy"] = []string{"cross-origin"}
 	if strings.HasPrefix(ctype, "text/html") {
 		hdr["Content-Security-Policy"] = []string{strings.ReplaceAll(h.csp, "{gateway_origin}", h.gatewayOrigin(r))}
 	}

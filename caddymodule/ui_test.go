@@ -129,6 +129,8 @@ func TestUIServesAssets(t *testing.T) {
 				"Content-Type": c.ctype, "X-Content-Type-Options": "nosniff",
 				"Cache-Control": "public, max-age=31536000, immutable", "Referrer-Policy": "no-referrer",
 				"Etag": `"sha256-` + sha(uiFiles[c.wantFile]) + `"`,
+				// Module scripts of an opaque-origin (sandboxed) iframe are CORS requests.
+				"Access-Control-Allow-Origin": "*",
 			}
 			for k, v := range want {
 				if h.Get(k) != v {
