@@ -25,7 +25,8 @@ deps:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-demo: deps build
+demo: build
+	./deploy/dev/install-deps.sh demo
 	$(GO) run ./deploy/demo
 
 clean:

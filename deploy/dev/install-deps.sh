@@ -3,11 +3,15 @@
 # PostgreSQL server binaries, redis-server, Chromium (browser tests) and a
 # pinned MinIO built with `go install`. Idempotent and quick when all is
 # present. Starts nothing: the test harness and the demo start services.
+# `install-deps.sh demo` installs only what the demo uses (PostgreSQL).
 set -euo pipefail
+mode=${1:-test}
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ "$mode" != demo ]; then
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: need root to apt-get install ${need[*]}" >&2
@@ -18,6 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+[ "$mode" = demo ] && exit 0
 gobin="$(go env GOPATH)/bin"
 if ! command -v minio >/dev/null 2>&1 && [ ! -x "$gobin/minio" ]; then
   echo "install-deps: go install minio (about 2.5 minutes, once)" >&2
