@@ -5,12 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // registry is a real registryd process (built from ./registryd) on a fresh
 // Postgres database, trusting one publisher key for "Example Co".
 type registry struct {
+	srv         *testenv.RegistrydServer
 	url         string
 	bin         string
 	dbURL       string
@@ -52,48 +51,11 @@ func startRegistry(t *testing.T) *registry {
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	r.url = "http://" + addr
-	logPath := filepath.Join(dir, "registryd.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--database-url", r.dbURL, "--bundle-store", "file://"+filepath.Join(dir, "blobs"),
-		"--trust-bundle", filepath.Join(r.keys, "publisher.pub"), "--secrets-key-file", keyFile, "--migrate", "--listen", addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
+	r.srv = testenv.Registryd(t, testenv.RegistrydOptions{
+		DatabaseURL: r.dbURL, BundleStore: "file://" + filepath.Join(dir, "blobs"),
+		TrustBundle: filepath.Join(r.keys, "publisher.pub"), SecretsKeyFile: keyFile,
 	})
-	testenv.WaitFor(t, 60*time.Second, func() error {
-		select {
-		case <-exited:
-			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("registryd exited during startup:\n%s", logs)
-		default:
-		}
-		resp, err := http.Get(r.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
-		}
-		return nil
-	})
+	r.url = r.srv.URL
 	r.adminToken = r.token(t, "admin.token", "--role", "platform_admin")
 	r.tenantToken = r.token(t, "tenant-a.token", "--role", "tenant_admin", "--tenant", "tenant-a")
 	return r
@@ -103,12 +65,9 @@ func startRegistry(t *testing.T) *registry {
 // surrounding whitespace, to a file in the registry's directory.
 func (r *registry) token(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(r.bin, append([]string{"token", "create", "--database-url", r.dbURL}, args...)...).Output()
-	if err != nil {
-		t.Fatalf("registryd token create %v: %v", args, err)
-	}
+	tok := r.srv.Token(t, args...)
 	path := filepath.Join(r.dir, name)
-	if err := os.WriteFile(path, []byte("\n  "+strings.TrimSpace(string(out))+"  \n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("\n  "+tok+"  \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

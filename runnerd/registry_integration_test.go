@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,60 +32,17 @@ type registryd struct {
 	url, admin, service string
 }
 
-func moduleRoot() string { return filepath.Join(guests.Dir(), "..", "..") }
-
 func startRegistryd(t *testing.T, dbURL, blobDir, trustPEM, keyFile string) *registryd {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "registryd")
-	build := exec.Command("go", "build", "-o", bin, "./registryd")
-	build.Dir = moduleRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building registryd: %v\n%s", err, out)
-	}
-	run := func(args ...string) string {
-		out, err := exec.Command(bin, args...).Output()
-		if err != nil {
-			t.Fatalf("registryd %v: %v", args, err)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	run("migrate", "--database-url", dbURL)
-	r := &registryd{
-		admin:   run("token", "create", "--database-url", dbURL, "--role", "platform_admin"),
-		service: run("token", "create", "--database-url", dbURL, "--role", "service"),
-	}
-	port := testenv.FreePort(t)
-	r.url = fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--database-url", dbURL,
-		"--bundle-store", "file://"+blobDir, "--trust-bundle", trustPEM, "--secrets-key-file", keyFile, "--log-level", "warn")
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "registryd.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+	srv := testenv.Registryd(t, testenv.RegistrydOptions{
+		DatabaseURL: dbURL, BundleStore: "file://" + blobDir, TrustBundle: trustPEM,
+		SecretsKeyFile: keyFile, Args: []string{"--log-level", "warn"},
 	})
-	testenv.WaitFor(t, 30*time.Second, func() error {
-		resp, err := http.Get(r.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
+	return &registryd{
+		url:     srv.URL,
+		admin:   srv.Token(t, "--role", "platform_admin"),
+		service: srv.Token(t, "--role", "service"),
+	}
 }
 
 func (r *registryd) call(t *testing.T, method, path string, hdr map[string]string, body []byte) (int, []byte) {

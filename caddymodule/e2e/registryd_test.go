@@ -9,10 +9,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,65 +19,6 @@ import (
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/testenv"
 )
-
-// registryd is a real registryd process.
-type registryd struct {
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func registrydCmd(t *testing.T, bin, dbURL string, args ...string) string {
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "EXTEDGE_DATABASE_URL="+dbURL)
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("registryd %v: %v\n%s", args, err, ee.Stderr)
-		}
-		t.Fatalf("registryd %v: %v", args, err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func startRegistryd(t *testing.T, bin, dbURL, storeURL, trustFile string, port int) *registryd {
-	r := &registryd{url: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{}), log: filepath.Join(t.TempDir(), "registryd.log")}
-	logf, _ := os.Create(r.log)
-	r.cmd = exec.Command(bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--database-url", dbURL,
-		"--bundle-store", storeURL, "--trust-bundle", trustFile, "--migrate")
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.cmd.Wait(); close(r.done) }()
-	t.Cleanup(r.kill)
-	testenv.WaitFor(t, 60*time.Second, func() error {
-		select {
-		case <-r.done:
-			b, _ := os.ReadFile(r.log)
-			t.Fatalf("registryd exited:\n%s", b)
-		default:
-		}
-		resp, err := http.Get(r.url + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
-}
-
-func (r *registryd) kill() {
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
-}
 
 func adminCall(t *testing.T, method, url, token string, body io.Reader, hdr map[string]string) (int, string) {
 	req, _ := http.NewRequest(method, url, body)
@@ -108,22 +47,20 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 	regStore := "file://" + filepath.Join(dir, "regstore")
 	os.MkdirAll(filepath.Join(dir, "regstore"), 0o755)
 	pg := testenv.Postgres(t)
-	regBin := testenv.Binary(t, "./registryd")
-	registrydCmd(t, regBin, pg.URL(), "migrate")
-	adminTok := registrydCmd(t, regBin, pg.URL(), "token", "create", "--role", "platform_admin")
-	svcTok := registrydCmd(t, regBin, pg.URL(), "token", "create", "--role", "service")
-	reg := startRegistryd(t, regBin, pg.URL(), regStore, trustFile, testenv.FreePort(t))
+	reg := testenv.Registryd(t, testenv.RegistrydOptions{DatabaseURL: pg.URL(), BundleStore: regStore, TrustBundle: trustFile})
+	adminTok := reg.Token(t, "--role", "platform_admin")
+	svcTok := reg.Token(t, "--role", "service")
 
 	store, _ := blobstore.Open(storeURL)
 	bundleBytes := readBlob(t, store, blobstore.BundleKey(hash))
 	sig := readBlob(t, store, blobstore.SignatureKey(hash))
-	code, body := adminCall(t, "POST", reg.url+"/v1/bundles", adminTok, bytes.NewReader(bundleBytes),
+	code, body := adminCall(t, "POST", reg.URL+"/v1/bundles", adminTok, bytes.NewReader(bundleBytes),
 		map[string]string{"Content-Type": "application/octet-stream", "X-Extedge-Signature": base64.StdEncoding.EncodeToString(sig)})
 	if code != 201 && code != 200 {
 		t.Fatalf("publish: %d %s", code, body)
 	}
 	install, _ := json.Marshal(map[string]any{"version": "0.1.0", "config": map[string]string{"greeting": "salut"}})
-	if code, body := adminCall(t, "PUT", reg.url+"/v1/tenants/"+tenant+"/installs/"+ext, adminTok, bytes.NewReader(install), map[string]string{"Content-Type": "application/json"}); code/100 != 2 {
+	if code, body := adminCall(t, "PUT", reg.URL+"/v1/tenants/"+tenant+"/installs/"+ext, adminTok, bytes.NewReader(install), map[string]string{"Content-Type": "application/json"}); code/100 != 2 {
 		t.Fatalf("install: %d %s", code, body)
 	}
 
@@ -149,7 +86,7 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 			secret_file %s
 		}
 		timeout 20s
-	}`, reg.url, svcTokFile, r0.sock, runnerTokFile, secret))
+	}`, reg.URL, svcTokFile, r0.sock, runnerTokFile, secret))
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"tenant": tenant, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
 	call := func() (int, string) {
 		req, _ := http.NewRequest("GET", c.URL+"/api/ext/"+ext+"/hello", nil)
@@ -163,14 +100,14 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	if code, body := call(); code != 200 || !strings.Contains(body, `"message":"salut, world"`) {
-		b, _ := os.ReadFile(reg.log)
+		b, _ := os.ReadFile(reg.Log)
 		t.Fatalf("call: %d %s\ncaddy:\n%s\nregistryd:\n%s", code, body, c.Log(), b)
 	}
 
 	// Change feed: disabling the install is seen well within the TTL would
 	// allow — we wait at most 3s, and cache_ttl alone would also do it, so
 	// check the feed's effect in the status counters too.
-	if code, body := adminCall(t, "POST", reg.url+"/v1/tenants/"+tenant+"/installs/"+ext+"/disable", adminTok, nil, nil); code/100 != 2 {
+	if code, body := adminCall(t, "POST", reg.URL+"/v1/tenants/"+tenant+"/installs/"+ext+"/disable", adminTok, nil, nil); code/100 != 2 {
 		t.Fatalf("disable: %d %s", code, body)
 	}
 	testenv.WaitFor(t, 3*time.Second, func() error {
@@ -179,7 +116,7 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 		}
 		return nil
 	})
-	if code, body := adminCall(t, "POST", reg.url+"/v1/tenants/"+tenant+"/installs/"+ext+"/enable", adminTok, nil, nil); code/100 != 2 {
+	if code, body := adminCall(t, "POST", reg.URL+"/v1/tenants/"+tenant+"/installs/"+ext+"/enable", adminTok, nil, nil); code/100 != 2 {
 		t.Fatalf("enable: %d %s", code, body)
 	}
 	testenv.WaitFor(t, 3*time.Second, func() error {
@@ -194,7 +131,7 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 	}
 
 	// Registry down: cached install keeps serving until max_stale (4s).
-	reg.kill()
+	reg.Kill()
 	killed := time.Now()
 	if code, body := call(); code != 200 {
 		t.Fatalf("right after registryd died: %d %s", code, body)
