@@ -25,8 +25,9 @@ deps:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-demo: build
+demo:
 	./deploy/dev/install-deps.sh demo
+	$(MAKE) build
 	$(GO) run ./deploy/demo
 
 clean:

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a Debian machine, if missing:
-# PostgreSQL server binaries, redis-server, Chromium (browser tests) and a
-# pinned MinIO built with `go install`. Idempotent and quick when all is
+# a C toolchain (runnerd links wasmtime through cgo), PostgreSQL server
+# binaries, redis-server, Chromium with a font (browser tests) and a pinned
+# MinIO built with `go install`. Idempotent and quick when all is
 # present. Starts nothing: the test harness and the demo start services.
 # `install-deps.sh demo` installs only what the demo uses (PostgreSQL).
 set -euo pipefail
 mode=${1:-test}
 need=()
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ "$mode" != demo ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
