@@ -60,11 +60,27 @@ func (s *Server) publishBundle(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) listExtensions(w http.ResponseWriter, r *http.Request) {
 	out, err := s.cfg.DB.ListExtensions(r.Context())
+	s.reply(w, r, out, err)
+}
+
+// reply writes out as a 200 JSON reply, or err as an API error.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, out any, err error) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// installParams validates {tenant} and {name} of an install route.
+func (s *Server) installParams(w http.ResponseWriter, r *http.Request) (tenant, name string, ok bool) {
+	if tenant, ok = s.tenantParam(w, r); !ok {
+		return "", "", false
+	}
+	if name, ok = nameParam(w, r, "name"); !ok {
+		return "", "", false
+	}
+	return tenant, name, true
 }
 
 // nameParam validates {name} (§4 name rules); an invalid name cannot exist.
@@ -83,11 +99,7 @@ func (s *Server) getExtension(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.GetExtension(r.Context(), name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
@@ -96,11 +108,7 @@ func (s *Server) listVersions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.ListVersions(r.Context(), name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
@@ -109,11 +117,7 @@ func (s *Server) getVersion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.GetVersion(r.Context(), name, r.PathValue("version"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) deprecate(w http.ResponseWriter, r *http.Request) {
@@ -127,11 +131,7 @@ func (s *Server) deprecate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.Deprecate(r.Context(), name, req.Reason)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
@@ -164,11 +164,7 @@ type installRequest struct {
 }
 
 func (s *Server) putInstall(w http.ResponseWriter, r *http.Request) {
-	tenant, ok := s.tenantParam(w, r)
-	if !ok {
-		return
-	}
-	name, ok := nameParam(w, r, "name")
+	tenant, name, ok := s.installParams(w, r)
 	if !ok {
 		return
 	}
@@ -193,20 +189,12 @@ func (s *Server) putInstall(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getInstall(w http.ResponseWriter, r *http.Request) {
-	tenant, ok := s.tenantParam(w, r)
-	if !ok {
-		return
-	}
-	name, ok := nameParam(w, r, "name")
+	tenant, name, ok := s.installParams(w, r)
 	if !ok {
 		return
 	}
 	out, err := s.cfg.DB.GetInstall(r.Context(), tenant, name)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) listInstalls(w http.ResponseWriter, r *http.Request) {
@@ -215,28 +203,16 @@ func (s *Server) listInstalls(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.ListInstalls(r.Context(), tenant)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request, status string) {
-	tenant, ok := s.tenantParam(w, r)
-	if !ok {
-		return
-	}
-	name, ok := nameParam(w, r, "name")
+	tenant, name, ok := s.installParams(w, r)
 	if !ok {
 		return
 	}
 	out, err := s.cfg.DB.SetInstallStatus(r.Context(), tenant, name, status)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, out, err)
 }
 
 func (s *Server) enableInstall(w http.ResponseWriter, r *http.Request) {
@@ -248,11 +224,7 @@ func (s *Server) disableInstall(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteInstall(w http.ResponseWriter, r *http.Request) {
-	tenant, ok := s.tenantParam(w, r)
-	if !ok {
-		return
-	}
-	name, ok := nameParam(w, r, "name")
+	tenant, name, ok := s.installParams(w, r)
 	if !ok {
 		return
 	}
@@ -281,11 +253,7 @@ func validSecretKey(k string) bool {
 const maxSecretValue = 64 << 10
 
 func (s *Server) putSecrets(w http.ResponseWriter, r *http.Request) {
-	tenant, ok := s.tenantParam(w, r)
-	if !ok {
-		return
-	}
-	name, ok := nameParam(w, r, "name")
+	tenant, name, ok := s.installParams(w, r)
 	if !ok {
 		return
 	}
