@@ -5,9 +5,14 @@
 package execapi
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"strings"
+	"slices"
+	"time"
+
+	"github.com/extedge/extedge/internal/manifest"
 )
 
 // Paths of the runner's HTTP API.
@@ -52,9 +57,40 @@ type Endpoint struct {
 // Limits are the per-call limits the gateway asks for. Zero values mean the
 // runner's defaults; the runner never raises a limit above its own maximum.
 type Limits struct {
+	// TimeoutMS is the guest's own deadline, counted from just before the
+	// handler export is called (SPEC §5.4).
 	TimeoutMS int    `json:"timeout_ms,omitempty"`
 	MemoryMB  int    `json:"memory_mb,omitempty"`
 	Fuel      uint64 `json:"fuel,omitempty"`
+	// DeadlineMS is what was left of the whole call, as the gateway saw it
+	// when it sent the envelope: queueing, bundle fetch, compilation and the
+	// guest all fit in it, so the runner has answered before the gateway
+	// gives up. It is relative (not a wall-clock time) so that clock skew
+	// between hosts cannot shorten or stretch it; transit time makes the
+	// runner's view slightly later, which the gateway's reply margin
+	// absorbs. 0 means no deadline beyond the connection's.
+	DeadlineMS int64 `json:"deadline_ms,omitempty"`
+}
+
+// Deadline returns ctx bounded by DeadlineMS counted from now, the
+// moment the envelope arrived. This is the one place a runner call's
+// overall deadline comes from.
+func (l Limits) Deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if l.DeadlineMS <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Duration(l.DeadlineMS)*time.Millisecond)
+}
+
+// SetDeadline records in l what is left of ctx's deadline minus margin
+// (the time the runner's answer needs to travel back), at least 1 ms.
+// Without a deadline on ctx it leaves l unchanged.
+func (l *Limits) SetDeadline(ctx context.Context, margin time.Duration) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return
+	}
+	l.DeadlineMS = max(time.Until(dl)-margin, time.Millisecond).Milliseconds()
 }
 
 // User is the calling user, present only when the install has user.read.
@@ -78,8 +114,15 @@ type Request struct {
 	SecretEnvelope  *string         `json:"secret_envelope"`
 }
 
+// Capabilities the envelope logic itself looks at.
+const (
+	// CapUserRead lets the guest see the calling user (SPEC §5.1).
+	CapUserRead = "user.read"
+)
+
 // UnmarshalJSON accepts `providers` as an alias of `capabilities` and
-// normalises the `cap:` prefix away, as SPEC §6.2 asks.
+// normalises the list (SPEC §6.2) with [NormalizeCapabilities]. A
+// capability this platform does not provide is a *CapabilityError.
 func (r *Request) UnmarshalJSON(data []byte) error {
 	type plain Request
 	var aux struct {
@@ -93,10 +136,68 @@ func (r *Request) UnmarshalJSON(data []byte) error {
 	if r.Capabilities == nil {
 		r.Capabilities = aux.Providers
 	}
-	for i, c := range r.Capabilities {
-		r.Capabilities[i] = strings.TrimPrefix(c, "cap:")
+	caps, err := NormalizeCapabilities(r.Capabilities)
+	if err != nil {
+		return err
 	}
+	r.Capabilities = caps
 	return nil
+}
+
+// CapabilityError names a capability this platform does not provide.
+type CapabilityError struct {
+	Capability string
+}
+
+func (e *CapabilityError) Error() string {
+	return fmt.Sprintf("capability %q is not provided by this platform", e.Capability)
+}
+
+// NormalizeCapabilities returns caps in canonical form: the `cap:` prefix
+// stripped, duplicates removed, first-seen order kept; nil stays nil. A
+// capability outside manifest.KnownCapabilities is a *CapabilityError.
+// The always-granted set (manifest.AlwaysGranted) is not added: [Granted]
+// answers for it.
+func NormalizeCapabilities(caps []string) ([]string, error) {
+	if caps == nil {
+		return nil, nil
+	}
+	out := make([]string, 0, len(caps))
+	for _, c := range caps {
+		n, ok := manifest.NormalizeCapability(c)
+		if !ok {
+			return nil, &CapabilityError{Capability: c}
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// Granted reports whether the call has capability c (a name without the
+// `cap:` prefix): every call has the always-granted set, and the install's
+// grants come with the envelope. Runner and gateway both decide here.
+func (r *Request) Granted(c string) bool {
+	if slices.Contains(manifest.AlwaysGranted, c) {
+		return true
+	}
+	for _, g := range r.Capabilities {
+		if n, _ := manifest.NormalizeCapability(g); n == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Guest returns the request handed to the guest (SPEC §5.1): the user only
+// when the install has user.read.
+func (r *Request) Guest() GuestRequest {
+	g := GuestRequest{Context: r.Context, HTTP: r.HTTP, Endpoint: r.Endpoint, Config: r.Config}
+	if r.Granted(CapUserRead) {
+		g.User = r.User
+	}
+	return g
 }
 
 // GuestRequest is the JSON handed to the guest (SPEC §5.1): the envelope

@@ -1,9 +1,13 @@
 package execapi
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestRequestRoundTrip(t *testing.T) {
@@ -91,5 +95,62 @@ func TestErrorCodeStatuses(t *testing.T) {
 	b, _ := json.Marshal(ErrorBody{Error: Error{Code: CodeTimeout, Message: "deadline", RequestID: "r"}})
 	if string(b) != `{"error":{"code":"timeout","message":"deadline","request_id":"r"}}` {
 		t.Errorf("error body = %s", b)
+	}
+}
+
+func TestCapabilitiesNormalisedOnDecode(t *testing.T) {
+	var r Request
+	if err := json.Unmarshal([]byte(`{"capabilities":["cap:storage.kv","storage.kv","http.fetch"]}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.Capabilities, ","); got != "storage.kv,http.fetch" {
+		t.Fatalf("capabilities = %q, want storage.kv,http.fetch", got)
+	}
+	err := json.Unmarshal([]byte(`{"capabilities":["storage.kv","cap:rocket.launch"]}`), &r)
+	var ce *CapabilityError
+	if !errors.As(err, &ce) || ce.Capability != "cap:rocket.launch" {
+		t.Fatalf("unknown capability: err = %v, want *CapabilityError naming it", err)
+	}
+}
+
+func TestGrantedAndGuestUser(t *testing.T) {
+	r := &Request{Capabilities: []string{"storage.kv"}, User: &User{ID: "u1"}}
+	for c, want := range map[string]bool{"storage.kv": true, "log.emit": true, "context.read": true, "secrets.get": false, CapUserRead: false} {
+		if got := r.Granted(c); got != want {
+			t.Errorf("Granted(%q) = %v, want %v", c, got, want)
+		}
+	}
+	if r.Guest().User != nil {
+		t.Fatal("guest sees the user without user.read")
+	}
+	r.Capabilities = append(r.Capabilities, "cap:user.read")
+	if g := r.Guest(); g.User == nil || g.User.ID != "u1" {
+		t.Fatalf("guest user = %+v with user.read, want u1", g.User)
+	}
+}
+
+func TestDeadlineRoundTrip(t *testing.T) {
+	var l Limits
+	l.SetDeadline(context.Background(), 10*time.Millisecond)
+	if l.DeadlineMS != 0 {
+		t.Fatalf("no ctx deadline: DeadlineMS = %d, want 0", l.DeadlineMS)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l.SetDeadline(ctx, 500*time.Millisecond)
+	if l.DeadlineMS < 1000 || l.DeadlineMS > 1500 {
+		t.Fatalf("DeadlineMS = %d, want about 1500", l.DeadlineMS)
+	}
+	rctx, rcancel := l.Deadline(context.Background())
+	defer rcancel()
+	dl, ok := rctx.Deadline()
+	if !ok || time.Until(dl) > 1500*time.Millisecond {
+		t.Fatalf("runner deadline = %v (set %v), want within 1.5s", time.Until(dl), ok)
+	}
+	past, pcancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer pcancel()
+	l.SetDeadline(past, 0)
+	if l.DeadlineMS != 1 {
+		t.Fatalf("expired ctx: DeadlineMS = %d, want 1", l.DeadlineMS)
 	}
 }

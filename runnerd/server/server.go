@@ -232,7 +232,12 @@ func (s *Server) serveExecute(w http.ResponseWriter, r *http.Request) {
 	}
 	var env execapi.Request
 	if err := json.Unmarshal(body, &env); err != nil {
-		writeError(w, &execapi.Error{Code: execapi.CodeBadRequest, Message: "malformed envelope: " + jsonProblem(err)}, 0)
+		msg := "malformed envelope: " + jsonProblem(err)
+		var ce *execapi.CapabilityError
+		if errors.As(err, &ce) {
+			msg = ce.Error()
+		}
+		writeError(w, &execapi.Error{Code: execapi.CodeBadRequest, Message: msg}, 0)
 		return
 	}
 	resp, eerr := s.Execute(r.Context(), &env)
@@ -281,9 +286,15 @@ func (s *Server) serveWarmup(w http.ResponseWriter, r *http.Request) {
 
 // Execute runs one envelope: validation, concurrency caps, module lookup,
 // the guest call, and telemetry. It is the in-process path of
-// POST /v1/execute.
+// POST /v1/execute. The call's one deadline is set here, from the
+// envelope's limits.deadline_ms (execapi.Limits.Deadline): waiting for a
+// slot, fetching and compiling count against it, so a cold start never
+// outlives the gateway's answer; the guest's own timeout starts later,
+// just before the handler export, and is cut to what is left of it.
 func (s *Server) Execute(ctx context.Context, env *execapi.Request) (*execapi.Response, *execapi.Error) {
 	started := time.Now()
+	ctx, cancel := env.Limits.Deadline(ctx)
+	defer cancel()
 	resp, stats, eerr := s.execute(ctx, env)
 	s.finish(env, started, resp, stats, eerr)
 	return resp, eerr
@@ -302,11 +313,7 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 		return nil, stats, eerr
 	}
 	stats.valid = true
-	greq := execapi.GuestRequest{Context: env.Context, HTTP: env.HTTP, Endpoint: env.Endpoint, Config: env.Config}
-	if hasCapability(env.Capabilities, "user.read") {
-		greq.User = env.User
-	}
-	request, err := json.Marshal(greq)
+	request, err := json.Marshal(env.Guest())
 	if err != nil {
 		return nil, stats, &execapi.Error{Code: execapi.CodeBadRequest, Message: "envelope cannot be encoded for the guest"}
 	}
@@ -316,6 +323,9 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 
 	release := s.limits.acquire(ctx, env.Context.TenantID)
 	if release == nil {
+		if ctx.Err() != nil {
+			return nil, stats, callOver("while waiting for a runner slot")
+		}
 		s.metrics.rejected.Inc()
 		return nil, stats, &execapi.Error{Code: execapi.CodeConcurrencyLimited, Message: "runner concurrency limit reached"}
 	}
@@ -323,6 +333,9 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 
 	mod, export, err := s.cfg.Modules.Module(ctx, env.Context.ContentHash, env.Context.ExtensionID, env.Endpoint.Handler)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, stats, callOver("while the bundle was prepared")
+		}
 		return nil, stats, asExecError(err)
 	}
 	inv := hostapi.NewInvocation(ctx, env, s.cfg.Budgets)
@@ -336,6 +349,12 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 		return nil, stats, asExecError(err)
 	}
 	return res.Response, stats, nil
+}
+
+// callOver is the error of a call whose deadline passed before the guest
+// started.
+func callOver(when string) *execapi.Error {
+	return &execapi.Error{Code: execapi.CodeTimeout, Message: "the call's deadline passed " + when}
 }
 
 // limitsFor applies an envelope's limits downward only.
@@ -378,10 +397,10 @@ func validateEnvelope(env *execapi.Request) *execapi.Error {
 	if _, err := manifest.ParseHandlerRef(env.Endpoint.Handler); err != nil {
 		return bad("endpoint.handler: %v", err)
 	}
-	for _, cap := range env.Capabilities {
-		if _, ok := manifest.NormalizeCapability(cap); !ok {
-			return bad("capability %q is not provided by this platform", cap)
-		}
+	if _, err := execapi.NormalizeCapabilities(env.Capabilities); err != nil {
+		// Envelopes decoded from JSON are normalised already; this catches
+		// in-process callers.
+		return bad("%v", err)
 	}
 	if len(env.Config) > 0 {
 		trimmed := bytes.TrimSpace(env.Config)
@@ -403,15 +422,6 @@ func validTenant(s string) bool {
 		}
 	}
 	return true
-}
-
-func hasCapability(caps []string, want string) bool {
-	for _, c := range caps {
-		if n, _ := manifest.NormalizeCapability(c); n == want {
-			return true
-		}
-	}
-	return false
 }
 
 func asExecError(err error) *execapi.Error {
