@@ -22,13 +22,13 @@ import (
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/testenv/stubrunner"
 )
 
 // The pipeline tests below run the real handler against a stub runner and
-// a stub registry. The stub runner speaks the execapi wire contract over a
-// real Unix socket (runnerd was not available when these tests were
-// written; the integration tests in integration_test.go use the real
-// daemons when they are built); the stub registry speaks registryapi over
+// a stub registry. The stub runner is the shared double of the execapi
+// wire contract (internal/testenv/stubrunner, also run as a process by
+// the integration tests and benchmarks) over a real Unix socket; the stub registry speaks registryapi over
 // HTTP. Both are test doubles of the wire contracts only — the gateway
 // code under test is the production code.
 
@@ -41,16 +41,12 @@ const (
 	testHash         = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 )
 
-// stubRunner is an execapi server on a Unix socket.
+// stubRunner serves the shared runner double (internal/testenv/stubrunner)
+// on a Unix socket, answering echoGuest until told otherwise.
 type stubRunner struct {
+	*stubrunner.Runner
 	Socket string
 	srv    *http.Server
-	ln     net.Listener
-	calls  atomic.Int64
-
-	mu      sync.Mutex
-	last    *execapi.Request
-	respond func(req *execapi.Request) (int, any)
 }
 
 func newStubRunner(t testing.TB) *stubRunner {
@@ -60,8 +56,8 @@ func newStubRunner(t testing.TB) *stubRunner {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s := &stubRunner{Socket: filepath.Join(dir, "r.sock")}
-	s.respond = echoGuest
+	s := &stubRunner{Runner: stubrunner.New(testRunnerToken, execapi.Response{Status: 200}), Socket: filepath.Join(dir, "r.sock")}
+	s.SetRespond(echoGuest)
 	s.start(t)
 	return s
 }
@@ -73,8 +69,7 @@ func (s *stubRunner) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ln = ln
-	s.srv = &http.Server{Handler: s}
+	s.srv = &http.Server{Handler: s.Runner}
 	go s.srv.Serve(ln)
 	t.Cleanup(func() { s.srv.Close() })
 }
@@ -84,43 +79,9 @@ func (s *stubRunner) stop() { s.srv.Close() }
 
 func (s *stubRunner) Addr() string { return "unix/" + s.Socket }
 
-func (s *stubRunner) setRespond(f func(req *execapi.Request) (int, any)) {
-	s.mu.Lock()
-	s.respond = f
-	s.mu.Unlock()
-}
+func (s *stubRunner) setRespond(f func(req *execapi.Request) (int, any)) { s.SetRespond(f) }
 
-func (s *stubRunner) lastRequest() *execapi.Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.last
-}
-
-func (s *stubRunner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == execapi.PathReadyz || r.URL.Path == execapi.PathHealthz {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	if r.Header.Get("Authorization") != "Bearer "+testRunnerToken {
-		w.WriteHeader(http.StatusUnauthorized)
-		json.NewEncoder(w).Encode(execapi.ErrorBody{Error: execapi.Error{Code: execapi.CodeUnauthorized, Message: "bad token"}})
-		return
-	}
-	s.calls.Add(1)
-	var req execapi.Request
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	s.last = &req
-	respond := s.respond
-	s.mu.Unlock()
-	status, body := respond(&req)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(body)
-}
+func (s *stubRunner) lastRequest() *execapi.Request { return s.Last() }
 
 // echoGuest answers 200 with the guest's view of the request as the body.
 func echoGuest(req *execapi.Request) (int, any) {

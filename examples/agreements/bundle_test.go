@@ -1,19 +1,16 @@
 // Package agreements_test builds the sample extension with its own
 // build.sh, checks the signed bundle the way registryd and runnerd do
 // (bundle rules, manifest, handler resolution, signature), and runs the
-// handlers inside wasmtime against a fake `alga` host whose http.fetch
-// reaches the demo's real vendor mock.
+// handlers on the runner's real engine and host capabilities
+// (runnerd/runnertest), with http.fetch reaching the demo's real vendor mock.
 package agreements_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,12 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
-
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/devstack/psa"
+	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/runnerd/engine"
+	"github.com/extedge/extedge/runnerd/runnertest"
 )
 
 const vendorKey = "vendor-key-e2e"
@@ -194,236 +192,24 @@ func TestRebuildWithKeyIsReproducible(t *testing.T) {
 	}
 }
 
-// algaHost is a fake runner host for the wasm tests: KV in memory,
-// secrets from a map, http.fetch performed for real against the allowed
-// host only.
-type algaHost struct {
-	mu      sync.Mutex
-	kv      map[string]kvRec
-	secrets map[string]string
-	allowed string // host:port http.fetch may reach
-	logs    []string
-}
-
-type kvRec struct {
-	value    json.RawMessage
-	revision int64
-}
-
-func hostError(code, msg string) ([]byte, int32) {
-	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-	return b, 1
-}
-
-func (h *algaHost) secret(req []byte) ([]byte, int32) {
-	var r struct{ Key string }
-	json.Unmarshal(req, &r)
-	h.mu.Lock()
-	v, ok := h.secrets[r.Key]
-	h.mu.Unlock()
-	if !ok {
-		return hostError("not_found", "no secret "+r.Key)
-	}
-	b, _ := json.Marshal(map[string]string{"value": v})
-	return b, 0
-}
-
-func (h *algaHost) fetch(req []byte) ([]byte, int32) {
-	var r struct {
-		URL       string            `json:"url"`
-		Method    string            `json:"method"`
-		Headers   map[string]string `json:"headers"`
-		TimeoutMS int               `json:"timeout_ms"`
-	}
-	if err := json.Unmarshal(req, &r); err != nil {
-		return hostError("validation_failed", err.Error())
-	}
-	u, err := url.Parse(r.URL)
-	if err != nil || u.Host == "" {
-		return hostError("invalid_url", "bad url")
-	}
-	if u.Host != h.allowed {
-		return hostError("egress_denied", "host "+u.Host+" is not allowed")
-	}
-	hr, _ := http.NewRequest(cmpOr(r.Method, "GET"), r.URL, nil)
-	for k, v := range r.Headers {
-		hr.Header.Set(k, v)
-	}
-	client := &http.Client{Timeout: time.Duration(r.TimeoutMS) * time.Millisecond}
-	resp, err := client.Do(hr)
-	if err != nil {
-		return hostError("transport", err.Error())
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	b, _ := json.Marshal(map[string]any{"status": resp.StatusCode,
-		"headers": map[string]string{"content-type": resp.Header.Get("Content-Type")}, "body_b64": body})
-	return b, 0
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-func (h *algaHost) storage(op string, req []byte) ([]byte, int32) {
-	var r struct {
-		Namespace string          `json:"namespace"`
-		Key       string          `json:"key"`
-		Value     json.RawMessage `json:"value"`
-	}
-	if err := json.Unmarshal(req, &r); err != nil || r.Namespace == "" || r.Key == "" {
-		return hostError("validation_failed", "bad storage request")
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	k := r.Namespace + "\x00" + r.Key
-	cur, exists := h.kv[k]
-	item := func(rec kvRec) ([]byte, int32) {
-		b, _ := json.Marshal(map[string]any{"item": map[string]any{"namespace": r.Namespace, "key": r.Key,
-			"value": rec.value, "revision": rec.revision}})
-		return b, 0
-	}
-	switch op {
-	case "get":
-		if !exists {
-			return hostError("not_found", "no record")
-		}
-		return item(cur)
-	case "put":
-		cur = kvRec{value: r.Value, revision: cur.revision + 1}
-		h.kv[k] = cur
-		return item(cur)
-	case "delete":
-		if !exists {
-			return hostError("not_found", "no record")
-		}
-		delete(h.kv, k)
-		return []byte(`{"deleted":true}`), 0
-	}
-	return hostError("validation_failed", "unsupported op "+op)
-}
-
-// linker defines the alga imports the way runnerd does: requests are read
-// from guest memory, replies written through the guest's alloc.
-func (h *algaHost) linker(t *testing.T, engine *wasmtime.Engine) *wasmtime.Linker {
-	t.Helper()
-	l := wasmtime.NewLinker(engine)
-	if err := l.DefineWasi(); err != nil {
-		t.Fatal(err)
-	}
-	memOf := func(c *wasmtime.Caller) []byte { return c.GetExport("memory").Memory().UnsafeData(c) }
-	read := func(c *wasmtime.Caller, ptr, n int32) ([]byte, *wasmtime.Trap) {
-		data := memOf(c)
-		if ptr < 0 || n < 0 || int64(ptr)+int64(n) > int64(len(data)) {
-			return nil, wasmtime.NewTrap("pointer outside guest memory")
-		}
-		return append([]byte(nil), data[ptr:ptr+n]...), nil
-	}
-	jsonImport := func(fn func([]byte) ([]byte, int32)) any {
-		return func(c *wasmtime.Caller, reqPtr, reqLen, outPtr int32) (int32, *wasmtime.Trap) {
-			req, trap := read(c, reqPtr, reqLen)
-			if trap != nil {
-				return 0, trap
-			}
-			reply, status := fn(req)
-			v, err := c.GetExport("alloc").Func().Call(c, int32(len(reply)))
-			if err != nil {
-				return 0, wasmtime.NewTrap("guest alloc: " + err.Error())
-			}
-			ptr := v.(int32)
-			data := memOf(c)
-			if int64(ptr)+int64(len(reply)) > int64(len(data)) || outPtr < 0 || int64(outPtr)+8 > int64(len(data)) {
-				return 0, wasmtime.NewTrap("reply outside guest memory")
-			}
-			copy(data[ptr:], reply)
-			binary.LittleEndian.PutUint32(data[outPtr:], uint32(ptr))
-			binary.LittleEndian.PutUint32(data[outPtr+4:], uint32(len(reply)))
-			return status, nil
-		}
-	}
-	imports := map[string]any{
-		"http.fetch":     jsonImport(h.fetch),
-		"secrets.get":    jsonImport(h.secret),
-		"storage.get":    jsonImport(func(b []byte) ([]byte, int32) { return h.storage("get", b) }),
-		"storage.put":    jsonImport(func(b []byte) ([]byte, int32) { return h.storage("put", b) }),
-		"storage.delete": jsonImport(func(b []byte) ([]byte, int32) { return h.storage("delete", b) }),
-		"storage.list":   jsonImport(func(b []byte) ([]byte, int32) { return hostError("capability_denied", "not in this fake") }),
-		"metrics.emit":   jsonImport(func([]byte) ([]byte, int32) { return []byte(`{}`), 0 }),
-	}
-	for _, level := range []string{"info", "warn", "error"} {
-		imports["log_"+level] = func(c *wasmtime.Caller, ptr, n int32) *wasmtime.Trap {
-			msg, trap := read(c, ptr, n)
-			if trap != nil {
-				return trap
-			}
-			h.mu.Lock()
-			h.logs = append(h.logs, level+": "+string(msg))
-			h.mu.Unlock()
-			return nil
-		}
-	}
-	for name, fn := range imports {
-		if err := l.FuncWrap("alga", name, fn); err != nil {
-			t.Fatalf("defining alga %s: %v", name, err)
-		}
-	}
-	return l
-}
-
 type guestResponse struct {
-	Status  int               `json:"status"`
-	Headers map[string]string `json:"headers"`
-	Body    []byte            `json:"body_b64"`
+	Status  int
+	Headers map[string]string
+	Body    []byte
 }
 
-// invoke runs one call on a fresh instance (SPEC §5.1): _initialize,
-// alloc+copy the request, alloc the out area, handler, read the response.
-func invoke(t *testing.T, engine *wasmtime.Engine, linker *wasmtime.Linker, module *wasmtime.Module, req any) (guestResponse, map[string]any) {
+// invoke runs one call on the runner's real engine and host units
+// (runnertest.Host): a fresh instance, _initialize, alloc, handler.
+func invoke(t *testing.T, host *testHost, module *engine.Module, env *execapi.Request) (guestResponse, map[string]any) {
 	t.Helper()
-	store := wasmtime.NewStore(engine)
-	defer store.Close()
-	store.Limiter(64<<20, -1, -1, -1, -1)
-	store.SetWasi(wasmtime.NewWasiConfig())
-	inst, err := linker.Instantiate(store, module)
-	if err != nil {
-		t.Fatalf("instantiate: %v", err)
+	call := host.Run(t, module, env)
+	if call.Err != nil {
+		t.Fatalf("call failed: %v; logs %v", call.Err, call.Report.Logs)
 	}
-	if _, err := inst.GetFunc(store, "_initialize").Call(store); err != nil {
-		t.Fatalf("_initialize: %v", err)
+	for _, l := range call.Report.Logs {
+		host.Logs = append(host.Logs, l.Level+": "+l.Message)
 	}
-	mem := inst.GetExport(store, "memory").Memory()
-	alloc := inst.GetFunc(store, "alloc")
-	raw, _ := json.Marshal(req)
-	v, err := alloc.Call(store, int32(len(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reqPtr := v.(int32)
-	copy(mem.UnsafeData(store)[reqPtr:], raw)
-	v, err = alloc.Call(store, int32(8))
-	if err != nil {
-		t.Fatal(err)
-	}
-	outPtr := v.(int32)
-	v, err = inst.GetFunc(store, "handler").Call(store, reqPtr, int32(len(raw)), outPtr)
-	if err != nil {
-		t.Fatalf("handler trapped: %v", err)
-	}
-	if code := v.(int32); code != 0 {
-		t.Fatalf("handler returned %d (handler_error)", code)
-	}
-	data := mem.UnsafeData(store)
-	ptr, n := binary.LittleEndian.Uint32(data[outPtr:]), binary.LittleEndian.Uint32(data[outPtr+4:])
-	if uint64(ptr)+uint64(n) > uint64(len(data)) {
-		t.Fatalf("response (%d,%d) out of bounds", ptr, n)
-	}
-	var resp guestResponse
-	if err := json.Unmarshal(data[ptr:ptr+n], &resp); err != nil {
-		t.Fatalf("response is not JSON: %v", err)
-	}
+	resp := guestResponse{Status: call.Response.Status, Headers: call.Response.Headers, Body: call.Response.Body}
 	var body map[string]any
 	if err := json.Unmarshal(resp.Body, &body); err != nil {
 		t.Fatalf("body is not a JSON object: %q", resp.Body)
@@ -431,20 +217,22 @@ func invoke(t *testing.T, engine *wasmtime.Engine, linker *wasmtime.Linker, modu
 	return resp, body
 }
 
-// request builds the envelope the runner sends for a manifest endpoint.
-func request(m *manifest.Manifest, method, pattern, path string, query, params map[string]string, config any) map[string]any {
+// request builds the envelope the gateway sends for a manifest endpoint.
+func request(m *manifest.Manifest, method, pattern, path string, query, params map[string]string, config any) *execapi.Request {
 	handler := ""
 	for _, ep := range m.API.Endpoints {
 		if ep.Method == method && ep.Path == pattern {
 			handler = ep.Handler
 		}
 	}
-	return map[string]any{
-		"context": map[string]string{"request_id": "r-1", "tenant_id": "t-1", "extension_id": m.Name,
-			"install_id": "i-1", "version_id": "v-1", "content_hash": "sha256:00"},
-		"http":     map[string]any{"method": method, "path": path, "query": query, "headers": map[string]string{}},
-		"endpoint": map[string]any{"method": method, "path": pattern, "handler": handler, "params": params},
-		"config":   config,
+	cfg, _ := json.Marshal(config)
+	return &execapi.Request{
+		Context: execapi.Context{RequestID: "r-1", TenantID: "t-1", ExtensionID: m.Name,
+			InstallID: "i-1", VersionID: "v-1", ContentHash: "sha256:00"},
+		HTTP:         execapi.HTTPRequest{Method: method, Path: path, Query: query, Headers: map[string]string{}},
+		Endpoint:     execapi.Endpoint{Method: method, Path: pattern, Handler: handler, Params: params},
+		Config:       cfg,
+		Capabilities: m.Capabilities,
 	}
 }
 
@@ -454,27 +242,20 @@ func TestHandlersRunInWasm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := wasmtime.NewEngine()
-	start := time.Now()
-	module, err := wasmtime.NewModule(engine, b.files["dist/main.wasm"])
-	if err != nil {
-		t.Fatalf("compiling dist/main.wasm: %v", err)
-	}
-	t.Logf("wasmtime compile of dist/main.wasm: %v", time.Since(start).Round(time.Millisecond))
-	for _, imp := range module.Imports() {
-		if imp.Module() != "alga" && imp.Module() != "wasi_snapshot_preview1" {
-			t.Errorf("unexpected import %s.%s", imp.Module(), *imp.Name())
-		}
-	}
-
 	vendor := httptest.NewServer(psa.Handler(psa.Config{VendorAPIKey: vendorKey}))
 	defer vendor.Close()
-	vu, _ := url.Parse(vendor.URL)
-	host := &algaHost{kv: map[string]kvRec{}, secrets: map[string]string{"VENDOR_API_KEY": vendorKey}, allowed: vu.Host}
-	linker := host.linker(t, engine)
+	// The vendor mock listens on loopback: the platform list names it
+	// literally, which the test host also lets through to private addresses.
+	host := &testHost{Host: runnertest.NewHost(t, runnertest.Config{Egress: []string{vendor.URL}})}
+	host.SetSecret("VENDOR_API_KEY", vendorKey)
+	start := time.Now()
+	// The engine links only the alga and WASI imports: a module importing
+	// anything else fails every call below with bad_handler.
+	module := host.Compile(t, b.files["dist/main.wasm"])
+	t.Logf("wasmtime compile of dist/main.wasm: %v", time.Since(start).Round(time.Millisecond))
 	cfg := map[string]string{"vendor_url": vendor.URL}
 	call := func(method, pattern, path string, query, params map[string]string) (guestResponse, map[string]any) {
-		return invoke(t, engine, linker, module, request(m, method, pattern, path, query, params, cfg))
+		return invoke(t, host, module, request(m, method, pattern, path, query, params, cfg))
 	}
 
 	steps := []struct {
@@ -521,15 +302,11 @@ func TestHandlersRunInWasm(t *testing.T) {
 			return call("GET", "/agreements/:id", "/agreements/NOPE", nil, map[string]string{"id": "NOPE"})
 		}, 404, errorCodeIs("not_found")},
 		{"sync with a wrong API key is 502 vendor_error", func() (guestResponse, map[string]any) {
-			host.mu.Lock()
-			host.secrets["VENDOR_API_KEY"] = "wrong"
-			host.mu.Unlock()
+			host.SetSecret("VENDOR_API_KEY", "wrong")
 			return call("POST", "/agreements/sync", "/agreements/sync", nil, nil)
 		}, 502, errorCodeIs("vendor_error")},
 		{"sync without the secret is secret_missing", func() (guestResponse, map[string]any) {
-			host.mu.Lock()
-			delete(host.secrets, "VENDOR_API_KEY")
-			host.mu.Unlock()
+			host.SetSecret("VENDOR_API_KEY", "")
 			return call("POST", "/agreements/sync", "/agreements/sync", nil, nil)
 		}, 500, errorCodeIs("secret_missing")},
 	}
@@ -544,9 +321,16 @@ func TestHandlersRunInWasm(t *testing.T) {
 			}
 		})
 	}
-	if !containsLog(host.logs, "info: synced 23 agreements") {
-		t.Errorf("sync did not log through log_info: %q", host.logs)
+	if !containsLog(host.Logs, "info: synced 23 agreements") {
+		t.Errorf("sync did not log through log_info: %q", host.Logs)
 	}
+}
+
+// testHost is the runner's test host plus the log lines of every call so
+// far ("level: message").
+type testHost struct {
+	*runnertest.Host
+	Logs []string
 }
 
 func errorCodeIs(code string) func(map[string]any) error {

@@ -21,10 +21,12 @@ type echoCap struct{}
 
 func (echoCap) Capability() string { return "user.read" }
 func (echoCap) Imports() []hostapi.Import {
-	return []hostapi.Import{{Name: "test.echo", JSON: func(inv *hostapi.Invocation, req []byte) (any, error) {
+	return []hostapi.Import{{Name: "test.echo", JSON: func(_ context.Context, _ hostapi.State, req []byte) (any, error) {
 		return map[string]json.RawMessage{"echo": req}, nil
 	}}}
 }
+func (echoCap) Prepare(hostapi.CallInfo) (hostapi.State, error) { return nil, nil }
+func (echoCap) Finish(hostapi.State, *hostapi.Report)           {}
 
 func newEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
@@ -51,12 +53,12 @@ func compile(t testing.TB, e *Engine, wasm []byte) *Module {
 
 var testRequest = []byte(`{"context":{"request_id":"r1","tenant_id":"t1"},"http":{"method":"GET","path":"/x"}}`)
 
-func run(t testing.TB, e *Engine, wasm []byte, export string, lim Limits, caps ...string) (*Result, *hostapi.Invocation, error) {
+func run(t testing.TB, e *Engine, wasm []byte, export string, lim Limits, caps ...string) (*Result, *hostapi.Report, error) {
 	t.Helper()
 	m := compile(t, e, wasm)
 	inv := hostapi.NewInvocation(context.Background(), &execapi.Request{Capabilities: caps}, hostapi.Budgets{})
 	res, err := e.Run(context.Background(), m, export, testRequest, lim, inv)
-	return res, inv, err
+	return res, &res.Host, err
 }
 
 func codeOf(err error) string {
@@ -216,33 +218,33 @@ func TestFuelExhausted(t *testing.T) {
 
 func TestLogFloodIsCapped(t *testing.T) {
 	e := newEngine(t, Config{})
-	res, inv, err := run(t, e, guests.MustWasm(t, "log_flood.wat", nil), "handler", Limits{})
+	res, rep, err := run(t, e, guests.MustWasm(t, "log_flood.wat", nil), "handler", Limits{})
 	if err != nil {
 		t.Fatalf("guest flooding logs must still answer: %v", err)
 	}
 	if res.Response.Status != 200 {
 		t.Fatalf("status = %d", res.Response.Status)
 	}
-	if inv.LogBytes != hostapi.DefaultMaxLogBytes {
-		t.Errorf("kept %d log bytes, want exactly the %d-byte cap", inv.LogBytes, hostapi.DefaultMaxLogBytes)
+	if rep.LogBytes != hostapi.DefaultMaxLogBytes {
+		t.Errorf("kept %d log bytes, want exactly the %d-byte cap", rep.LogBytes, hostapi.DefaultMaxLogBytes)
 	}
-	if inv.LogsDropped == 0 {
+	if rep.LogsDropped == 0 {
 		t.Error("dropped bytes are not counted")
 	}
-	if inv.HostCalls > hostapi.DefaultMaxHostCalls+1 {
+	if rep.HostCalls > hostapi.DefaultMaxHostCalls+1 {
 		// log calls count as host calls: after the budget they are dropped
-		t.Logf("host calls counted: %d", inv.HostCalls)
+		t.Logf("host calls counted: %d", rep.HostCalls)
 	}
 }
 
 func TestWasiStdioGoesToTheLogStream(t *testing.T) {
 	e := newEngine(t, Config{})
-	_, inv, err := run(t, e, guests.MustWasm(t, "wasi_print.wat", nil), "handler", Limits{})
+	_, rep, err := run(t, e, guests.MustWasm(t, "wasi_print.wat", nil), "handler", Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, l := range inv.Logs {
+	for _, l := range rep.Logs {
 		got = append(got, l.Stream+":"+l.Level+":"+l.Message)
 	}
 	want := []string{"stdout:info:hello from stdout", "stderr:warn:oops on stderr"}
@@ -254,12 +256,12 @@ func TestWasiStdioGoesToTheLogStream(t *testing.T) {
 func TestStdoutFloodIsDiscarded(t *testing.T) {
 	e := newEngine(t, Config{})
 	start := time.Now()
-	res, inv, err := run(t, e, guests.MustWasm(t, "stdout_flood.wat", nil), "handler", Limits{})
+	res, rep, err := run(t, e, guests.MustWasm(t, "stdout_flood.wat", nil), "handler", Limits{})
 	if err != nil {
 		t.Fatalf("guest printing 128 MiB must still answer: %v", err)
 	}
-	if res.Response.Status != 200 || inv.LogBytes > hostapi.DefaultMaxLogBytes {
-		t.Fatalf("status %d, %d log bytes kept", res.Response.Status, inv.LogBytes)
+	if res.Response.Status != 200 || rep.LogBytes > hostapi.DefaultMaxLogBytes {
+		t.Fatalf("status %d, %d log bytes kept", res.Response.Status, rep.LogBytes)
 	}
 	t.Logf("128 MiB of stdout handled in %v", time.Since(start))
 }
@@ -345,13 +347,13 @@ func TestHostCalls(t *testing.T) {
 	})
 	t.Run("host calls beyond the budget are refused", func(t *testing.T) {
 		wasm := guests.HostCallWith(t, map[string]string{"IMPORT": "test.echo", "REQ": "{}", "REQLEN": "2", "REPEAT": "1001"})
-		res, inv, err := run(t, e, wasm, "handler", Limits{}, "user.read")
+		res, rep, err := run(t, e, wasm, "handler", Limits{}, "user.read")
 		if err != nil {
 			t.Fatal(err)
 		}
 		st, reply := hostReply(t, res.Response.Body)
-		if st != 1 || errorCode(reply) != hostapi.CodeLimitExceeded || inv.HostCalls != 1001 {
-			t.Fatalf("status %d reply %v after %d calls", st, reply, inv.HostCalls)
+		if st != 1 || errorCode(reply) != hostapi.CodeLimitExceeded || rep.HostCalls != 1001 {
+			t.Fatalf("status %d reply %v after %d calls", st, reply, rep.HostCalls)
 		}
 	})
 	for _, tt := range []struct{ name, reqPtr, outPtr string }{

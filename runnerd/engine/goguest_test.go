@@ -46,21 +46,21 @@ func TestGoGuest(t *testing.T) {
 	}
 	defer e.Close()
 	m := compile(t, e, guests.GoGuest(t, "goguest"))
-	run := func(path string, lim Limits, caps ...string) (*Result, *hostapi.Invocation, error) {
+	run := func(path string, lim Limits, caps ...string) (*Result, *hostapi.Report, error) {
 		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{Capabilities: caps}, hostapi.Budgets{})
 		res, err := e.Run(context.Background(), m, "handler", goRequest(path), lim, inv)
-		return res, inv, err
+		return res, &res.Host, err
 	}
 	t.Run("handler answers and logs", func(t *testing.T) {
-		res, inv, err := run("/hello", Limits{})
+		res, rep, err := run("/hello", Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.Response.Status != 200 || !strings.Contains(string(res.Response.Body), `"tenant":"tenant-go"`) {
 			t.Fatalf("response %d %s", res.Response.Status, res.Response.Body)
 		}
-		if len(inv.Logs) != 1 || inv.Logs[0].Message != "hello for tenant-go" {
-			t.Fatalf("logs %+v", inv.Logs)
+		if len(rep.Logs) != 1 || rep.Logs[0].Message != "hello for tenant-go" {
+			t.Fatalf("logs %+v", rep.Logs)
 		}
 		t.Logf("instantiate+_initialize %v, guest %v", res.Stats.Instantiate, res.Stats.Guest)
 	})
@@ -99,18 +99,18 @@ func TestGoGuest(t *testing.T) {
 		}
 	})
 	t.Run("runtime stderr is captured into the log stream", func(t *testing.T) {
-		_, inv, err := run("/print", Limits{})
+		_, rep, err := run("/print", Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		found := false
-		for _, l := range inv.Logs {
+		for _, l := range rep.Logs {
 			if l.Stream == "stderr" && strings.Contains(l.Message, "to stderr from the go runtime") {
 				found = true
 			}
 		}
 		if !found {
-			t.Fatalf("stderr not captured: %+v", inv.Logs)
+			t.Fatalf("stderr not captured: %+v", rep.Logs)
 		}
 	})
 }

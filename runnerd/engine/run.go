@@ -73,6 +73,10 @@ type Stats struct {
 type Result struct {
 	Response *execapi.Response
 	Stats    Stats
+	// Host is what the host capabilities produced in the call (logs,
+	// egress bytes, metric samples, host calls), set whether or not the
+	// call succeeded.
+	Host hostapi.Report
 }
 
 // callState is the store data of one call.
@@ -85,21 +89,23 @@ type callState struct {
 }
 
 // Run calls export of m with the request JSON under lim, with inv as the
-// host-call state. A failure is an *execapi.Error carrying its §6.2 code;
-// the Result is non-nil either way so that stats can be recorded.
+// host-call state, and finishes inv into Result.Host. A failure is an
+// *execapi.Error carrying its §6.2 code; the Result is non-nil either way
+// so that stats and the host report can be recorded.
 func (e *Engine) Run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
 	lim = lim.withDefaults()
 	var stdio *stdioCapture
 	res, err := e.run(ctx, m, export, request, lim, inv, &stdio)
 	if stdio != nil {
 		// The store is closed now, so wasmtime's ends of the pipes are too.
-		stdio.finish(inv)
+		stdio.finish(e.hosts, inv)
 		var ee *execapi.Error
 		if errors.As(err, &ee) && ee.Code == execapi.CodeTrap && bytes.Contains(stdio.stderr.b, []byte(oomMarker)) {
 			// Go's runtime reports a refused grow on stderr and exits.
 			err = &execapi.Error{Code: execapi.CodeMemoryLimit, Message: fmt.Sprintf("guest exceeded its %d MiB memory limit", lim.MemoryBytes>>20)}
 		}
 	}
+	res.Host = inv.Finish()
 	return res, err
 }
 

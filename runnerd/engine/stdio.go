@@ -80,9 +80,9 @@ func (s *stdioCapture) closeAll() {
 }
 
 // finish waits for both streams to end (the store must be closed) and
-// moves what the guest printed into the invocation's log lines, within the
-// log budget.
-func (s *stdioCapture) finish(inv *hostapi.Invocation) {
+// hands what the guest printed to the host set's stdio unit (the log
+// unit, which applies the log budget).
+func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	s.outW.Close()
 	s.errW.Close()
 	timeout := time.NewTimer(time.Second)
@@ -100,14 +100,14 @@ func (s *stdioCapture) finish(inv *hostapi.Invocation) {
 	s.stdout.r.Close()
 	s.stderr.r.Close()
 	for _, f := range []struct {
-		b             []byte
-		stream, level string
+		b      []byte
+		stream string
 	}{
-		{s.stdout.b, "stdout", "info"},
-		{s.stderr.b, "stderr", "warn"},
+		{s.stdout.b, "stdout"},
+		{s.stderr.b, "stderr"},
 	} {
 		for _, line := range splitLines(f.b) {
-			if !inv.AddLog(f.level, f.stream, line) {
+			if !hosts.Stdio(inv, f.stream, line) {
 				break
 			}
 		}

@@ -6,31 +6,67 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/extedge/extedge/internal/execapi"
 )
 
-type fakeCap struct {
-	name    string
-	imports []Import
+// fakeUnit is a unit whose prepare step and imports the tests control.
+type fakeUnit struct {
+	name     string
+	imports  []Import
+	prepare  func(CallInfo) (State, error)
+	finish   func(State, *Report)
+	prepared *int // counts prepare steps
 }
 
-func (f fakeCap) Capability() string { return f.name }
-func (f fakeCap) Imports() []Import  { return f.imports }
+func (f fakeUnit) Capability() string { return f.name }
+func (f fakeUnit) Imports() []Import  { return f.imports }
+func (f fakeUnit) Prepare(c CallInfo) (State, error) {
+	if f.prepared != nil {
+		*f.prepared++
+	}
+	if f.prepare != nil {
+		return f.prepare(c)
+	}
+	return nil, nil
+}
+func (f fakeUnit) Finish(st State, r *Report) {
+	if f.finish != nil {
+		f.finish(st, r)
+	}
+}
 
-func ok(*Invocation, []byte) (any, error) { return map[string]int{"n": 1}, nil }
+// sealedUnit is a fakeUnit that asks for the secret envelope.
+type sealedUnit struct {
+	fakeUnit
+	got *string
+}
+
+func (s sealedUnit) PrepareSecrets(c CallInfo, sealed string) (State, error) {
+	*s.got = sealed
+	return nil, nil
+}
+
+// stdioUnit is a fakeUnit that takes stdio.
+type stdioUnit struct{ fakeUnit }
+
+func (stdioUnit) Stdio(State, string, []byte) bool { return true }
+
+func ok(context.Context, State, []byte) (any, error) { return map[string]int{"n": 1}, nil }
 
 func TestNewSet(t *testing.T) {
+	var got string
 	tests := []struct {
 		name string
-		caps []Capability
+		caps []Unit
 		ok   bool
 	}{
-		{"dotted import gets an underscore alias", []Capability{fakeCap{"storage.kv", []Import{{Name: "storage.get", JSON: ok}}}}, true},
-		{"unknown capability is refused", []Capability{fakeCap{"fs.write", []Import{{Name: "fs.write", JSON: ok}}}}, false},
-		{"duplicate import is refused", []Capability{fakeCap{"storage.kv", []Import{{Name: "a.b", JSON: ok}}}, fakeCap{"secrets.get", []Import{{Name: "a_b", JSON: ok}}}}, false},
-		{"import without a handler is refused", []Capability{fakeCap{"storage.kv", []Import{{Name: "x"}}}}, false},
+		{"dotted import gets an underscore alias", []Unit{fakeUnit{name: "storage.kv", imports: []Import{{Name: "storage.get", JSON: ok}}}}, true},
+		{"unknown capability is refused", []Unit{fakeUnit{name: "fs.write", imports: []Import{{Name: "fs.write", JSON: ok}}}}, false},
+		{"duplicate import is refused", []Unit{fakeUnit{name: "storage.kv", imports: []Import{{Name: "a.b", JSON: ok}}}, fakeUnit{name: "secrets.get", imports: []Import{{Name: "a_b", JSON: ok}}}}, false},
+		{"import without a handler is refused", []Unit{fakeUnit{name: "storage.kv", imports: []Import{{Name: "x"}}}}, false},
+		{"only the secrets.get unit may take the secret envelope", []Unit{sealedUnit{fakeUnit{name: "http.fetch", imports: []Import{{Name: "x", JSON: ok}}}, &got}}, false},
+		{"two units taking stdio are refused", []Unit{stdioUnit{fakeUnit{name: "log.emit"}}, stdioUnit{fakeUnit{name: "metrics.emit"}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -47,10 +83,10 @@ func TestNewSet(t *testing.T) {
 
 func TestCallJSONGatesAndReports(t *testing.T) {
 	s, err := NewSet(
-		fakeCap{"storage.kv", []Import{{Name: "kv.ok", JSON: ok}, {Name: "kv.fail", JSON: func(*Invocation, []byte) (any, error) {
+		fakeUnit{name: "storage.kv", imports: []Import{{Name: "kv.ok", JSON: ok}, {Name: "kv.fail", JSON: func(context.Context, State, []byte) (any, error) {
 			return nil, errors.New("dial tcp 10.0.0.7:5432: secret internal detail")
 		}}}},
-		fakeCap{"metrics.emit", []Import{{Name: "m.emit", JSON: ok}}},
+		fakeUnit{name: "metrics.emit", imports: []Import{{Name: "m.emit", JSON: ok}}},
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -83,22 +119,8 @@ func TestCallJSONGatesAndReports(t *testing.T) {
 	if out, st := s.CallJSON(inv, byName["kv.ok"], nil); st != 1 || code(out) != CodeLimitExceeded {
 		t.Fatalf("call beyond the budget: %d %s", st, out)
 	}
-}
-
-func TestAddLogBudgets(t *testing.T) {
-	inv := NewInvocation(context.Background(), &execapi.Request{}, Budgets{MaxLogBytes: 100, MaxLogLineBytes: 40})
-	inv.AddLog("info", "log", []byte(strings.Repeat("a", 30)))
-	inv.AddLog("info", "log", []byte(strings.Repeat("é", 30))) // 60 bytes, cut to 40 at a rune boundary
-	inv.AddLog("info", "log", []byte(strings.Repeat("b", 50))) // 30 left
-	inv.AddLog("info", "log", []byte("dropped"))
-	if len(inv.Logs) != 3 || inv.LogBytes != 100 {
-		t.Fatalf("%d lines, %d bytes", len(inv.Logs), inv.LogBytes)
-	}
-	if l := inv.Logs[1]; !l.Truncated || len(l.Message) != 40 || !utf8.ValidString(l.Message) {
-		t.Fatalf("line cut badly: %q", l.Message)
-	}
-	if inv.LogsDropped != 20+20+7 {
-		t.Fatalf("dropped %d", inv.LogsDropped)
+	if r := inv.Finish(); r.HostCalls != 4 {
+		t.Fatalf("report counts %d host calls, want 4", r.HostCalls)
 	}
 }
 
@@ -122,22 +144,79 @@ func TestCutUTF8(t *testing.T) {
 	}
 }
 
-func TestStateIsCreatedOnce(t *testing.T) {
-	inv := NewInvocation(context.Background(), &execapi.Request{}, Budgets{})
-	n := 0
-	for i := 0; i < 3; i++ {
-		v, err := inv.State("k", func() (any, error) { n++; return n, nil })
-		if err != nil || v.(int) != 1 {
-			t.Fatal(v, err)
-		}
-	}
+func TestPrepareRunsOnceAndOnlyWhenUsed(t *testing.T) {
+	var kvPrepared, fetchPrepared int
 	boom := errors.New("boom")
-	for i := 0; i < 2; i++ {
-		if _, err := inv.State("e", func() (any, error) { n++; return nil, boom }); err != boom {
-			t.Fatal(err)
+	s, err := NewSet(
+		fakeUnit{name: "storage.kv", imports: []Import{{Name: "kv.n", JSON: func(_ context.Context, st State, _ []byte) (any, error) {
+			return st, nil
+		}}}, prepared: &kvPrepared, prepare: func(c CallInfo) (State, error) { return c.Context.InstallID, nil },
+			finish: func(st State, r *Report) { r.EgressBytes += int64(len(st.(string))) }},
+		fakeUnit{name: "http.fetch", imports: []Import{{Name: "f.x", JSON: ok}}, prepared: &fetchPrepared,
+			prepare: func(CallInfo) (State, error) { return nil, &Error{Code: "egress_denied", Message: "bad allowlist"} }},
+		fakeUnit{name: "secrets.get", imports: []Import{{Name: "s.x", JSON: ok}}, prepare: func(CallInfo) (State, error) { return nil, boom }},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := map[string]*Bound{}
+	for i := range s.Imports() {
+		b[s.Imports()[i].Name] = &s.Imports()[i]
+	}
+	inv := NewInvocation(context.Background(), &execapi.Request{Context: execapi.Context{InstallID: "inst-1"},
+		Capabilities: []string{"storage.kv", "http.fetch"}}, Budgets{})
+	for i := 0; i < 3; i++ {
+		if out, st := s.CallJSON(inv, b["kv.n"], nil); st != 0 || string(out) != `"inst-1"` {
+			t.Fatalf("call %d: %d %s", i, st, out)
 		}
 	}
-	if n != 2 {
-		t.Fatalf("create ran %d times", n)
+	for i := 0; i < 2; i++ {
+		if out, st := s.CallJSON(inv, b["f.x"], nil); st != 1 || !strings.Contains(string(out), "egress_denied") {
+			t.Fatalf("a prepare error must be every call's reply: %d %s", st, out)
+		}
+	}
+	if _, st := s.CallJSON(inv, b["s.x"], nil); st != 1 {
+		t.Fatal("ungranted unit answered")
+	}
+	if kvPrepared != 1 || fetchPrepared != 1 {
+		t.Fatalf("prepared kv %d, fetch %d times; want once each", kvPrepared, fetchPrepared)
+	}
+	if r := inv.Finish(); r.EgressBytes != int64(len("inst-1")) || r.HostCalls != 6 {
+		t.Fatalf("report %+v: finish did not run once for the prepared unit", r)
+	}
+	if r := inv.Finish(); r.EgressBytes != 0 {
+		t.Fatal("finish ran twice")
+	}
+	unused := NewInvocation(context.Background(), &execapi.Request{}, Budgets{})
+	unused.Finish()
+	if kvPrepared != 1 {
+		t.Fatal("a unit was prepared for a call that never used it")
+	}
+}
+
+// Only the secrets.get unit receives the sealed envelope; the call info
+// other units get has no field that could carry it.
+func TestOnlyTheSecretsUnitSeesTheEnvelope(t *testing.T) {
+	var got string
+	var seen CallInfo
+	s, err := NewSet(
+		sealedUnit{fakeUnit{name: "secrets.get", imports: []Import{{Name: "secrets.get", JSON: ok}}}, &got},
+		fakeUnit{name: "storage.kv", imports: []Import{{Name: "kv.x", JSON: ok}}, prepare: func(c CallInfo) (State, error) { seen = c; return nil, nil }},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := "sealed-envelope-xyz"
+	inv := NewInvocation(context.Background(), &execapi.Request{Context: execapi.Context{TenantID: "t1"},
+		Capabilities: []string{"secrets.get", "storage.kv"}, SecretEnvelope: &sealed, Config: json.RawMessage(`{"a":1}`)}, Budgets{})
+	for i := range s.Imports() {
+		s.CallJSON(inv, &s.Imports()[i], nil)
+	}
+	if got != sealed {
+		t.Fatalf("secrets unit got %q", got)
+	}
+	b, _ := json.Marshal(seen)
+	if strings.Contains(string(b), sealed) || seen.Context.TenantID != "t1" || string(seen.Config) != `{"a":1}` {
+		t.Fatalf("call info of another unit: %s", b)
 	}
 }

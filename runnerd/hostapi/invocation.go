@@ -2,6 +2,7 @@ package hostapi
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/extedge/extedge/internal/execapi"
@@ -41,56 +42,37 @@ func (b Budgets) WithDefaults() Budgets {
 	return b
 }
 
-// LogLine is one line the guest logged (log_* imports or WASI stdio).
-type LogLine struct {
-	Time      time.Time
-	Level     string // info, warn, error
-	Stream    string // log, stdout, stderr
-	Message   string
-	Truncated bool
-}
-
-// Invocation is the per-call state host imports share. It belongs to one
+// Invocation is the framework's state of one call: the deadline, the
+// grants, the host-call counter and the states of the units prepared so
+// far. It holds nothing of any capability itself. It belongs to one
 // goroutine (the one running the guest), so it needs no locking.
 type Invocation struct {
-	// Envelope is the execute request. Capabilities take tenant and install
-	// from here, never from the guest.
-	Envelope *execapi.Request
 	// Budgets are this call's host-call budgets.
 	Budgets Budgets
 
+	info     CallInfo
+	sealed   string // the secret envelope, for the SecretsUnit only
 	ctx      context.Context
 	cancel   context.CancelFunc
 	deadline time.Time
 	granted  map[string]bool
-	state    map[any]any
-
-	// HostCalls counts host calls (all imports, including denied ones).
-	HostCalls int
-	// LogBytes counts log bytes accepted so far.
-	LogBytes int
-	// LogsDropped counts log bytes refused because the budget was spent.
-	LogsDropped int
-	// Logs are the accepted log lines in order.
-	Logs []LogLine
-	// EgressBytes counts bytes sent and received by http.fetch.
-	EgressBytes int64
-	// Metrics are the guest's metrics.emit calls, for the runner to export.
-	Metrics []Metric
+	calls    int
+	units    []prepared // by unit index in the Set; grown on demand
+	finished bool
 }
 
-// Metric is one metrics.emit call after validation.
-type Metric struct {
-	Name   string
-	Kind   string
-	Value  float64
-	Labels map[string]string
+type prepared struct {
+	unit  Unit
+	state State
+	err   error
+	done  bool
 }
 
-// NewInvocation prepares the state of one call. ctx bounds the whole call
-// (the gateway's deadline); Begin narrows it to the guest's deadline.
+// NewInvocation prepares the framework's state of one call. ctx bounds the
+// whole call (the gateway's deadline); Begin narrows it to the guest's
+// deadline.
 func NewInvocation(ctx context.Context, env *execapi.Request, b Budgets) *Invocation {
-	inv := &Invocation{Envelope: env, Budgets: b.WithDefaults(), ctx: ctx, granted: map[string]bool{}}
+	inv := &Invocation{Budgets: b.WithDefaults(), ctx: ctx, granted: map[string]bool{}}
 	for _, c := range manifest.AlwaysGranted {
 		inv.granted[c] = true
 	}
@@ -98,6 +80,21 @@ func NewInvocation(ctx context.Context, env *execapi.Request, b Budgets) *Invoca
 		if n, ok := manifest.NormalizeCapability(c); ok {
 			inv.granted[n] = true
 		}
+	}
+	granted := make([]string, 0, len(inv.granted))
+	for c := range inv.granted {
+		granted = append(granted, c)
+	}
+	sort.Strings(granted)
+	inv.info = CallInfo{
+		Context:         env.Context,
+		Granted:         granted,
+		Config:          env.Config,
+		EgressAllowlist: env.EgressAllowlist,
+		Budgets:         inv.Budgets,
+	}
+	if env.SecretEnvelope != nil {
+		inv.sealed = *env.SecretEnvelope
 	}
 	return inv
 }
@@ -121,34 +118,10 @@ func (inv *Invocation) Context() context.Context { return inv.ctx }
 // Deadline is the guest's deadline (zero before Begin).
 func (inv *Invocation) Deadline() time.Time { return inv.deadline }
 
-// State returns the per-invocation value of a capability stored under key,
-// creating it with create on first use (e.g. the install's egress policy or
-// the opened secrets). A create error is returned on every later call too.
-func (inv *Invocation) State(key any, create func() (any, error)) (any, error) {
-	if inv.state == nil {
-		inv.state = map[any]any{}
-	}
-	if v, ok := inv.state[key]; ok {
-		if e, ok := v.(stateErr); ok {
-			return nil, e.err
-		}
-		return v, nil
-	}
-	v, err := create()
-	if err != nil {
-		inv.state[key] = stateErr{err}
-		return nil, err
-	}
-	inv.state[key] = v
-	return v, nil
-}
-
-type stateErr struct{ err error }
-
 // admit counts a host call and checks the grant and the call budget.
 func (inv *Invocation) admit(capability string) error {
-	inv.HostCalls++
-	if inv.HostCalls > inv.Budgets.MaxHostCalls {
+	inv.calls++
+	if inv.calls > inv.Budgets.MaxHostCalls {
 		return Errorf(CodeLimitExceeded, "more than %d host calls in one invocation", inv.Budgets.MaxHostCalls)
 	}
 	if !inv.granted[capability] {
@@ -157,23 +130,41 @@ func (inv *Invocation) admit(capability string) error {
 	return nil
 }
 
-// AddLog records a log line within the byte budgets: the message is cut at
-// a UTF-8 boundary to the per-line cap and to what is left of the
-// per-invocation cap. It reports whether anything was kept.
-func (inv *Invocation) AddLog(level, stream string, msg []byte) bool {
-	left := inv.Budgets.MaxLogBytes - inv.LogBytes
-	if left <= 0 {
-		inv.LogsDropped += len(msg)
-		return false
+// prepare returns the state of unit i of s in this call, running its
+// prepare step on first use. A prepare error is returned on every later
+// use too.
+func (inv *Invocation) prepare(s *Set, i int) (State, error) {
+	if i >= len(inv.units) {
+		inv.units = append(inv.units, make([]prepared, i+1-len(inv.units))...)
 	}
-	limit := min(inv.Budgets.MaxLogLineBytes, left)
-	text, truncated := CutUTF8(msg, limit)
-	if truncated {
-		inv.LogsDropped += len(msg) - len(text)
+	p := &inv.units[i]
+	if !p.done {
+		u := s.units[i]
+		p.unit, p.done = u, true
+		if su, ok := u.(SecretsUnit); ok {
+			p.state, p.err = su.PrepareSecrets(inv.info, inv.sealed)
+		} else {
+			p.state, p.err = u.Prepare(inv.info)
+		}
 	}
-	inv.LogBytes += len(text)
-	inv.Logs = append(inv.Logs, LogLine{Time: time.Now(), Level: level, Stream: stream, Message: string(text), Truncated: truncated})
-	return true
+	return p.state, p.err
+}
+
+// Finish runs the finish step of every unit prepared in this call and
+// returns what they produced. The engine calls it once, after the guest's
+// store is closed; later calls return an empty report.
+func (inv *Invocation) Finish() Report {
+	r := Report{HostCalls: inv.calls}
+	if inv.finished {
+		return r
+	}
+	inv.finished = true
+	for _, p := range inv.units {
+		if p.done && p.err == nil {
+			p.unit.Finish(p.state, &r)
+		}
+	}
+	return r
 }
 
 // CutUTF8 returns at most n bytes of b, cut so that no multi-byte UTF-8

@@ -342,9 +342,9 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	stats.ran = true
 	res, err := s.cfg.Engine.Run(ctx, mod, export, request, s.limitsFor(env.Limits), inv)
 	stats.Stats = res.Stats
-	stats.egress = inv.EgressBytes
-	s.emitGuestLogs(env, inv)
-	s.metrics.observeGuestMetrics(inv.Metrics)
+	stats.egress = res.Host.EgressBytes
+	s.emitGuestLogs(env, res.Host.Logs)
+	s.metrics.observeGuestMetrics(res.Host.Metrics)
 	if err != nil {
 		return nil, stats, asExecError(err)
 	}
@@ -476,11 +476,11 @@ func (s *Server) finish(env *execapi.Request, started time.Time, resp *execapi.R
 
 // emitGuestLogs writes the guest's log lines to the runner log and the
 // debug stream.
-func (s *Server) emitGuestLogs(env *execapi.Request, inv *hostapi.Invocation) {
-	if len(inv.Logs) == 0 {
+func (s *Server) emitGuestLogs(env *execapi.Request, lines []hostapi.LogLine) {
+	if len(lines) == 0 {
 		return
 	}
-	for _, l := range inv.Logs {
+	for _, l := range lines {
 		lvl := zapcore.InfoLevel
 		switch l.Level {
 		case "warn":
@@ -495,7 +495,7 @@ func (s *Server) emitGuestLogs(env *execapi.Request, inv *hostapi.Invocation) {
 		}
 	}
 	if s.cfg.Logs != nil {
-		s.cfg.Logs.Publish(env, inv.Logs)
+		s.cfg.Logs.Publish(env, lines)
 	}
 }
 

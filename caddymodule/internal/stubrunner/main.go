@@ -1,29 +1,26 @@
-// Command stubrunner is a test double of runnerd's wire contract (SPEC
-// §6.2), used by the gateway's integration tests and benchmarks where a
-// real runner would measure wasm instead of the gateway: POST /v1/execute
-// answers a fixed guest reply (or echoes the envelope's path), GET /readyz
-// and /healthz answer 200. Any other path answers the same fixed body
-// directly, so Caddy's reverse_proxy can be pointed at the same process as
-// a baseline.
+// Command stubrunner serves internal/testenv/stubrunner — the test double
+// of runnerd's wire contract (SPEC §6.2) — as a process, for the gateway's
+// integration tests and benchmarks where a real runner would measure wasm
+// instead of the gateway: POST /v1/execute answers a fixed guest reply,
+// GET /readyz and /healthz answer 200. Any other path answers the same
+// fixed body directly, so Caddy's reverse_proxy can be pointed at the same
+// process as a baseline.
 //
 //	stubrunner --listen unix:///tmp/r.sock --token T [--body-size N] [--delay D] [--no-decode]
 package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
-	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/testenv/stubrunner"
 )
 
 func main() {
@@ -35,34 +32,10 @@ func main() {
 	flag.Parse()
 
 	body := bytes.Repeat([]byte("x"), *bodySize)
-	reply, _ := json.Marshal(execapi.Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: body})
-	replyLen := strconv.Itoa(len(reply))
 	bodyLen := strconv.Itoa(len(body))
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {})
-	mux.HandleFunc("/v1/execute", func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+*token {
-			w.WriteHeader(http.StatusUnauthorized)
-			fmt.Fprint(w, `{"error":{"code":"unauthorized","message":"bad token"}}`)
-			return
-		}
-		if *noDecode {
-			_, _ = io.Copy(io.Discard, r.Body)
-		} else if err := json.NewDecoder(r.Body).Decode(new(execapi.Request)); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprint(w, `{"error":{"code":"bad_request","message":"bad envelope"}}`)
-			return
-		}
-		if *delay > 0 {
-			time.Sleep(*delay)
-		}
-		w.Header()["Content-Type"] = []string{"application/json"}
-		w.Header()["Content-Length"] = []string{replyLen}
-		w.Write(reply)
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	r := stubrunner.New(*token, execapi.Response{Status: 200, Headers: map[string]string{"content-type": "text/plain"}, Body: body})
+	r.Delay, r.NoDecode = *delay, *noDecode
+	r.Other = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header()["Content-Type"] = []string{"text/plain"}
 		w.Header()["Content-Length"] = []string{bodyLen}
 		w.Write(body)
@@ -83,5 +56,5 @@ func main() {
 	if err != nil {
 		log.Fatalf("stubrunner: %v", err)
 	}
-	log.Fatal(http.Serve(ln, mux))
+	log.Fatal(http.Serve(ln, r))
 }

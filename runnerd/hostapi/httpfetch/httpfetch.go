@@ -80,12 +80,32 @@ func New(cfg Config) (*Capability, error) {
 	}}, nil
 }
 
-// Capability implements hostapi.Capability.
+// Capability implements hostapi.Unit.
 func (c *Capability) Capability() string { return "http.fetch" }
 
-// Imports implements hostapi.Capability.
+// Imports implements hostapi.Unit.
 func (c *Capability) Imports() []hostapi.Import {
-	return []hostapi.Import{{Name: "http.fetch", JSON: c.fetch}}
+	return []hostapi.Import{{Name: "http.fetch", JSON: hostapi.JSONFunc(c.fetch)}}
+}
+
+// call is the unit's state of one call: the install's allowlist, parsed
+// once, and the egress bytes counted so far.
+type call struct {
+	install     []egress.Entry
+	installErr  error
+	egressBytes int64
+}
+
+// Prepare implements hostapi.Unit. An invalid install allowlist does not
+// fail the prepare step: every fetch of the call is egress_denied instead.
+func (c *Capability) Prepare(info hostapi.CallInfo) (hostapi.State, error) {
+	install, err := egress.ParseList(info.EgressAllowlist)
+	return &call{install: install, installErr: err}, nil
+}
+
+// Finish implements hostapi.Unit: it reports the egress bytes.
+func (c *Capability) Finish(st hostapi.State, r *hostapi.Report) {
+	r.EgressBytes += st.(*call).egressBytes
 }
 
 // Request is the guest's http.fetch request.
@@ -104,8 +124,6 @@ type Reply struct {
 	Body    []byte            `json:"body_b64"`
 }
 
-type installKey struct{}
-
 // forbiddenHeaders are request headers the guest may not set: the
 // transport owns framing and connection management.
 var forbiddenHeaders = map[string]bool{
@@ -114,7 +132,7 @@ var forbiddenHeaders = map[string]bool{
 	"trailer": true, "upgrade": true,
 }
 
-func (c *Capability) fetch(inv *hostapi.Invocation, raw []byte) (any, error) {
+func (c *Capability) fetch(ctx context.Context, st *call, raw []byte) (any, error) {
 	var req Request
 	if err := hostapi.DecodeRequest(raw, &req); err != nil {
 		return nil, err
@@ -123,13 +141,10 @@ func (c *Capability) fetch(inv *hostapi.Invocation, raw []byte) (any, error) {
 	if err != nil {
 		return nil, policyErr(err)
 	}
-	install, err := inv.State(installKey{}, func() (any, error) {
-		return egress.ParseList(inv.Envelope.EgressAllowlist)
-	})
-	if err != nil {
+	if st.installErr != nil {
 		return nil, hostapi.Errorf(egress.CodeDenied, "the install's egress allowlist is invalid")
 	}
-	if err := c.cfg.Policy.Check(target, install.([]egress.Entry)); err != nil {
+	if err := c.cfg.Policy.Check(target, st.install); err != nil {
 		return nil, policyErr(err)
 	}
 	method := strings.ToUpper(req.Method)
@@ -143,7 +158,6 @@ func (c *Capability) fetch(inv *hostapi.Invocation, raw []byte) (any, error) {
 		return nil, hostapi.Errorf(CodeTooLarge, "request body over %d bytes", c.cfg.MaxRequestBytes)
 	}
 
-	ctx := inv.Context()
 	if req.TimeoutMS > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMS)*time.Millisecond)
@@ -168,14 +182,14 @@ func (c *Capability) fetch(inv *hostapi.Invocation, raw []byte) (any, error) {
 		}
 		hreq.Header.Set(k, v)
 	}
-	inv.EgressBytes += int64(len(req.Body))
+	st.egressBytes += int64(len(req.Body))
 	resp, err := c.client.Do(hreq)
 	if err != nil {
 		return nil, transportErr(ctx, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseBytes+1))
-	inv.EgressBytes += int64(len(data))
+	st.egressBytes += int64(len(data))
 	if err != nil {
 		return nil, transportErr(ctx, err)
 	}
@@ -230,4 +244,4 @@ func transportReason(err error) string {
 	return "network error"
 }
 
-var _ hostapi.Capability = (*Capability)(nil)
+var _ hostapi.Unit = (*Capability)(nil)

@@ -105,13 +105,14 @@ func newEnv(t *testing.T, allowPrivateSelf bool, maxBody int64) *env {
 	return e
 }
 
-func (e *env) call(t *testing.T, req map[string]any, install []string, deadline time.Duration) (map[string]any, *hostapi.Invocation) {
+func (e *env) call(t *testing.T, req map[string]any, install []string, deadline time.Duration) (map[string]any, hostapi.Report) {
 	t.Helper()
 	b, _ := json.Marshal(req)
 	inv := hostapi.NewInvocation(context.Background(), &execapi.Request{Capabilities: []string{"http.fetch"}, EgressAllowlist: install}, hostapi.Budgets{})
 	defer inv.Begin(time.Now().Add(deadline))()
 	bound := e.set.Imports()[0]
 	out, status := e.set.CallJSON(inv, &bound, b)
+	report := inv.Finish()
 	var reply map[string]any
 	if err := json.Unmarshal(out, &reply); err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func (e *env) call(t *testing.T, req map[string]any, install []string, deadline 
 	if (status == 1) != (reply["error"] != nil) {
 		t.Fatalf("status %d does not agree with reply %s", status, out)
 	}
-	return reply, inv
+	return reply, report
 }
 
 func codeOf(reply map[string]any) string {
@@ -163,7 +164,7 @@ func TestEgressRules(t *testing.T) {
 
 func TestFetchSuccess(t *testing.T) {
 	e := newEnv(t, true, 0)
-	reply, inv := e.call(t, map[string]any{"url": "http://vendor.test" + e.port + "/ok", "method": "post",
+	reply, report := e.call(t, map[string]any{"url": "http://vendor.test" + e.port + "/ok", "method": "post",
 		"headers": map[string]string{"X-Api-Key": "k1", "Host": "evil.example"}, "body_b64": "cGluZw=="}, nil, 2*time.Second)
 	if codeOf(reply) != "" {
 		t.Fatalf("reply %v", reply)
@@ -178,8 +179,8 @@ func TestFetchSuccess(t *testing.T) {
 	if body != "Z290IFBPU1QgazEgcGluZw==" { // "got POST k1 ping"
 		t.Fatalf("body_b64 %q", body)
 	}
-	if inv.EgressBytes != int64(len("ping")+len("got POST k1 ping")) {
-		t.Fatalf("egress bytes %d", inv.EgressBytes)
+	if report.EgressBytes != int64(len("ping")+len("got POST k1 ping")) {
+		t.Fatalf("egress bytes %d", report.EgressBytes)
 	}
 }
 
@@ -258,6 +259,9 @@ func TestFetchFromWasm(t *testing.T) {
 			res, err := eng.Run(context.Background(), m, "handler", []byte(`{}`), engine.Limits{}, inv)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if granted := tt.caps != nil; granted != (res.Host.EgressBytes > 0) {
+				t.Fatalf("egress bytes %d reported for granted=%v", res.Host.EgressBytes, granted)
 			}
 			if !strings.HasPrefix(string(res.Response.Body), tt.want) {
 				t.Fatalf("guest reply %s, want prefix %s", res.Response.Body, tt.want)

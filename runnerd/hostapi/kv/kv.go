@@ -4,7 +4,7 @@
 // revision,expires_at?}}`, delete `{"deleted":bool}`, list
 // `{"items":[…],"next_cursor":"…"}` ("" at the end). The runner keeps no data: every operation goes to
 // registryd's internal storage API, with tenant and install taken from the
-// execute envelope, never from the guest.
+// call (hostapi.CallInfo), never from the guest.
 package kv
 
 import (
@@ -44,10 +44,21 @@ type Capability struct {
 // configured) answers every call with storage_unavailable.
 func New(store Store) *Capability { return &Capability{store: store} }
 
-// Capability implements hostapi.Capability.
+// Capability implements hostapi.Unit.
 func (c *Capability) Capability() string { return "storage.kv" }
 
-// Imports implements hostapi.Capability.
+// scope is the unit's state of one call: the records it may reach.
+type scope struct{ tenant, install string }
+
+// Prepare implements hostapi.Unit.
+func (c *Capability) Prepare(call hostapi.CallInfo) (hostapi.State, error) {
+	return scope{tenant: call.Context.TenantID, install: call.Context.InstallID}, nil
+}
+
+// Finish implements hostapi.Unit; storage reports nothing.
+func (c *Capability) Finish(hostapi.State, *hostapi.Report) {}
+
+// Imports implements hostapi.Unit.
 func (c *Capability) Imports() []hostapi.Import {
 	return []hostapi.Import{
 		{Name: "storage.get", JSON: c.op(registryapi.StorageGet)},
@@ -73,8 +84,8 @@ func invalid(format string, args ...any) error {
 	return hostapi.Errorf(registryapi.CodeValidationFailed, format, args...)
 }
 
-func (c *Capability) op(op string) func(*hostapi.Invocation, []byte) (any, error) {
-	return func(inv *hostapi.Invocation, raw []byte) (any, error) {
+func (c *Capability) op(op string) func(context.Context, hostapi.State, []byte) (any, error) {
+	return hostapi.JSONFunc(func(ctx context.Context, sc scope, raw []byte) (any, error) {
 		var r request
 		if err := hostapi.DecodeRequest(raw, &r); err != nil {
 			return nil, err
@@ -85,9 +96,8 @@ func (c *Capability) op(op string) func(*hostapi.Invocation, []byte) (any, error
 		if c.store == nil {
 			return nil, hostapi.Errorf(CodeUnavailable, "no registry is configured for storage")
 		}
-		ctxv := inv.Envelope.Context
-		resp, err := c.store.Storage(inv.Context(), registryapi.StorageRequest{
-			TenantID: ctxv.TenantID, InstallID: ctxv.InstallID, Op: op,
+		resp, err := c.store.Storage(ctx, registryapi.StorageRequest{
+			TenantID: sc.tenant, InstallID: sc.install, Op: op,
 			Namespace: r.Namespace, Key: r.Key, Value: r.Value, IfRevision: r.IfRevision,
 			TTLSeconds: r.TTLSeconds, Prefix: r.Prefix, Cursor: r.Cursor, Limit: r.Limit,
 		})
@@ -111,7 +121,7 @@ func (c *Capability) op(op string) func(*hostapi.Invocation, []byte) (any, error
 			items = []registryapi.StorageItem{}
 		}
 		return map[string]any{"items": items, "next_cursor": resp.NextCursor}, nil
-	}
+	})
 }
 
 func validate(op string, r *request) error {
@@ -158,4 +168,4 @@ func storageErr(err error) error {
 	return hostapi.Errorf(CodeUnavailable, "storage is unavailable")
 }
 
-var _ hostapi.Capability = (*Capability)(nil)
+var _ hostapi.Unit = (*Capability)(nil)

@@ -2,10 +2,11 @@
 // §5.2): the guest reports `{name, value, kind, labels?}` samples, which
 // the runner exports to Prometheus under the extedge_guest_ prefix with
 // caps on names and label cardinality (runnerd/server). This unit only
-// validates and records them on the invocation.
+// validates the samples of a call and reports them when it finishes.
 package metrics
 
 import (
+	"context"
 	"math"
 
 	"github.com/extedge/extedge/runnerd/hostapi"
@@ -17,15 +18,26 @@ const MaxSamplesPerCall = 100
 // Capability provides metrics.emit.
 type Capability struct{}
 
-// Capability implements hostapi.Capability.
+// Capability implements hostapi.Unit.
 func (Capability) Capability() string { return "metrics.emit" }
 
-// Imports implements hostapi.Capability.
+// Imports implements hostapi.Unit.
 func (Capability) Imports() []hostapi.Import {
-	return []hostapi.Import{{Name: "metrics.emit", JSON: emit}}
+	return []hostapi.Import{{Name: "metrics.emit", JSON: hostapi.JSONFunc(emit)}}
 }
 
-func emit(inv *hostapi.Invocation, raw []byte) (any, error) {
+// samples is the unit's state of one call.
+type samples struct{ list []hostapi.Metric }
+
+// Prepare implements hostapi.Unit.
+func (Capability) Prepare(hostapi.CallInfo) (hostapi.State, error) { return &samples{}, nil }
+
+// Finish implements hostapi.Unit.
+func (Capability) Finish(st hostapi.State, r *hostapi.Report) {
+	r.Metrics = append(r.Metrics, st.(*samples).list...)
+}
+
+func emit(_ context.Context, s *samples, raw []byte) (any, error) {
 	var req struct {
 		Name   string            `json:"name"`
 		Value  float64           `json:"value"`
@@ -52,11 +64,11 @@ func emit(inv *hostapi.Invocation, raw []byte) (any, error) {
 			return nil, hostapi.Errorf(hostapi.CodeInvalidRequest, "label names are at most 100 and values 128 characters")
 		}
 	}
-	if len(inv.Metrics) >= MaxSamplesPerCall {
+	if len(s.list) >= MaxSamplesPerCall {
 		return nil, hostapi.Errorf(hostapi.CodeLimitExceeded, "more than %d metric samples in one invocation", MaxSamplesPerCall)
 	}
-	inv.Metrics = append(inv.Metrics, hostapi.Metric{Name: req.Name, Kind: req.Kind, Value: req.Value, Labels: req.Labels})
+	s.list = append(s.list, hostapi.Metric{Name: req.Name, Kind: req.Kind, Value: req.Value, Labels: req.Labels})
 	return struct{}{}, nil
 }
 
-var _ hostapi.Capability = Capability{}
+var _ hostapi.Unit = Capability{}

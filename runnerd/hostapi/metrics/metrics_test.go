@@ -31,7 +31,7 @@ func TestEmit(t *testing.T) {
 			}
 		})
 	}
-	if len(inv.Metrics) != 2 {
-		t.Fatalf("recorded %d samples, want 2", len(inv.Metrics))
+	if r := inv.Finish(); len(r.Metrics) != 2 {
+		t.Fatalf("reported %d samples, want 2", len(r.Metrics))
 	}
 }

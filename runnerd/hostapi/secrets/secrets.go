@@ -1,12 +1,14 @@
 // Package secrets is the secrets.get capability (SPEC §5.2, §7.6): it
 // opens the install's sealed secret envelope from the execute request —
 // at most once per call, and only when the guest asks — and returns one
-// value. The envelope is bound to tenant, install and expiry, so one that
+// value. It is the only unit the framework gives the envelope to
+// ([hostapi.SecretsUnit]). The envelope is bound to tenant, install and expiry, so one that
 // was issued for another tenant or has expired does not open. Values never
 // appear in logs or error messages.
 package secrets
 
 import (
+	"context"
 	"time"
 
 	"github.com/extedge/extedge/internal/secretbox"
@@ -34,17 +36,49 @@ func New(keys *secretbox.Keys, now func() time.Time) *Capability {
 	return &Capability{keys: keys, now: now}
 }
 
-// Capability implements hostapi.Capability.
-func (c *Capability) Capability() string { return "secrets.get" }
+// Capability implements hostapi.Unit.
+func (c *Capability) Capability() string { return hostapi.SecretsCapability }
 
-// Imports implements hostapi.Capability.
+// Imports implements hostapi.Unit.
 func (c *Capability) Imports() []hostapi.Import {
-	return []hostapi.Import{{Name: "secrets.get", JSON: c.get}}
+	return []hostapi.Import{{Name: "secrets.get", JSON: hostapi.JSONFunc(get)}}
 }
 
-type openedKey struct{}
+// opened is the unit's state of one call: the envelope's values. An
+// envelope that does not open fails Prepare, and the framework answers
+// every secrets.get of the call with that error.
+type opened struct {
+	values map[string]string
+}
 
-func (c *Capability) get(inv *hostapi.Invocation, raw []byte) (any, error) {
+// Prepare implements hostapi.Unit for a call without an envelope; the
+// framework calls PrepareSecrets instead.
+func (c *Capability) Prepare(call hostapi.CallInfo) (hostapi.State, error) {
+	return c.PrepareSecrets(call, "")
+}
+
+// PrepareSecrets implements hostapi.SecretsUnit: it opens sealed for the
+// call's tenant and install.
+func (c *Capability) PrepareSecrets(call hostapi.CallInfo, sealed string) (hostapi.State, error) {
+	if sealed == "" {
+		return &opened{values: map[string]string{}}, nil
+	}
+	if c.keys == nil {
+		return nil, hostapi.Errorf(CodeUnavailable, "this runner holds no secrets key")
+	}
+	m, err := c.keys.OpenEnvelope(sealed, call.Context.TenantID, call.Context.InstallID, c.now())
+	if err != nil {
+		// The reason (expired, wrong binding, tampered) is not secret,
+		// but the envelope itself is never echoed.
+		return nil, hostapi.Errorf(CodeUnavailable, "secret envelope does not open: %v", err)
+	}
+	return &opened{values: m}, nil
+}
+
+// Finish implements hostapi.Unit; secrets.get reports nothing.
+func (c *Capability) Finish(hostapi.State, *hostapi.Report) {}
+
+func get(_ context.Context, o *opened, raw []byte) (any, error) {
 	var req struct {
 		Key string `json:"key"`
 	}
@@ -54,31 +88,11 @@ func (c *Capability) get(inv *hostapi.Invocation, raw []byte) (any, error) {
 	if req.Key == "" {
 		return nil, hostapi.Errorf(hostapi.CodeInvalidRequest, "key is required")
 	}
-	v, err := inv.State(openedKey{}, func() (any, error) {
-		env := inv.Envelope.SecretEnvelope
-		if env == nil || *env == "" {
-			return map[string]string{}, nil
-		}
-		if c.keys == nil {
-			return nil, hostapi.Errorf(CodeUnavailable, "this runner holds no secrets key")
-		}
-		ctx := inv.Envelope.Context
-		m, err := c.keys.OpenEnvelope(*env, ctx.TenantID, ctx.InstallID, c.now())
-		if err != nil {
-			// The reason (expired, wrong binding, tampered) is not secret,
-			// but the envelope itself is never echoed.
-			return nil, hostapi.Errorf(CodeUnavailable, "secret envelope does not open: %v", err)
-		}
-		return m, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	val, ok := v.(map[string]string)[req.Key]
+	val, ok := o.values[req.Key]
 	if !ok {
 		return nil, hostapi.Errorf(CodeNotFound, "no secret named %q", req.Key)
 	}
 	return map[string]string{"value": val}, nil
 }
 
-var _ hostapi.Capability = (*Capability)(nil)
+var _ hostapi.SecretsUnit = (*Capability)(nil)

@@ -1,14 +1,17 @@
 // Package wasmtest_test builds guests with the SDK for GOOS=wasip1 and runs
-// them in wasmtime with a fake `alga` host, following SPEC §5.1 call by call.
-// It lives in its own package so the SDK itself stays free of dependencies.
+// them on the runner's real engine and host capabilities
+// (runnerd/runnertest); the ABI-level tests that drive one instance call by
+// call (SPEC §5.1) use wasmtime directly with host imports that trap. It
+// lives in its own package so the SDK itself stays free of dependencies.
 package wasmtest_test
 
 import (
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net/url"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +23,11 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/runnerd/engine"
+	"github.com/extedge/extedge/runnerd/hostapi"
+	"github.com/extedge/extedge/runnerd/runnertest"
 )
 
 // moduleRoot is the directory holding go.mod.
@@ -79,191 +87,85 @@ func buildGuest(t testing.TB, rel string) string {
 	return out
 }
 
-// fakeHost implements the alga imports over plain Go state.
-type fakeHost struct {
+// vendor is the test's vendor API, reached through the real http.fetch:
+// /items needs the secret as a bearer token, /blob returns size bytes of
+// one letter.
+type vendor struct {
+	URL     string
 	mu      sync.Mutex
+	headers []http.Header
+}
+
+func newVendor(t testing.TB) *vendor {
+	v := &vendor{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v.mu.Lock()
+		v.headers = append(v.headers, r.Header.Clone())
+		v.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/items":
+			if r.Header.Get("Authorization") != "Bearer k-123" {
+				w.Write([]byte(`["unauthorized"]`))
+				return
+			}
+			w.Write([]byte(`["a","b","page-` + r.URL.Query().Get("page") + `"]`))
+		case "/blob":
+			size, _ := strconv.Atoi(r.URL.Query().Get("size"))
+			fill, _ := strconv.Atoi(r.URL.Query().Get("fill"))
+			w.Write([]byte(strings.Repeat(string(rune('a'+fill)), size)))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	v.URL = srv.URL
+	return v
+}
+
+// testHost is the runner's test host with the vendor allowed, the secret
+// api_key set, and the log lines ("level: message") and metric samples of
+// every call so far.
+type testHost struct {
+	*runnertest.Host
+	vendor  *vendor
 	logs    []string
-	metrics []string
-	fetches []map[string]any
-	kv      map[string]kvItem
+	metrics []hostapi.Metric
 }
 
-type kvItem struct {
-	Value    json.RawMessage
-	Revision int64
+func newTestHost(t testing.TB) *testHost {
+	v := newVendor(t)
+	h := &testHost{Host: runnertest.NewHost(t, runnertest.Config{Egress: []string{v.URL}}), vendor: v}
+	h.SetSecret("api_key", "k-123")
+	return h
 }
 
-func newFakeHost() *fakeHost { return &fakeHost{kv: map[string]kvItem{}} }
-
-func hostError(code, msg string) ([]byte, int32) {
-	b, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-	return b, 1
+// run calls the handler on a fresh instance of m.
+func (h *testHost) run(t testing.TB, m *engine.Module, env *execapi.Request) *runnertest.Call {
+	t.Helper()
+	call := h.Run(t, m, env)
+	for _, l := range call.Report.Logs {
+		h.logs = append(h.logs, l.Level+": "+l.Message)
+	}
+	h.metrics = append(h.metrics, call.Report.Metrics...)
+	return call
 }
 
-func (h *fakeHost) fetch(req []byte) ([]byte, int32) {
-	var r struct {
-		URL     string            `json:"url"`
-		Headers map[string]string `json:"headers"`
-	}
-	if err := json.Unmarshal(req, &r); err != nil {
-		return hostError("validation_failed", err.Error())
-	}
-	u, err := url.Parse(r.URL)
-	if err != nil {
-		return hostError("invalid_url", err.Error())
-	}
-	if u.Host != "api.vendor.com" {
-		return hostError("egress_denied", "host "+u.Host+" is not allowed")
-	}
-	var generic map[string]any
-	json.Unmarshal(req, &generic)
-	h.mu.Lock()
-	h.fetches = append(h.fetches, generic)
-	h.mu.Unlock()
-	var body []byte
-	switch u.Path {
-	case "/items":
-		if r.Headers["authorization"] != "Bearer k-123" {
-			body = []byte(`["unauthorized"]`)
-		} else {
-			body = []byte(`["a","b","page-` + u.Query().Get("page") + `"]`)
-		}
-	case "/blob":
-		size, _ := strconv.Atoi(u.Query().Get("size"))
-		fill, _ := strconv.Atoi(u.Query().Get("fill"))
-		body = []byte(strings.Repeat(string(rune('a'+fill)), size))
-	}
-	b, _ := json.Marshal(map[string]any{"status": 200, "headers": map[string]string{"content-type": "application/json"},
-		"body_b64": base64.StdEncoding.EncodeToString(body)})
-	return b, 0
-}
-
-func (h *fakeHost) secret(req []byte) ([]byte, int32) {
-	var r struct{ Key string }
-	json.Unmarshal(req, &r)
-	if r.Key != "api_key" {
-		return hostError("not_found", "no secret "+r.Key)
-	}
-	return []byte(`{"value":"k-123"}`), 0
-}
-
-func (h *fakeHost) storage(op string, req []byte) ([]byte, int32) {
-	var r struct {
-		Namespace  string          `json:"namespace"`
-		Key        string          `json:"key"`
-		Value      json.RawMessage `json:"value"`
-		IfRevision *int64          `json:"if_revision"`
-	}
-	if err := json.Unmarshal(req, &r); err != nil {
-		return hostError("validation_failed", err.Error())
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	k := r.Namespace + "/" + r.Key
-	cur, exists := h.kv[k]
-	item := func(it kvItem) []byte {
-		b, _ := json.Marshal(map[string]any{"item": map[string]any{"namespace": r.Namespace, "key": r.Key,
-			"value": it.Value, "revision": it.Revision}})
-		return b
-	}
-	switch op {
-	case "get":
-		if !exists {
-			return hostError("not_found", "no record")
-		}
-		return item(cur), 0
-	case "put":
-		if r.IfRevision != nil && *r.IfRevision != cur.Revision {
-			return hostError("revision_mismatch", "revision is "+strconv.FormatInt(cur.Revision, 10))
-		}
-		cur = kvItem{Value: r.Value, Revision: cur.Revision + 1}
-		h.kv[k] = cur
-		return item(cur), 0
-	}
-	return hostError("validation_failed", "unsupported op")
-}
-
-func (h *fakeHost) metric(req []byte) ([]byte, int32) {
-	h.mu.Lock()
-	h.metrics = append(h.metrics, string(req))
-	h.mu.Unlock()
-	return []byte(`{}`), 0
-}
-
-// guestMemory returns the caller's linear memory, re-read on each use
-// because guest code (alloc) may grow it.
-func guestMemory(c *wasmtime.Caller) []byte {
-	return c.GetExport("memory").Memory().UnsafeData(c)
-}
-
-func readGuest(c *wasmtime.Caller, ptr, n int32) ([]byte, *wasmtime.Trap) {
-	data := guestMemory(c)
-	if ptr < 0 || n < 0 || int64(ptr)+int64(n) > int64(len(data)) {
-		return nil, wasmtime.NewTrap("pointer outside guest memory")
-	}
-	return append([]byte(nil), data[ptr:ptr+n]...), nil
-}
-
-// writeReply does what runnerd does: alloc in the guest, copy the reply
-// in, and put (ptr, len) at outPtr.
-func writeReply(c *wasmtime.Caller, reply []byte, outPtr int32) *wasmtime.Trap {
-	v, err := c.GetExport("alloc").Func().Call(c, int32(len(reply)))
-	if err != nil {
-		return wasmtime.NewTrap("guest alloc: " + err.Error())
-	}
-	ptr := v.(int32)
-	data := guestMemory(c)
-	if int64(ptr)+int64(len(reply)) > int64(len(data)) || int64(outPtr)+8 > int64(len(data)) {
-		return wasmtime.NewTrap("reply outside guest memory")
-	}
-	copy(data[ptr:], reply)
-	binary.LittleEndian.PutUint32(data[outPtr:], uint32(ptr))
-	binary.LittleEndian.PutUint32(data[outPtr+4:], uint32(len(reply)))
-	return nil
-}
-
-func (h *fakeHost) linker(t testing.TB, engine *wasmtime.Engine) *wasmtime.Linker {
+// trappingLinker links WASI and, for every alga import of module, a
+// function that traps: the ABI tests below never make host calls.
+func trappingLinker(t testing.TB, engine *wasmtime.Engine, module *wasmtime.Module) *wasmtime.Linker {
 	t.Helper()
 	l := wasmtime.NewLinker(engine)
 	if err := l.DefineWasi(); err != nil {
 		t.Fatal(err)
 	}
-	jsonImport := func(fn func(req []byte) ([]byte, int32)) any {
-		return func(c *wasmtime.Caller, reqPtr, reqLen, outPtr int32) (int32, *wasmtime.Trap) {
-			req, trap := readGuest(c, reqPtr, reqLen)
-			if trap != nil {
-				return 0, trap
-			}
-			reply, status := fn(req)
-			if trap := writeReply(c, reply, outPtr); trap != nil {
-				return 0, trap
-			}
-			return status, nil
+	for _, imp := range module.Imports() {
+		if imp.Module() != "alga" {
+			continue
 		}
-	}
-	imports := map[string]any{
-		"http.fetch":     jsonImport(h.fetch),
-		"secrets.get":    jsonImport(h.secret),
-		"storage.get":    jsonImport(func(b []byte) ([]byte, int32) { return h.storage("get", b) }),
-		"storage.put":    jsonImport(func(b []byte) ([]byte, int32) { return h.storage("put", b) }),
-		"storage.delete": jsonImport(func([]byte) ([]byte, int32) { return hostError("capability_denied", "") }),
-		"storage.list":   jsonImport(func([]byte) ([]byte, int32) { return hostError("capability_denied", "") }),
-		"metrics.emit":   jsonImport(h.metric),
-	}
-	for _, level := range []string{"info", "warn", "error"} {
-		imports["log_"+level] = func(c *wasmtime.Caller, ptr, n int32) *wasmtime.Trap {
-			msg, trap := readGuest(c, ptr, n)
-			if trap != nil {
-				return trap
-			}
-			h.mu.Lock()
-			h.logs = append(h.logs, level+": "+string(msg))
-			h.mu.Unlock()
-			return nil
-		}
-	}
-	for name, fn := range imports {
-		if err := l.FuncWrap("alga", name, fn); err != nil {
+		name := *imp.Name()
+		err := l.FuncNew("alga", name, imp.Type().FuncType(), func(*wasmtime.Caller, []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+			return nil, wasmtime.NewTrap("host call " + name + " in an ABI test")
+		})
+		if err != nil {
 			t.Fatalf("defining alga %s: %v", name, err)
 		}
 	}
@@ -463,27 +365,57 @@ func TestGuestModuleShape(t *testing.T) {
 	t.Logf("alga imports of hello: %v", alga)
 }
 
+// envelope turns a request built by request into the runner's execute
+// envelope, with the grants the test guests use.
+func envelope(t testing.TB, req map[string]any, vendorURL string) *execapi.Request {
+	t.Helper()
+	if _, ok := req["config"]; !ok {
+		req["config"] = map[string]string{}
+	}
+	req["config"].(map[string]string)["vendor_url"] = vendorURL
+	raw, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env execapi.Request
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatal(err)
+	}
+	env.Capabilities = []string{"http.fetch", "storage.kv", "secrets.get", "user.read"}
+	return &env
+}
+
+// compileGuest builds rel and compiles it for the test host's engine.
+func compileGuest(t testing.TB, h *testHost, rel string) *engine.Module {
+	t.Helper()
+	wasm, err := os.ReadFile(buildGuest(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.Compile(t, wasm)
+}
+
 func TestHelloGuest(t *testing.T) {
-	engine, module, size, compile := loadModule(t, "examples/hello")
-	host := newFakeHost()
-	linker := host.linker(t, engine)
+	_, _, size, compile := loadModule(t, "examples/hello")
+	host := newTestHost(t)
+	module := compileGuest(t, host, "examples/hello")
 
 	req := request("GET", "/hello", map[string]string{"name": "Ann"}, nil)
 	req["endpoint"] = map[string]any{"method": "GET", "path": "/hello", "handler": "dist/hello", "params": map[string]string{}}
 	req["config"] = map[string]string{"greeting": "hi"}
+	env := envelope(t, req, host.vendor.URL)
 
 	const runs = 20
-	var times, insts, inits, calls []time.Duration
+	var times, insts, calls []time.Duration
 	for i := 0; i < runs; i++ {
 		start := time.Now()
-		g := instantiate(t, engine, linker, module)
-		called := time.Now()
-		code, resp := g.invoke(t, req, false)
+		call := host.run(t, module, env)
 		times = append(times, time.Since(start))
-		insts, inits, calls = append(insts, g.instantiateTime), append(inits, g.initTime), append(calls, time.Since(called))
-		if code != 0 {
-			t.Fatalf("handler returned %d; logs %q", code, host.logs)
+		insts, calls = append(insts, call.Stats.Instantiate), append(calls, call.Stats.Guest)
+		if call.Err != nil {
+			t.Fatalf("call failed: %v; logs %q", call.Err, host.logs)
 		}
+		resp := call.Response
 		if resp.Status != 200 || resp.Headers["content-type"] != "application/json" {
 			t.Fatalf("response %+v", resp)
 		}
@@ -494,25 +426,22 @@ func TestHelloGuest(t *testing.T) {
 		if body["message"] != "hi, Ann" || body["request_id"] != "r-1" {
 			t.Fatalf("body %v", body)
 		}
-		g.store.Close()
 	}
 	if len(host.logs) != runs || host.logs[0] != "info: greeting Ann" {
 		t.Fatalf("logs %q", host.logs)
 	}
-	for _, d := range [][]time.Duration{times, insts, inits, calls} {
+	for _, d := range [][]time.Duration{times, insts, calls} {
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	}
 	us := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 	t.Logf("hello.wasm: %d bytes (%.2f MiB); compile %v", size, float64(size)/(1<<20), compile.Round(time.Millisecond))
-	t.Logf("instantiate+_initialize+call over %d runs: median %v (min %v, max %v); medians: instantiate %v, _initialize %v, alloc+handler+dealloc %v",
-		runs, us(times[runs/2]), us(times[0]), us(times[runs-1]), us(insts[runs/2]), us(inits[runs/2]), us(calls[runs/2]))
+	t.Logf("runner call over %d runs: median %v (min %v, max %v); medians: instantiate+_initialize %v, handler %v",
+		runs, us(times[runs/2]), us(times[0]), us(times[runs-1]), us(insts[runs/2]), us(calls[runs/2]))
 }
 
 func TestSDKGuestInWasm(t *testing.T) {
-	engine, module, _, _ := loadModule(t, "sdk/guest/wasmtest/testdata/guest")
-	host := newFakeHost()
-	linker := host.linker(t, engine)
-	g := instantiate(t, engine, linker, module)
+	host := newTestHost(t)
+	module := compileGuest(t, host, "sdk/guest/wasmtest/testdata/guest")
 
 	named := request("GET", "/whatever", nil, nil)
 	named["endpoint"] = map[string]any{"handler": "dist/main.wasm#named"}
@@ -588,13 +517,23 @@ func TestSDKGuestInWasm(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, resp := g.invoke(t, tt.req, false)
+			call := host.run(t, module, envelope(t, tt.req, host.vendor.URL))
+			// A non-zero handler return is handler_error carrying the code.
+			code := int32(0)
+			if call.Err != nil {
+				var ee *execapi.Error
+				if !errors.As(call.Err, &ee) || ee.Code != execapi.CodeHandlerError {
+					t.Fatalf("call failed: %v; logs %q", call.Err, host.logs)
+				}
+				fmt.Sscanf(ee.Message, "handler returned %d", &code)
+			}
 			if code != tt.wantCode {
 				t.Fatalf("handler returned %d, want %d; logs %q", code, tt.wantCode, host.logs)
 			}
 			if code != 0 {
 				return
 			}
+			resp := call.Response
 			if resp.Status != tt.status {
 				t.Fatalf("status %d, want %d: %s", resp.Status, tt.status, resp.Body)
 			}
@@ -609,11 +548,11 @@ func TestSDKGuestInWasm(t *testing.T) {
 	if !containsPrefix(host.logs, "info: fetched 3 items") {
 		t.Errorf("Log.Infof not received: %q", host.logs)
 	}
-	if len(host.metrics) != 1 || host.metrics[0] != `{"name":"items_fetched","value":3,"kind":"counter","labels":{"src":"vendor"}}` {
-		t.Errorf("metrics %q", host.metrics)
+	if len(host.metrics) != 1 || fmt.Sprint(host.metrics[0]) != fmt.Sprint(hostapi.Metric{Name: "items_fetched", Kind: "counter", Value: 3, Labels: map[string]string{"src": "vendor"}}) {
+		t.Errorf("metrics %+v", host.metrics)
 	}
-	if got := host.fetches[0]["headers"]; fmt.Sprint(got) != "map[authorization:Bearer k-123]" {
-		t.Errorf("fetch headers %v", got)
+	if got := host.vendor.headers[0].Get("Authorization"); got != "Bearer k-123" {
+		t.Errorf("fetch authorization header %q", got)
 	}
 }
 
@@ -630,7 +569,7 @@ func containsPrefix(list []string, prefix string) bool {
 // returns; garbage collections in between must not reclaim either buffer.
 func TestBuffersSurviveGuestGC(t *testing.T) {
 	engine, module, _, _ := loadModule(t, "sdk/guest/wasmtest/testdata/guest")
-	g := instantiate(t, engine, newFakeHost().linker(t, engine), module)
+	g := instantiate(t, engine, trappingLinker(t, engine, module), module)
 	for i := 0; i < 3; i++ {
 		n := 100000 + i
 		code, resp := g.invoke(t, request("GET", "/big", map[string]string{"n": strconv.Itoa(n)}, nil), true)
@@ -644,7 +583,7 @@ func TestBuffersSurviveGuestGC(t *testing.T) {
 // 1 MiB would not fit in the 64 MiB memory cap if they were kept.
 func TestDeallocReleasesResponses(t *testing.T) {
 	engine, module, _, _ := loadModule(t, "sdk/guest/wasmtest/testdata/guest")
-	g := instantiate(t, engine, newFakeHost().linker(t, engine), module)
+	g := instantiate(t, engine, trappingLinker(t, engine, module), module)
 	for i := 0; i < 200; i++ {
 		code, resp := g.invoke(t, request("GET", "/big", map[string]string{"n": strconv.Itoa(1 << 20)}, nil), false)
 		if code != 0 || len(resp.Body) != 1<<20 {
@@ -658,7 +597,7 @@ func TestDeallocReleasesResponses(t *testing.T) {
 // (handler_error) instead of being read.
 func TestUnknownPointersReturn3(t *testing.T) {
 	engine, module, _, _ := loadModule(t, "examples/hello")
-	g := instantiate(t, engine, newFakeHost().linker(t, engine), module)
+	g := instantiate(t, engine, trappingLinker(t, engine, module), module)
 	out := g.alloc(t, 8)
 	tests := []struct {
 		name                   string
@@ -682,19 +621,18 @@ func TestUnknownPointersReturn3(t *testing.T) {
 }
 
 // BenchmarkHelloInstantiateAndCall measures what a cold call costs the
-// runner once the module is compiled: a fresh store and instance,
-// _initialize, and one alloc/handler/dealloc round.
+// runner's engine once the module is compiled: a fresh store and instance,
+// _initialize, and one alloc/handler/dealloc round with real host units.
 func BenchmarkHelloInstantiateAndCall(b *testing.B) {
-	engine, module, _, _ := loadModule(b, "examples/hello")
-	linker := newFakeHost().linker(b, engine)
+	host := newTestHost(b)
+	module := compileGuest(b, host, "examples/hello")
 	req := request("GET", "/hello", map[string]string{"name": "Ann"}, nil)
 	req["endpoint"] = map[string]any{"method": "GET", "path": "/hello", "handler": "dist/hello"}
+	env := envelope(b, req, host.vendor.URL)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		g := instantiate(b, engine, linker, module)
-		if code, resp := g.invoke(b, req, false); code != 0 || resp.Status != 200 {
-			b.Fatalf("code %d status %d", code, resp.Status)
+		if call := host.Run(b, module, env); call.Err != nil || call.Response.Status != 200 {
+			b.Fatalf("call %v %+v", call.Err, call.Response)
 		}
-		g.store.Close()
 	}
 }

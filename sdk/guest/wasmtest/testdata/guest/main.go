@@ -1,5 +1,7 @@
 // Command guest exercises every part of the SDK inside a real wasm
-// instance; wasmtest drives it through wasmtime with a fake alga host.
+// instance; wasmtest drives it on the runner's real engine and host
+// (runnerd/runnertest). The vendor's base URL comes from the install
+// config ("vendor_url").
 package main
 
 import (
@@ -34,13 +36,22 @@ func init() {
 	})
 }
 
+// vendorURL is the vendor API's base URL from the install config.
+func vendorURL(r *guest.Request) string {
+	var cfg struct {
+		VendorURL string `json:"vendor_url"`
+	}
+	_ = r.DecodeConfig(&cfg)
+	return cfg.VendorURL
+}
+
 func fetch(r *guest.Request) guest.Response {
 	key, err := guest.Secret("api_key")
 	if err != nil {
 		return guest.ErrorFrom(err)
 	}
 	resp, err := guest.Fetch(guest.FetchRequest{
-		URL:     "https://api.vendor.com/items?page=" + r.Query("page"),
+		URL:     vendorURL(r) + "/items?page=" + r.Query("page"),
 		Headers: map[string]string{"authorization": "Bearer " + key},
 	})
 	if err != nil {
@@ -64,7 +75,7 @@ func fetchMany(r *guest.Request) guest.Response {
 	n, size := r.QueryInt("n", 50), r.QueryInt("size", 256<<10)
 	total := 0
 	for i := 0; i < n; i++ {
-		resp, err := guest.Fetch(guest.FetchRequest{URL: fmt.Sprintf("https://api.vendor.com/blob?size=%d&fill=%d", size, i%26)})
+		resp, err := guest.Fetch(guest.FetchRequest{URL: fmt.Sprintf("%s/blob?size=%d&fill=%d", vendorURL(r), size, i%26)})
 		if err != nil {
 			return guest.ErrorFrom(err)
 		}
