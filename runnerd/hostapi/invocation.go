@@ -73,17 +73,12 @@ type prepared struct {
 // deadline.
 func NewInvocation(ctx context.Context, env *execapi.Request, b Budgets) *Invocation {
 	inv := &Invocation{Budgets: b.WithDefaults(), ctx: ctx, granted: map[string]bool{}}
-	for _, c := range manifest.AlwaysGranted {
-		inv.granted[c] = true
-	}
-	for _, c := range env.Capabilities {
-		if n, ok := manifest.NormalizeCapability(c); ok {
-			inv.granted[n] = true
+	var granted []string
+	for _, c := range manifest.KnownCapabilities {
+		if env.Granted(c) {
+			inv.granted[c] = true
+			granted = append(granted, c)
 		}
-	}
-	granted := make([]string, 0, len(inv.granted))
-	for c := range inv.granted {
-		granted = append(granted, c)
 	}
 	sort.Strings(granted)
 	inv.info = CallInfo{

@@ -15,7 +15,6 @@ import (
 
 	"github.com/extedge/extedge/internal/egress"
 	"github.com/extedge/extedge/internal/execapi"
-	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
@@ -128,13 +127,7 @@ type Call struct {
 // grants and allowlist, and the sealed secrets of SetSecret.
 func (h *Host) Run(t testing.TB, m *engine.Module, env *execapi.Request) *Call {
 	t.Helper()
-	greq := execapi.GuestRequest{Context: env.Context, HTTP: env.HTTP, Endpoint: env.Endpoint, Config: env.Config}
-	for _, c := range env.Capabilities {
-		if n, _ := manifest.NormalizeCapability(c); n == "user.read" {
-			greq.User = env.User
-		}
-	}
-	request, err := json.Marshal(greq)
+	request, err := json.Marshal(env.Guest())
 	if err != nil {
 		t.Fatal(err)
 	}
