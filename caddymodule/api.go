@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -31,111 +30,172 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // callExtension returns the outcome code for metrics ("ok" on success).
 func (h *Handler) callExtension(w http.ResponseWriter, r *http.Request, rid string) string {
-	fail := func(ge *gatewayError) string {
-		writeError(w, rid, ge)
-		return ge.code
-	}
 	h.corsHeaders(w, r)
 	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 		h.preflight(w, r)
 		return "preflight"
 	}
+	c := &apiCall{h: h, r: r, rid: rid}
+	resp, ge := c.run()
+	if ge != nil {
+		writeError(w, rid, ge)
+		return ge.code
+	}
+	writeGuestResponse(w, r, rid, resp)
+	return "ok"
+}
 
-	// 1. The extension id must be a valid name; the rest is the endpoint path.
-	rest := r.URL.EscapedPath()[len(prefixAPI):]
+// apiCall is one /api/ext request on its way through the §8.2 steps. Each
+// step is a method that fills in what later steps need or returns the
+// error that ends the call.
+type apiCall struct {
+	h   *Handler
+	r   *http.Request
+	rid string
+
+	ext   string                 // step 1: the extension's name
+	sub   string                 // step 1: the endpoint path, still escaped
+	id    *auth.Identity         // step 2
+	inst  *registrycache.Install // step 4
+	match manifest.Match         // step 5
+	body  []byte                 // step 7
+}
+
+// run takes the call through the steps in SPEC order.
+func (c *apiCall) run() (*execapi.Response, *gatewayError) {
+	if ge := c.parsePath(); ge != nil {
+		return nil, ge
+	}
+	if ge := c.authenticate(); ge != nil {
+		return nil, ge
+	}
+	if ge := c.h.checkRateLimits(c.r.Context(), c.id.Tenant, c.ext); ge != nil {
+		return nil, ge
+	}
+	if ge := c.resolve(); ge != nil {
+		return nil, ge
+	}
+	if ge := c.matchEndpoint(); ge != nil {
+		return nil, ge
+	}
+	release, ge := c.acquireQuota()
+	if ge != nil {
+		return nil, ge
+	}
+	defer release()
+	if c.body, ge = c.h.readBody(c.r); ge != nil {
+		return nil, ge
+	}
+	return c.execute(c.envelope())
+}
+
+// parsePath is step 1: the extension id must be a valid name; the rest is
+// the endpoint path.
+func (c *apiCall) parsePath() *gatewayError {
+	rest := c.r.URL.EscapedPath()[len(prefixAPI):]
 	ext, sub, _ := strings.Cut(rest, "/")
-	sub = "/" + sub
 	if !manifest.ValidName(ext) {
-		return fail(newError(codeExtensionNotFound, "no such extension"))
+		return newError(codeExtensionNotFound, "no such extension")
 	}
+	c.ext, c.sub = ext, "/"+sub
+	return nil
+}
 
-	// 2. Authenticate.
-	id, err := h.auth.Authenticate(r)
+// authenticate is step 2.
+func (c *apiCall) authenticate() *gatewayError {
+	id, err := c.h.auth.Authenticate(c.r)
 	if err != nil {
-		if ce := h.logger.Check(zapcore.DebugLevel, "unauthenticated"); ce != nil {
-			ce.Write(zap.String("request_id", rid), zap.Error(err))
+		if ce := c.h.logger.Check(zapcore.DebugLevel, "unauthenticated"); ce != nil {
+			ce.Write(zap.String("request_id", c.rid), zap.Error(err))
 		}
-		return fail(newError(codeUnauthenticated, "missing or invalid credentials"))
+		return newError(codeUnauthenticated, "missing or invalid credentials")
 	}
-	if id.Extension != "" && id.Extension != ext {
-		return fail(newError(codeForbidden, "the token is not valid for this extension"))
+	if id.Extension != "" && id.Extension != c.ext {
+		return newError(codeForbidden, "the token is not valid for this extension")
 	}
-	if h.Auth.RequirePermissions {
+	if c.h.Auth.RequirePermissions {
 		need := auth.PermWrite
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if c.r.Method == http.MethodGet || c.r.Method == http.MethodHead {
 			need = auth.PermRead
 		}
 		if !id.Has(need) {
-			return fail(newError(codeForbidden, "the token lacks "+need))
+			return newError(codeForbidden, "the token lacks "+need)
 		}
 	}
+	c.id = id
+	return nil
+}
 
-	// 3. Rate limits: per tenant, then per tenant+extension.
-	if ge := h.checkRateLimits(r.Context(), id.Tenant, ext); ge != nil {
-		return fail(ge)
-	}
-
-	// 4. Resolve the install.
-	inst, err := h.state.registry.Resolve(r.Context(), id.Tenant, ext)
+// resolve is step 4: the tenant's install, cached per §7.5.
+func (c *apiCall) resolve() *gatewayError {
+	inst, err := c.h.state.registry.Resolve(c.r.Context(), c.id.Tenant, c.ext)
 	switch {
 	case errors.Is(err, registrycache.ErrNotInstalled):
-		return fail(newError(codeNotInstalled, "the extension is not installed for this tenant"))
+		return newError(codeNotInstalled, "the extension is not installed for this tenant")
 	case err != nil:
-		return fail(newError(codeRegistryUnavailable, "the extension registry is unavailable"))
+		return newError(codeRegistryUnavailable, "the extension registry is unavailable")
 	}
+	c.inst = inst
+	return nil
+}
 
-	// 5. Match the endpoint.
-	match, allow, found := inst.Router.Match(r.Method, sub)
-	if !found {
-		if len(allow) > 0 {
-			ge := newError(codeMethodNotAllowed, "method not allowed for this endpoint")
-			ge.allow = strings.Join(allow, ", ")
-			return fail(ge)
-		}
-		return fail(newError(codeEndpointNotFound, "no such endpoint"))
+// matchEndpoint is step 5.
+func (c *apiCall) matchEndpoint() *gatewayError {
+	match, allow, found := c.inst.Router.Match(c.r.Method, c.sub)
+	if found {
+		c.match = match
+		return nil
 	}
+	if len(allow) > 0 {
+		ge := newError(codeMethodNotAllowed, "method not allowed for this endpoint")
+		ge.allow = strings.Join(allow, ", ")
+		return ge
+	}
+	return newError(codeEndpointNotFound, "no such endpoint")
+}
 
-	// 6. Install quotas.
-	release, retry, ok := h.state.quotas.acquire(inst.InstallID, inst.Quotas)
+// acquireQuota is step 6; the returned release ends the call's share.
+func (c *apiCall) acquireQuota() (release func(), ge *gatewayError) {
+	release, retry, ok := c.h.state.quotas.acquire(c.inst.InstallID, c.inst.Quotas)
 	if !ok {
 		rateDecisions.WithLabelValues("quota", "deny", "memory").Inc()
 		ge := newError(codeQuotaExceeded, "the install's quota is exhausted")
 		ge.retryAfter = max(retry, time.Second)
-		return fail(ge)
+		return nil, ge
 	}
-	defer release()
+	return release, nil
+}
 
-	// 7. Body.
-	body, ge := h.readBody(r)
-	if ge != nil {
-		return fail(ge)
+// timeout is the guest's time limit: the gateway's timeout, or the
+// endpoint's timeout_ms when that is shorter.
+func (c *apiCall) timeout() time.Duration {
+	timeout := time.Duration(c.h.Timeout)
+	if ms := c.match.Endpoint.TimeoutMS; ms > 0 && time.Duration(ms)*time.Millisecond < timeout {
+		timeout = time.Duration(ms) * time.Millisecond
 	}
+	return timeout
+}
 
-	// 8. Envelope.
-	envelope, err := h.buildEnvelope(r, rid, id, ext, inst, match, body, sub)
-	if err != nil {
-		h.logger.Error("building execute envelope", zap.String("request_id", rid), zap.Error(err))
-		return fail(newError(codeInternal, "internal error"))
-	}
-
-	// 9. Runner.
-	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.Timeout)+deadlineGrace)
+// execute is steps 9 and 10: send the envelope to a runner within the
+// call's deadline and map its reply. The deadline is the guest's timeout
+// plus deadlineGrace for queueing, fetch and compilation; the runner pool
+// hands what is left of it to the runner (limits.deadline_ms), so runner
+// and gateway agree on when the call is over.
+func (c *apiCall) execute(req *execapi.Request) (*execapi.Response, *gatewayError) {
+	ctx, cancel := context.WithTimeout(c.r.Context(), c.timeout()+deadlineGrace)
 	defer cancel()
-	res, err := h.state.runners.Execute(ctx, inst.ContentHash, envelope, h.MaxResponseBody)
+	res, err := c.h.state.runners.Execute(ctx, req, c.h.MaxResponseBody)
 	if err != nil {
-		return fail(h.executeError(r, rid, err))
+		return nil, c.h.executeError(c.r, c.rid, err)
 	}
-
-	// 10. Reply.
 	if res.Err != nil {
-		if ce := h.logger.Check(zapcore.DebugLevel, "runner error"); ce != nil {
-			ce.Write(zap.String("request_id", rid), zap.String("runner", res.Runner),
+		if ce := c.h.logger.Check(zapcore.DebugLevel, "runner error"); ce != nil {
+			ce.Write(zap.String("request_id", c.rid), zap.String("runner", res.Runner),
 				zap.String("code", res.Err.Code), zap.String("message", res.Err.Message))
 		}
-		return fail(runnerError(res.Err))
+		return nil, runnerError(res.Err)
 	}
-	writeGuestResponse(w, r, rid, res.Response)
-	return "ok"
+	return res.Response, nil
 }
 
 func (h *Handler) executeError(r *http.Request, rid string, err error) *gatewayError {
@@ -225,14 +285,12 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *gatewayError) {
 	return buf, nil
 }
 
-// buildEnvelope builds the §6.2 execute request. context.extension_id is
+// envelope is step 8: the §6.2 execute request. context.extension_id is
 // the extension's name (runnerd keys module caches and the debug stream
-// by it).
-func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, ext string, inst *registrycache.Install, m manifest.Match, body []byte, sub string) ([]byte, error) {
-	timeout := time.Duration(h.Timeout)
-	if ms := m.Endpoint.TimeoutMS; ms > 0 && time.Duration(ms)*time.Millisecond < timeout {
-		timeout = time.Duration(ms) * time.Millisecond
-	}
+// by it). The user is attached when the install grants user.read; the
+// runner decides again from the same grants (execapi.Request.Guest).
+func (c *apiCall) envelope() *execapi.Request {
+	r, id, inst, m := c.r, c.id, c.inst, c.match
 	var query map[string]string
 	if r.URL.RawQuery != "" {
 		q := r.URL.Query()
@@ -243,15 +301,15 @@ func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, 
 			}
 		}
 	}
-	path := sub
-	if p, err := unescapePath(sub); err == nil {
+	path := c.sub
+	if p, err := unescapePath(c.sub); err == nil {
 		path = p
 	}
-	req := execapi.Request{
+	req := &execapi.Request{
 		Context: execapi.Context{
-			RequestID:   rid,
+			RequestID:   c.rid,
 			TenantID:    id.Tenant,
-			ExtensionID: ext,
+			ExtensionID: c.ext,
 			InstallID:   inst.InstallID,
 			VersionID:   inst.Version.ID,
 			ContentHash: inst.ContentHash,
@@ -260,8 +318,8 @@ func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, 
 			Method:  r.Method,
 			Path:    path,
 			Query:   query,
-			Headers: guestRequestHeaders(r, rid, id.Tenant, ext, idempotencyKey(r, id.Tenant, ext)),
-			Body:    body,
+			Headers: guestRequestHeaders(r, c.rid, id.Tenant, c.ext, idempotencyKey(r, id.Tenant, c.ext)),
+			Body:    c.body,
 		},
 		Endpoint: execapi.Endpoint{
 			Method:  m.Endpoint.Method,
@@ -269,7 +327,7 @@ func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, 
 			Handler: m.Endpoint.Handler,
 			Params:  m.Params,
 		},
-		Limits:          execapi.Limits{TimeoutMS: int(timeout / time.Millisecond)},
+		Limits:          execapi.Limits{TimeoutMS: int(c.timeout() / time.Millisecond)},
 		Config:          inst.Config,
 		Capabilities:    inst.Capabilities,
 		EgressAllowlist: inst.EgressAllowlist,
@@ -278,19 +336,10 @@ func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, 
 	if req.Capabilities == nil {
 		req.Capabilities = []string{}
 	}
-	if hasCapability(inst.Capabilities, "user.read") && id.UserID != "" {
+	if req.Granted(execapi.CapUserRead) && id.UserID != "" {
 		req.User = &execapi.User{ID: id.UserID, Email: id.Email, Name: id.Name, Type: id.UserType}
 	}
-	return json.Marshal(&req)
-}
-
-func hasCapability(caps []string, want string) bool {
-	for _, c := range caps {
-		if strings.TrimPrefix(c, "cap:") == want {
-			return true
-		}
-	}
-	return false
+	return req
 }
 
 func unescapePath(p string) (string, error) {

@@ -214,8 +214,11 @@ const (
 	defaultTimeout     = 5 * time.Second
 	defaultMaxBody     = 10 << 20
 	defaultUICacheSize = 1 << 30
-	// deadlineGrace is how much longer than Timeout the gateway waits for
-	// a runner, so the runner's own timeout error arrives first.
+	// deadlineGrace is how much longer than the guest's timeout a call
+	// may take: queueing for a runner slot, fetching and compiling the
+	// bundle count against it. The runner gets the call's deadline in the
+	// envelope (runnerpool.Execute), so its own timeout error arrives
+	// before the gateway gives up.
 	deadlineGrace = 500 * time.Millisecond
 )
 

@@ -167,9 +167,6 @@ func newRunner(address string, maxIdle int) (*Runner, error) {
 	return r, nil
 }
 
-// Runners returns the pool's runners in configuration order.
-func (p *Pool) Runners() []*Runner { return p.runners }
-
 // Statuses reports every runner's state.
 func (p *Pool) Statuses() []Status {
 	out := make([]Status, len(p.runners))
@@ -197,12 +194,11 @@ func (p *Pool) Close() error {
 // Destruct implements caddy.Destructor for usage pools.
 func (p *Pool) Destruct() error { return p.Close() }
 
-// Result is a runner's answer: Response on success (HTTP 200), else Err
-// with the runner's HTTP status.
+// Result is a runner's answer: Response on success (HTTP 200), else the
+// runner's Err. Runner is the address that answered.
 type Result struct {
 	Response *execapi.Response
 	Err      *execapi.Error
-	Status   int
 	Runner   string
 }
 
@@ -225,16 +221,29 @@ type BadReplyError struct {
 func (e *BadReplyError) Error() string { return fmt.Sprintf("runner %s: %v", e.Runner, e.Err) }
 func (e *BadReplyError) Unwrap() error { return e.Err }
 
-const maxRunners = 32
+// ReplyMargin is the time a runner's answer is given to travel back: the
+// envelope's limits.deadline_ms is what is left of the caller's deadline
+// minus it, so a runner's own timeout error arrives before the gateway
+// gives up.
+const ReplyMargin = 100 * time.Millisecond
 
-// Execute sends envelope to the runners in rendezvous order of key. Only
-// the response body's decoded size is checked against maxBody (0 = no
-// limit). When every runner answered concurrency_limited, the last such
-// Result is returned.
-func (p *Pool) Execute(ctx context.Context, key string, envelope []byte, maxBody int64) (*Result, error) {
+// Execute sends req to the runners in rendezvous order of its content
+// hash. It records the caller's deadline in req.Limits (SetDeadline with
+// ReplyMargin) and marshals the envelope once; a retry on the next runner
+// resends the same bytes (retries follow refusals that take microseconds,
+// so the deadline they carry is still true to within them). Only the
+// response body's decoded size is checked against maxBody (0 = no limit).
+// When every runner answered concurrency_limited, the last such Result is
+// returned.
+func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64) (*Result, error) {
 	p.startOnce.Do(p.startProbes)
-	var order [maxRunners]*Runner
-	runners := p.order(key, order[:0])
+	req.Limits.SetDeadline(ctx, ReplyMargin)
+	envelope, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encoding execute envelope: %w", err)
+	}
+	var buf [8]*Runner
+	runners := p.order(req.Context.ContentHash, buf[:0])
 	var busy *Result
 	for _, r := range runners {
 		res, retry, err := p.try(ctx, r, envelope, maxBody)
@@ -261,17 +270,15 @@ func (p *Pool) Execute(ctx context.Context, key string, envelope []byte, maxBody
 	return nil, ErrUnavailable
 }
 
-// order returns the runners sorted healthy-first, each group by descending
-// rendezvous score of key.
+// order appends to out the runners sorted healthy-first, each group by
+// descending rendezvous score of key. Any number of runners is
+// supported; out's capacity only saves an allocation.
 func (p *Pool) order(key string, out []*Runner) []*Runner {
 	kh := xxhash.Sum64String(key)
 	now := time.Now().UnixNano()
-	var scores [maxRunners]uint64
-	n := 0
+	var buf [8]uint64
+	scores := buf[:0]
 	for _, r := range p.runners {
-		if n == maxRunners {
-			break
-		}
 		s := mix64(kh ^ r.seed)
 		if r.healthy(now) {
 			s |= 1 << 63 // healthy runners sort first
@@ -279,8 +286,9 @@ func (p *Pool) order(key string, out []*Runner) []*Runner {
 			s &^= 1 << 63
 		}
 		// insertion sort, descending
-		i := n
 		out = append(out, r)
+		scores = append(scores, s)
+		i := len(out) - 1
 		for i > 0 && scores[i-1] < s {
 			scores[i] = scores[i-1]
 			out[i] = out[i-1]
@@ -288,7 +296,6 @@ func (p *Pool) order(key string, out []*Runner) []*Runner {
 		}
 		scores[i] = s
 		out[i] = r
-		n++
 	}
 	return out
 }
@@ -389,7 +396,7 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Status: resp.StatusCode}
+	res := &Result{}
 	if resp.StatusCode == http.StatusOK {
 		var out execapi.Response
 		if err := json.Unmarshal(body, &out); err != nil {

@@ -53,6 +53,11 @@ func ok(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(execapi.Response{Status: 200, Body: []byte("ok")})
 }
 
+// call is an envelope for content hash key.
+func call(key string) *execapi.Request {
+	return &execapi.Request{Context: execapi.Context{ContentHash: key}}
+}
+
 func busy(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(429)
 	json.NewEncoder(w).Encode(execapi.ErrorBody{Error: execapi.Error{Code: execapi.CodeConcurrencyLimited}})
@@ -85,12 +90,12 @@ func TestRendezvousKeepsAHashOnOneRunner(t *testing.T) {
 	p := newPool(t, Config{}, a, b, c)
 	for i := 0; i < 30; i++ {
 		key := fmt.Sprintf("sha256:%064d", i)
-		res1, err := p.Execute(context.Background(), key, []byte("{}"), 0)
+		res1, err := p.Execute(context.Background(), call(key), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for j := 0; j < 3; j++ {
-			res2, _ := p.Execute(context.Background(), key, []byte("{}"), 0)
+			res2, _ := p.Execute(context.Background(), call(key), 0)
 			if res2.Runner != res1.Runner {
 				t.Fatalf("hash %d moved from %s to %s", i, res1.Runner, res2.Runner)
 			}
@@ -108,13 +113,13 @@ func TestRefusedRunnerIsSkippedAndMarkedDown(t *testing.T) {
 	a, b := startRunner(t, dir, "a", ok), startRunner(t, dir, "b", ok)
 	p := newPool(t, Config{FailDuration: time.Hour}, a, b)
 	key := "sha256:" + fmt.Sprintf("%064d", 1)
-	first, _ := p.Execute(context.Background(), key, []byte("{}"), 0)
+	first, _ := p.Execute(context.Background(), call(key), 0)
 	dead, alive := a, b
 	if first.Runner == "unix/"+b.sock {
 		dead, alive = b, a
 	}
 	dead.srv.Close()
-	res, err := p.Execute(context.Background(), key, []byte("{}"), 0)
+	res, err := p.Execute(context.Background(), call(key), 0)
 	if err != nil || res.Runner != "unix/"+alive.sock {
 		t.Fatalf("got %+v, %v; want the other runner", res, err)
 	}
@@ -129,7 +134,7 @@ func TestConcurrencyLimitedIsRetriedElsewhere(t *testing.T) {
 	dir := sockDir(t)
 	a, b := startRunner(t, dir, "a", busy), startRunner(t, dir, "b", busy)
 	p := newPool(t, Config{}, a, b)
-	res, err := p.Execute(context.Background(), "k", []byte("{}"), 0)
+	res, err := p.Execute(context.Background(), call("k"), 0)
 	if err != nil || res.Err == nil || res.Err.Code != execapi.CodeConcurrencyLimited {
 		t.Fatalf("got %+v, %v; want concurrency_limited after trying both", res, err)
 	}
@@ -150,7 +155,7 @@ func TestRequestThatReachedARunnerIsNotRetried(t *testing.T) {
 	}
 	a, b := startRunner(t, dir, "a", hangup), startRunner(t, dir, "b", hangup)
 	p := newPool(t, Config{}, a, b)
-	_, err := p.Execute(context.Background(), "k", []byte("{}"), 0)
+	_, err := p.Execute(context.Background(), call("k"), 0)
 	var bre *BadReplyError
 	if !errors.As(err, &bre) {
 		t.Fatalf("err = %v, want BadReplyError", err)
@@ -166,7 +171,7 @@ func TestNoRunnerReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.Execute(context.Background(), "k", []byte("{}"), 0); !errors.Is(err, ErrUnavailable) {
+	if _, err := p.Execute(context.Background(), call("k"), 0); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
@@ -175,7 +180,7 @@ func TestActiveHealthFollowsReadyz(t *testing.T) {
 	dir := sockDir(t)
 	a := startRunner(t, dir, "a", ok)
 	p := newPool(t, Config{HealthInterval: 20 * time.Millisecond}, a)
-	p.Execute(context.Background(), "k", []byte("{}"), 0) // starts probes
+	p.Execute(context.Background(), call("k"), 0) // starts probes
 	a.ready.Store(false)
 	testenv.WaitFor(t, 2*time.Second, func() error {
 		if p.Statuses()[0].Healthy {
@@ -198,7 +203,7 @@ func TestResponseTooLarge(t *testing.T) {
 		json.NewEncoder(w).Encode(execapi.Response{Status: 200, Body: make([]byte, 2048)})
 	}
 	p := newPool(t, Config{}, startRunner(t, dir, "a", big))
-	if _, err := p.Execute(context.Background(), "k", []byte("{}"), 1024); !errors.Is(err, ErrResponseTooLarge) {
+	if _, err := p.Execute(context.Background(), call("k"), 1024); !errors.Is(err, ErrResponseTooLarge) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -219,5 +224,61 @@ func TestParseAddress(t *testing.T) {
 		if _, _, err := ParseAddress(bad); err == nil {
 			t.Errorf("ParseAddress(%q) accepted", bad)
 		}
+	}
+}
+
+func TestEnvelopeCarriesTheCallersDeadline(t *testing.T) {
+	dir := sockDir(t)
+	got := make(chan execapi.Limits, 1)
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		var env execapi.Request
+		if err := json.NewDecoder(r.Body).Decode(&env); err != nil {
+			t.Error(err)
+		}
+		got <- env.Limits
+		ok(w, r)
+	}
+	p := newPool(t, Config{}, startRunner(t, dir, "a", echo))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req := call("k")
+	req.Limits.TimeoutMS = 1500
+	if _, err := p.Execute(ctx, req, 0); err != nil {
+		t.Fatal(err)
+	}
+	l := <-got
+	if l.TimeoutMS != 1500 {
+		t.Fatalf("timeout_ms = %d, want 1500", l.TimeoutMS)
+	}
+	if want := (2*time.Second - ReplyMargin).Milliseconds(); l.DeadlineMS > want || l.DeadlineMS < want-500 {
+		t.Fatalf("deadline_ms = %d, want a little under %d", l.DeadlineMS, want)
+	}
+}
+
+func TestOrderSupportsManyRunners(t *testing.T) {
+	var addrs []string
+	for i := range 40 {
+		addrs = append(addrs, fmt.Sprintf("unix//nonexistent/r%d.sock", i))
+	}
+	p, err := New(Config{Addresses: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	order := p.order("sha256:x", nil)
+	seen := map[string]bool{}
+	for _, r := range order {
+		seen[r.Address] = true
+	}
+	if len(order) != 40 || len(seen) != 40 {
+		t.Fatalf("order has %d runners (%d distinct), want all 40", len(order), len(seen))
+	}
+	// The first runner differs across keys: all 40 take part.
+	first := map[string]bool{}
+	for i := range 400 {
+		first[p.order(fmt.Sprintf("sha256:%d", i), nil)[0].Address] = true
+	}
+	if len(first) < 30 {
+		t.Fatalf("only %d of 40 runners ever come first", len(first))
 	}
 }
