@@ -214,69 +214,15 @@ func serve(args []string) error {
 	}
 	defer log.Sync()
 
-	token, err := readToken(o.tokenFile, "EXTEDGE_RUNNER_TOKEN")
-	if err != nil {
+	d := &daemon{o: o, log: log}
+	if err := d.loadInputs(); err != nil {
 		return err
 	}
-	if token == "" {
-		return errors.New("a runner token is required (--token-file or EXTEDGE_RUNNER_TOKEN)")
-	}
-	trust, err := signing.LoadTrustBundle(o.trustBundle)
-	if err != nil {
-		return fmt.Errorf("loading trust bundle: %v", err)
-	}
-	store, err := blobstore.Open(o.bundleStore)
-	if err != nil {
-		return fmt.Errorf("opening bundle store: %v", err)
-	}
-	allow, err := egress.ParseCSV(o.egressAllowlist)
-	if err != nil {
-		return fmt.Errorf("--egress-allowlist: %v", err)
-	}
-	allowPrivate, err := egress.ParseCSV(o.egressAllowPrivate)
-	if err != nil {
-		return fmt.Errorf("--egress-allow-private: %v", err)
-	}
-	var keys *secretbox.Keys
-	if o.secretsKeyFile != "" {
-		if keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
-			return err
-		}
-	}
-	var reg *registryapi.Client
-	if o.registry != "" {
-		regToken, err := readToken(o.registryTokenFile, "")
-		if err != nil {
-			return err
-		}
-		reg = registryapi.New(o.registry, regToken, nil)
-	}
-
-	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(allow, allowPrivate, nil), MaxResponseBytes: o.maxFetchBytes})
-	if err != nil {
+	if err := d.buildEngine(); err != nil {
 		return err
 	}
-	var kvStore kv.Store
-	if reg != nil {
-		kvStore = reg
-	}
-	hosts, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(kvStore), secrets.New(keys, nil))
-	if err != nil {
-		return err
-	}
-	eng, err := engine.New(engine.Config{EpochTick: o.epochTick, Fuel: o.fuel}, hosts)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-
-	ccfg := cache.Config{Dir: o.cacheDir, MaxBytes: o.cacheMaxBytes, Store: store, Trust: trust, Engine: eng,
-		TrustPrecompiled: o.trustPrecompiled, Logger: log.Named("cache")}
-	if reg != nil {
-		ccfg.Registry = reg
-	}
-	modules, err := cache.New(ccfg)
-	if err != nil {
+	defer d.eng.Close()
+	if err := d.buildModules(); err != nil {
 		return err
 	}
 
@@ -284,63 +230,176 @@ func serve(args []string) error {
 	defer stop()
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
-
-	promReg := prometheus.NewRegistry()
-	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promReg.MustRegister(cacheCollector(modules))
-
-	scfg := server.Config{
-		Token: token, Engine: eng, Modules: modules,
-		DefaultLimits:   engine.Limits{Timeout: o.timeout, InitTimeout: o.initTimeout, MemoryBytes: int64(o.memoryMB) << 20, MaxResponseBytes: int(o.maxResponseBytes)},
-		MaxLimits:       engine.Limits{Timeout: o.maxTimeout, MemoryBytes: int64(o.maxMemoryMB) << 20, Fuel: o.maxFuel},
-		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
-		MaxRequestBytes: int(o.maxRequestBytes),
-		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, QueueWait: o.queueWait,
-		Ready: modules.Ready, Registerer: promReg, Gatherer: promReg, Logger: log.Named("server"),
-	}
-	if reg != nil {
-		batcher := records.New(reg, records.Config{Logger: log.Named("records")})
-		scfg.Records = batcher
-		go batcher.Run(bg)
-		promReg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_records_dropped_total",
-			Help: "Execution records dropped (full queue or failed posts)."}, func() float64 { return float64(batcher.Dropped() + batcher.Failed()) }))
-		go reg.FollowChanges(bg, modules.HandleChange, func(err error) {
-			log.Warn("change feed reconnecting", zap.Error(err))
-			modules.ExpireStatus()
-		})
-	}
-	if o.redis != "" {
-		ds, err := debugstream.New(o.redis, log.Named("debugstream"))
-		if err != nil {
-			return fmt.Errorf("--redis: %v", err)
-		}
-		scfg.Logs = ds
-		go ds.Run(bg)
-		promReg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_debug_lines_dropped_total",
-			Help: "Debug stream lines dropped."}, func() float64 { return float64(ds.Dropped()) }))
+	scfg, err := d.serverConfig(bg)
+	if err != nil {
+		return err
 	}
 	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}
+	listeners, err := listenAll(o.listen)
+	if err != nil {
+		return err
+	}
+	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", d.store.String()),
+		zap.String("engine_fingerprint", d.eng.Fingerprint()), zap.Int("trusted_keys", d.trust.Len()),
+		zap.Bool("registry", d.reg != nil), zap.Bool("debug_stream", o.redis != ""))
+	err = server.Serve(ctx, srv, listeners, o.grace)
+	log.Info("runnerd stopped", zap.Error(err))
+	cancelBG()
+	return err
+}
+
+// daemon holds runnerd's parts while serve builds them from the options,
+// each step using the ones before it.
+type daemon struct {
+	o   *options
+	log *zap.Logger
+
+	// loadInputs
+	token string
+	trust *signing.TrustBundle
+	store blobstore.Store
+	keys  *secretbox.Keys
+	reg   *registryapi.Client // nil without --registry
+	// buildEngine
+	eng *engine.Engine
+	// buildModules
+	modules *cache.Cache
+	prom    *prometheus.Registry
+}
+
+// loadInputs reads what the flags point at: the runner token, the trust
+// bundle, the bundle store, the secrets key and the registry client.
+func (d *daemon) loadInputs() error {
+	o := d.o
+	var err error
+	if d.token, err = readToken(o.tokenFile, "EXTEDGE_RUNNER_TOKEN"); err != nil {
+		return err
+	}
+	if d.token == "" {
+		return errors.New("a runner token is required (--token-file or EXTEDGE_RUNNER_TOKEN)")
+	}
+	if d.trust, err = signing.LoadTrustBundle(o.trustBundle); err != nil {
+		return fmt.Errorf("loading trust bundle: %v", err)
+	}
+	if d.store, err = blobstore.Open(o.bundleStore); err != nil {
+		return fmt.Errorf("opening bundle store: %v", err)
+	}
+	if o.secretsKeyFile != "" {
+		if d.keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
+			return err
+		}
+	}
+	if o.registry != "" {
+		regToken, err := readToken(o.registryTokenFile, "")
+		if err != nil {
+			return err
+		}
+		d.reg = registryapi.New(o.registry, regToken, nil)
+	}
+	return nil
+}
+
+// buildEngine builds the host capabilities (egress policy, KV through the
+// registry, secrets) and the engine that links them.
+func (d *daemon) buildEngine() error {
+	allow, err := egress.ParseCSV(d.o.egressAllowlist)
+	if err != nil {
+		return fmt.Errorf("--egress-allowlist: %v", err)
+	}
+	allowPrivate, err := egress.ParseCSV(d.o.egressAllowPrivate)
+	if err != nil {
+		return fmt.Errorf("--egress-allow-private: %v", err)
+	}
+	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(allow, allowPrivate, nil), MaxResponseBytes: d.o.maxFetchBytes})
+	if err != nil {
+		return err
+	}
+	var kvStore kv.Store
+	if d.reg != nil {
+		kvStore = d.reg
+	}
+	hosts, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(kvStore), secrets.New(d.keys, nil))
+	if err != nil {
+		return err
+	}
+	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel}, hosts)
+	return err
+}
+
+// buildModules builds the bundle and module cache and the metrics
+// registry that exports it.
+func (d *daemon) buildModules() error {
+	o := d.o
+	ccfg := cache.Config{Dir: o.cacheDir, MaxBytes: o.cacheMaxBytes, Store: d.store, Trust: d.trust, Engine: d.eng,
+		TrustPrecompiled: o.trustPrecompiled, Logger: d.log.Named("cache")}
+	if d.reg != nil {
+		ccfg.Registry = d.reg
+	}
+	var err error
+	if d.modules, err = cache.New(ccfg); err != nil {
+		return err
+	}
+	d.prom = prometheus.NewRegistry()
+	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.prom.MustRegister(cacheCollector(d.modules))
+	return nil
+}
+
+// serverConfig is the execute server's configuration; the background
+// work it needs (execution records, the change feed, the debug stream)
+// runs until bg ends.
+func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
+	o := d.o
+	scfg := server.Config{
+		Token: d.token, Engine: d.eng, Modules: d.modules,
+		DefaultLimits:   engine.Limits{Timeout: o.timeout, InitTimeout: o.initTimeout, MemoryBytes: int64(o.memoryMB) << 20, MaxResponseBytes: int(o.maxResponseBytes)},
+		MaxLimits:       engine.Limits{Timeout: o.maxTimeout, MemoryBytes: int64(o.maxMemoryMB) << 20, Fuel: o.maxFuel},
+		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
+		MaxRequestBytes: int(o.maxRequestBytes),
+		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, QueueWait: o.queueWait,
+		Ready: d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
+	}
+	if d.reg != nil {
+		batcher := records.New(d.reg, records.Config{Logger: d.log.Named("records")})
+		scfg.Records = batcher
+		go batcher.Run(bg)
+		d.prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_records_dropped_total",
+			Help: "Execution records dropped (full queue or failed posts)."}, func() float64 { return float64(batcher.Dropped() + batcher.Failed()) }))
+		go d.reg.FollowChanges(bg, d.modules.HandleChange, func(err error) {
+			d.log.Warn("change feed reconnecting", zap.Error(err))
+			d.modules.ExpireStatus()
+		})
+	}
+	if o.redis != "" {
+		ds, err := debugstream.New(o.redis, d.log.Named("debugstream"))
+		if err != nil {
+			return scfg, fmt.Errorf("--redis: %v", err)
+		}
+		scfg.Logs = ds
+		go ds.Run(bg)
+		d.prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_debug_lines_dropped_total",
+			Help: "Debug stream lines dropped."}, func() float64 { return float64(ds.Dropped()) }))
+	}
+	return scfg, nil
+}
+
+// listenAll opens every --listen address; on failure none stays open.
+func listenAll(addrs []string) ([]net.Listener, error) {
 	var listeners []net.Listener
-	for _, a := range o.listen {
+	for _, a := range addrs {
 		l, err := server.Listen(a)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
 			}
-			return err
+			return nil, err
 		}
 		listeners = append(listeners, l)
 	}
-	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", store.String()),
-		zap.String("engine_fingerprint", eng.Fingerprint()), zap.Int("trusted_keys", trust.Len()),
-		zap.Bool("registry", reg != nil), zap.Bool("debug_stream", o.redis != ""))
-	err = server.Serve(ctx, srv, listeners, o.grace)
-	log.Info("runnerd stopped", zap.Error(err))
-	cancelBG()
-	return err
+	return listeners, nil
 }
 
 // cacheCollector exports the cache counters.
