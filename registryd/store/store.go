@@ -181,12 +181,6 @@ func Unavailable(err error) bool {
 		strings.Contains(s, "unexpected EOF")
 }
 
-// isUniqueViolation reports a 23505.
-func isUniqueViolation(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
-}
-
 // addChange records a change-feed event in tx; listeners are notified when
 // tx commits (trigger change_log_notify).
 func addChange(ctx context.Context, tx pgx.Tx, typ, tenant, extension, contentHash string) error {
