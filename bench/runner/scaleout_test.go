@@ -9,18 +9,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/testenv"
 	"github.com/extedge/extedge/runnerd/runnertest/bundletest"
-	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
 // TestScaleOutReport measures SPEC §13's scale-out claim with real runnerd
@@ -32,12 +29,6 @@ func TestScaleOutReport(t *testing.T) {
 		t.Skip("benchmark report: set EXTEDGE_BENCH=1 to run it (timing belongs in benchmarks, not in CI pass/fail)")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "runnerd")
-	build := exec.Command("go", "build", "-o", bin, "./runnerd")
-	build.Dir = filepath.Join(guests.Dir(), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building runnerd: %v\n%s", err, out)
-	}
 	store := bundletest.LocalStore(t)
 	pub := bundletest.NewPublisher(t, "Acme Inc.")
 	hash := pub.Publish(t, store, map[string][]byte{
@@ -54,22 +45,8 @@ func TestScaleOutReport(t *testing.T) {
 	body, _ := json.Marshal(env)
 
 	start := func(i int) string {
-		sock := filepath.Join(dir, fmt.Sprintf("runner-%d.sock", i))
-		cmd := exec.Command(bin, "serve", "--listen", "unix://"+sock, "--trust-bundle", trust, "--bundle-store", store.String(),
-			"--cache-dir", filepath.Join(dir, fmt.Sprintf("cache-%d", i)), "--log-level", "error")
-		cmd.Env = append(os.Environ(), "EXTEDGE_RUNNER_TOKEN="+token, "GOMAXPROCS=1")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-		testenv.WaitFor(t, 10*time.Second, func() error {
-			c, err := net.Dial("unix", sock)
-			if err != nil {
-				return err
-			}
-			return c.Close()
-		})
-		return sock
+		return testenv.Runnerd(t, testenv.RunnerdOptions{BundleStore: store.String(), TrustBundle: trust, Token: token,
+			Env: []string{"GOMAXPROCS=1"}, Args: []string{"--log-level", "error"}}).Socket
 	}
 	socks := []string{start(0), start(1)}
 	clientFor := func(sock string) *http.Client {

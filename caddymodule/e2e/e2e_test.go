@@ -13,14 +13,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,57 +84,10 @@ func helloBundle(t *testing.T, dir string) (hash, storeURL, trustFile string) {
 	return hash, storeURL, trustFile
 }
 
-// runnerd is a real runnerd process on a Unix socket.
-type runnerd struct {
-	sock string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startRunnerd(t *testing.T, bin, sockDir, name, storeURL, trustFile, tokenFile string) *runnerd {
-	r := &runnerd{sock: filepath.Join(sockDir, name+".sock"), done: make(chan struct{})}
-	logf, _ := os.Create(filepath.Join(t.TempDir(), name+".log"))
-	r.cmd = exec.Command(bin, "serve", "--listen", "unix://"+r.sock, "--token-file", tokenFile,
-		"--bundle-store", storeURL, "--trust-bundle", trustFile, "--cache-dir", filepath.Join(t.TempDir(), "cache"))
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.cmd.Wait(); close(r.done) }()
-	t.Cleanup(func() { r.kill() })
-	hc := r.client(time.Second)
-	testenv.WaitFor(t, 30*time.Second, func() error {
-		select {
-		case <-r.done:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("runnerd exited:\n%s", b)
-		default:
-		}
-		resp, err := hc.Get("http://runner/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return r
-}
-
-// client is an HTTP client for the runner's socket.
-func (r *runnerd) client(timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", r.sock)
-	}}}
-}
-
-func (r *runnerd) kill() {
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
+// startRunnerd runs a real runnerd on a socket in sockDir.
+func startRunnerd(t *testing.T, sockDir, name, storeURL, trustFile, tokenFile string) *testenv.RunnerdServer {
+	return testenv.Runnerd(t, testenv.RunnerdOptions{Socket: filepath.Join(sockDir, name+".sock"),
+		BundleStore: storeURL, TrustBundle: trustFile, TokenFile: tokenFile})
 }
 
 func TestGatewayToRealRunnerd(t *testing.T) {
@@ -172,9 +123,8 @@ func TestGatewayToRealRunnerd(t *testing.T) {
 	// change-feed request Caddy holds open has ended.
 	t.Cleanup(reg.Close)
 
-	bin := testenv.Binary(t, "./runnerd")
-	r0 := startRunnerd(t, bin, sockDir, "r0", storeURL, trustFile, runnerTok)
-	r1 := startRunnerd(t, bin, sockDir, "r1", storeURL, trustFile, runnerTok)
+	r0 := startRunnerd(t, sockDir, "r0", storeURL, trustFile, runnerTok)
+	r1 := startRunnerd(t, sockDir, "r1", storeURL, trustFile, runnerTok)
 	c := testenv.Caddy(t, fmt.Sprintf(`	extedge {
 		registry %s {
 			token_file %s
@@ -186,7 +136,7 @@ func TestGatewayToRealRunnerd(t *testing.T) {
 		auth jwt {
 			secret_file %s
 		}
-	}`, reg.URL, svcTok, r0.sock, r1.sock, runnerTok, secret))
+	}`, reg.URL, svcTok, r0.Socket, r1.Socket, runnerTok, secret))
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"tenant": tenant, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
 	call := func() (int, string) {
 		req, _ := http.NewRequest("GET", c.URL+"/api/ext/"+ext+"/hello?name=ann", nil)
@@ -218,7 +168,7 @@ func TestGatewayToRealRunnerd(t *testing.T) {
 	json.Unmarshal(st, &status)
 	victim := r0
 	for _, rs := range status.Runners {
-		if rs.Requests > 0 && rs.Address == "unix/"+r1.sock {
+		if rs.Requests > 0 && rs.Address == r1.Address() {
 			victim = r1
 		}
 	}
@@ -232,7 +182,7 @@ func TestGatewayToRealRunnerd(t *testing.T) {
 	warm, _ := http.NewRequest("POST", "http://runner/v1/warmup", strings.NewReader(`{"content_hashes":["`+hash+`"]}`))
 	warm.Header.Set("Authorization", "Bearer "+runnerToken)
 	warm.Header.Set("Content-Type", "application/json")
-	wresp, err := survivor.client(60 * time.Second).Do(warm)
+	wresp, err := survivor.Client(60 * time.Second).Do(warm)
 	if err != nil {
 		t.Fatalf("warmup: %v", err)
 	}
@@ -241,9 +191,9 @@ func TestGatewayToRealRunnerd(t *testing.T) {
 	if wresp.StatusCode != 200 {
 		t.Fatalf("warmup: %d %s", wresp.StatusCode, wb)
 	}
-	victim.kill()
+	victim.Kill()
 	if code, body = call(); code != 200 {
-		t.Fatalf("first call after killing %s: %d %s", victim.sock, code, body)
+		t.Fatalf("first call after killing %s: %d %s", victim.Socket, code, body)
 	}
 	for i := 0; i < 10; i++ {
 		if code, body := call(); code != 200 {

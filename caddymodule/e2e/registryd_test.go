@@ -72,7 +72,7 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 		return p
 	}
 	runnerTokFile, svcTokFile, secret := write("runner.token", runnerToken), write("svc.token", svcTok), write("jwt.secret", jwtSecret)
-	r0 := startRunnerd(t, testenv.Binary(t, "./runnerd"), sockDir, "r0", regStore, trustFile, runnerTokFile)
+	r0 := startRunnerd(t, sockDir, "r0", regStore, trustFile, runnerTokFile)
 	c := testenv.Caddy(t, fmt.Sprintf(`	extedge {
 		registry %s {
 			token_file %s
@@ -86,7 +86,7 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 			secret_file %s
 		}
 		timeout 20s
-	}`, reg.URL, svcTokFile, r0.sock, runnerTokFile, secret))
+	}`, reg.URL, svcTokFile, r0.Socket, runnerTokFile, secret))
 	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"tenant": tenant, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(jwtSecret))
 	call := func() (int, string) {
 		req, _ := http.NewRequest("GET", c.URL+"/api/ext/"+ext+"/hello", nil)
