@@ -3,13 +3,10 @@ package testenv
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // RegistrydOptions configure a registryd process for a test. DatabaseURL
@@ -31,26 +28,24 @@ type RegistrydServer struct {
 	Bin  string
 	Log  string // path of its combined output
 
-	dbURL  string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	dbURL string
+	proc  *process
 }
 
 // Registryd builds registryd once per test binary, runs `serve --migrate`
-// with opts, and waits until /readyz answers. The process is stopped with
-// SIGTERM (SIGKILL after 15 s) when the test ends.
+// with opts, and waits until /readyz answers. The process is stopped when
+// the test ends.
 func Registryd(t testing.TB, opts RegistrydOptions) *RegistrydServer {
 	t.Helper()
 	if opts.Port == 0 {
 		opts.Port = FreePort(t)
 	}
 	r := &RegistrydServer{
-		URL:    fmt.Sprintf("http://127.0.0.1:%d", opts.Port),
-		Port:   opts.Port,
-		Bin:    Binary(t, "./registryd"),
-		Log:    filepath.Join(t.TempDir(), "registryd.log"),
-		dbURL:  opts.DatabaseURL,
-		exited: make(chan struct{}),
+		URL:   fmt.Sprintf("http://127.0.0.1:%d", opts.Port),
+		Port:  opts.Port,
+		Bin:   Binary(t, "./registryd"),
+		Log:   filepath.Join(t.TempDir(), "registryd.log"),
+		dbURL: opts.DatabaseURL,
 	}
 	args := []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", opts.Port),
 		"--database-url", opts.DatabaseURL, "--bundle-store", opts.BundleStore, "--migrate"}
@@ -60,54 +55,15 @@ func Registryd(t testing.TB, opts RegistrydOptions) *RegistrydServer {
 	if opts.SecretsKeyFile != "" {
 		args = append(args, "--secrets-key-file", opts.SecretsKeyFile)
 	}
-	logf, err := os.Create(r.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cmd = exec.Command(r.Bin, append(args, opts.Args...)...)
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("starting registryd: %v", err)
-	}
-	go func() { r.cmd.Wait(); logf.Close(); close(r.exited) }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.exited:
-		case <-time.After(15 * time.Second):
-			r.Kill()
-		}
-	})
-	WaitFor(t, 60*time.Second, func() error {
-		select {
-		case <-r.exited:
-			b, _ := os.ReadFile(r.Log)
-			t.Fatalf("registryd exited during startup:\n%s", b)
-		default:
-		}
-		resp, err := http.Get(r.URL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
-		}
-		return nil
-	})
+	r.proc = startDaemon(t, r.Bin, append(args, opts.Args...), nil, r.Log, httpReady(http.DefaultClient, r.URL+"/readyz"))
 	return r
 }
 
 // Kill stops registryd with SIGKILL (for fault tests) and waits for it.
-func (r *RegistrydServer) Kill() {
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.exited
-}
+func (r *RegistrydServer) Kill() { r.proc.kill() }
 
 // Exited is closed when the process has ended.
-func (r *RegistrydServer) Exited() <-chan struct{} { return r.exited }
+func (r *RegistrydServer) Exited() <-chan struct{} { return r.proc.exited }
 
 // Token creates an API token with `registryd token create` against the
 // server's database (args e.g. "--role", "service") and returns it.

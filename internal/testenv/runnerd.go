@@ -2,13 +2,10 @@ package testenv
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -39,13 +36,12 @@ type RunnerdServer struct {
 	Bin    string
 	Log    string // path of its combined output
 
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc *process
 }
 
 // Runnerd builds runnerd once per test binary, runs `serve` with opts and
-// waits until /readyz answers on its socket. The process is stopped with
-// SIGTERM (SIGKILL after 15 s) when the test ends.
+// waits until /readyz answers on its socket. The process is stopped when
+// the test ends.
 func Runnerd(t testing.TB, opts RunnerdOptions) *RunnerdServer {
 	t.Helper()
 	if opts.Socket == "" {
@@ -63,55 +59,17 @@ func Runnerd(t testing.TB, opts RunnerdOptions) *RunnerdServer {
 		Socket: opts.Socket,
 		Bin:    Binary(t, "./runnerd"),
 		Log:    filepath.Join(t.TempDir(), "runnerd.log"),
-		exited: make(chan struct{}),
 	}
 	args := []string{"serve", "--listen", "unix://" + opts.Socket, "--bundle-store", opts.BundleStore,
 		"--trust-bundle", opts.TrustBundle, "--cache-dir", opts.CacheDir}
 	if opts.TokenFile != "" {
 		args = append(args, "--token-file", opts.TokenFile)
 	}
-	logf, err := os.Create(r.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cmd = exec.Command(r.Bin, append(args, opts.Args...)...)
-	r.cmd.Env = append(os.Environ(), opts.Env...)
+	env := opts.Env
 	if opts.Token != "" {
-		r.cmd.Env = append(r.cmd.Env, "EXTEDGE_RUNNER_TOKEN="+opts.Token)
+		env = append(env, "EXTEDGE_RUNNER_TOKEN="+opts.Token)
 	}
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("starting runnerd: %v", err)
-	}
-	go func() { r.cmd.Wait(); logf.Close(); close(r.exited) }()
-	t.Cleanup(func() {
-		_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-r.exited:
-		case <-time.After(15 * time.Second):
-			r.Kill()
-		}
-	})
-	hc := r.Client(time.Second)
-	WaitFor(t, 30*time.Second, func() error {
-		select {
-		case <-r.exited:
-			b, _ := os.ReadFile(r.Log)
-			t.Fatalf("runnerd exited during startup:\n%s", b)
-		default:
-		}
-		resp, err := hc.Get("http://runner/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %d", resp.StatusCode)
-		}
-		return nil
-	})
+	r.proc = startDaemon(t, r.Bin, append(args, opts.Args...), env, r.Log, httpReady(r.Client(time.Second), "http://runner/readyz"))
 	return r
 }
 
@@ -131,10 +89,7 @@ func (r *RunnerdServer) Client(timeout time.Duration) *http.Client {
 func (r *RunnerdServer) Address() string { return "unix/" + r.Socket }
 
 // Kill stops runnerd with SIGKILL (for fault tests) and waits for it.
-func (r *RunnerdServer) Kill() {
-	_ = r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.exited
-}
+func (r *RunnerdServer) Kill() { r.proc.kill() }
 
 // Exited is closed when the process has ended.
-func (r *RunnerdServer) Exited() <-chan struct{} { return r.exited }
+func (r *RunnerdServer) Exited() <-chan struct{} { return r.proc.exited }

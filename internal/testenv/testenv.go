@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -262,5 +263,49 @@ func stopShared() {
 	sharedMu.Unlock()
 	for i := len(stops) - 1; i >= 0; i-- {
 		stops[i]()
+	}
+}
+
+// startDaemon runs one of this module's daemons for t: it starts bin with
+// startProcess, stops it when the test ends, and waits up to 60 s until
+// ready succeeds. If the process exits first, the test fails with its
+// output.
+func startDaemon(t testing.TB, bin string, args, env []string, logPath string, ready func() error) *process {
+	t.Helper()
+	p, err := startProcess(bin, args, env, logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.stop)
+	WaitFor(t, 60*time.Second, func() error {
+		select {
+		case <-p.exited:
+			t.Fatalf("%s exited during startup (%v):\n%s", filepath.Base(bin), p.waitErr, p.logTail())
+		default:
+		}
+		return ready()
+	})
+	return p
+}
+
+// kill stops the process group with SIGKILL (for fault tests) and waits
+// for the process to be reaped.
+func (p *process) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
+}
+
+// httpReady is a readiness check: GET url answers 200.
+func httpReady(c *http.Client, url string) func() error {
+	return func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %d", url, resp.StatusCode)
+		}
+		return nil
 	}
 }
