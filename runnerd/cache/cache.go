@@ -282,7 +282,7 @@ func (c *Cache) Module(ctx context.Context, hash, extension, handler string) (*e
 	if err != nil {
 		return nil, "", &execapi.Error{Code: execapi.CodeBadHandler, Message: err.Error()}
 	}
-	m, err := c.module(b, ref.Module)
+	m, err := c.module(ctx, b, ref.Module)
 	if err != nil {
 		return nil, "", err
 	}
@@ -300,7 +300,7 @@ func (c *Cache) Warmup(ctx context.Context, hash string) error {
 	}
 	for f := range b.files {
 		if strings.HasPrefix(f, "dist/") && strings.HasSuffix(f, ".wasm") {
-			if _, err := c.module(b, f); err != nil {
+			if _, err := c.module(ctx, b, f); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -19,14 +20,15 @@ var precompiledTarget = map[string]string{"amd64": "x86_64-linux-gnu", "arm64": 
 
 // module returns the compiled module at path of b: from memory, else from
 // the disk cache, else compiled (and then written to disk). Concurrent
-// misses for one module share one load.
-func (c *Cache) module(b *verifiedBundle, path string) (*engine.Module, error) {
+// misses for one module share one load; each waits for it until its ctx
+// ends.
+func (c *Cache) module(ctx context.Context, b *verifiedBundle, path string) (*engine.Module, error) {
 	key := b.hash + "|" + path
 	if m, ok := c.modules.Get(key); ok {
 		c.memHits.Add(1)
 		return m, nil
 	}
-	v, err, _ := c.moduleFlight.Do(key, func() (any, error) {
+	return shared(ctx, &c.moduleFlight, key, func() (*engine.Module, error) {
 		if m, ok := c.modules.Get(key); ok {
 			c.memHits.Add(1)
 			return m, nil
@@ -42,10 +44,6 @@ func (c *Cache) module(b *verifiedBundle, path string) (*engine.Module, error) {
 		}
 		return m, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*engine.Module), nil
 }
 
 func (c *Cache) compiledPath(hash, path string) string {
