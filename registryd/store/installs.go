@@ -16,20 +16,6 @@ import (
 	"github.com/extedge/extedge/internal/registryapi"
 )
 
-// ValidTenant reports whether t is a tenant id (§15: [A-Za-z0-9._-], ≤ 64).
-func ValidTenant(t string) bool {
-	if t == "" || len(t) > 64 || t == "*" {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // InstallInput is a PUT of an install. Nil fields keep the current value
 // on update (and take defaults on a new install).
 type InstallInput struct {
