@@ -102,7 +102,7 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			if ctx.Err() == nil {
 				h.logger.Warn("reading debug stream", zap.Error(err))
-				_, _ = w.Write([]byte("event: error\ndata: {\"code\":\"debug_unavailable\"}\n\n"))
+				_, _ = w.Write([]byte("event: error\ndata: {\"code\":\"" + codeDebugUnavailable + "\"}\n\n"))
 				_ = rc.Flush()
 				select {
 				case <-ctx.Done():
