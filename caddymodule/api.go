@@ -27,6 +27,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rid := requestID(r)
 	code := h.callExtension(w, r, rid)
 	observeRequest(routeAPI, code, start)
+	accessFields{requestID: rid, extension: apiExtension(r), outcome: code}.record(r)
 }
 
 // callExtension returns the outcome code for metrics ("ok" on success).
