@@ -35,7 +35,7 @@ func (AdminStatus) Routes() []caddy.AdminRoute {
 		Pattern: "/extedge/status",
 		Handler: caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 			if r.Method != http.MethodGet {
-				return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errMethod}
+				return caddy.APIError{HTTPStatus: errMethod.status, Err: errMethod}
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")
@@ -44,7 +44,7 @@ func (AdminStatus) Routes() []caddy.AdminRoute {
 	}}
 }
 
-var errMethod = &gatewayError{code: "method_not_allowed", message: "method not allowed"}
+var errMethod = newError(codeMethodNotAllowed, "")
 
 // Status is the body of GET /extedge/status.
 type Status struct {

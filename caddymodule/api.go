@@ -26,6 +26,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rid := requestID(r)
 	code := h.callExtension(w, r, rid)
 	observeRequest(routeAPI, code, start)
+	accessFields{requestID: rid, extension: apiExtension(r), outcome: code}.record(r)
 }
 
 // callExtension returns the outcome code for metrics ("ok" on success).
@@ -204,7 +205,7 @@ func (h *Handler) executeError(r *http.Request, rid string, err error) *gatewayE
 		return newError(codeTimeout, "the extension handler did not answer in time")
 	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
 		// The client went away; nobody reads this.
-		return &gatewayError{code: "client_closed", status: 499, message: "client closed request"}
+		return newError(codeClientClosed, "")
 	case errors.Is(err, runnerpool.ErrResponseTooLarge):
 		return newError(codeResponseTooLarge, "the extension's response is too large")
 	case errors.Is(err, runnerpool.ErrUnavailable):
@@ -276,7 +277,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *gatewayError) {
 			if errors.As(err, &mbe) {
 				return nil, tooLarge
 			}
-			return nil, &gatewayError{code: "bad_request", status: http.StatusBadRequest, message: "the request body could not be read"}
+			return nil, newError(codeBadRequest, "")
 		}
 	}
 	if len(buf) == 0 {

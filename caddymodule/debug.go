@@ -11,12 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/caddymodule/auth"
+	"github.com/extedge/extedge/internal/debuglog"
 	"github.com/extedge/extedge/internal/manifest"
 )
-
-// debugStreamKey is the Redis stream runners write an install's log lines
-// to (§6.3).
-func debugStreamKey(tenant, ext string) string { return "ext-debug:" + tenant + ":" + ext }
 
 // debugHeartbeat is how often an idle debug stream sends an SSE comment,
 // so proxies keep the connection open.
@@ -65,7 +62,7 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 		fail(newError(codeDebugUnavailable, "no debug stream is configured"))
 		return
 	}
-	key := debugStreamKey(id.Tenant, ext)
+	key := debuglog.StreamKey(id.Tenant, ext)
 	// Start after the newest entry, resolved now rather than with "$", so
 	// lines added right after the client sees ": connected" are not lost.
 	last := "0-0"
@@ -105,7 +102,7 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			if ctx.Err() == nil {
 				h.logger.Warn("reading debug stream", zap.Error(err))
-				_, _ = w.Write([]byte("event: error\ndata: {\"code\":\"debug_unavailable\"}\n\n"))
+				_, _ = w.Write([]byte("event: error\ndata: {\"code\":\"" + codeDebugUnavailable + "\"}\n\n"))
 				_ = rc.Flush()
 				select {
 				case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/extedge/extedge/internal/debuglog"
 	"github.com/extedge/extedge/internal/testenv"
 )
 
@@ -49,8 +50,8 @@ func TestDebugStream(t *testing.T) {
 			t.Fatalf("first line %q", line)
 		}
 		// Another tenant's line first, then ours: only ours may arrive.
-		rc.XAdd(ctx, &redis.XAddArgs{Stream: debugStreamKey("tenant-b", testExt), Values: map[string]any{"message": "other tenant"}})
-		rc.XAdd(ctx, &redis.XAddArgs{Stream: debugStreamKey(testTenant, testExt), Values: map[string]any{"level": "info", "message": "hello"}})
+		rc.XAdd(ctx, &redis.XAddArgs{Stream: debuglog.StreamKey("tenant-b", testExt), Values: map[string]any{"message": "other tenant"}})
+		rc.XAdd(ctx, &redis.XAddArgs{Stream: debuglog.StreamKey(testTenant, testExt), Values: map[string]any{"level": "info", "message": "hello"}})
 		var got []string
 		for len(got) < 3 {
 			line, err := br.ReadString('\n')

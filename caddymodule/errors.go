@@ -22,8 +22,14 @@ const (
 	codeMethodNotAllowed    = "method_not_allowed"
 	codeQuotaExceeded       = "quota_exceeded"
 	codePayloadTooLarge     = "payload_too_large"
-	codeTimeout             = "timeout"
-	codeRunnersBusy         = "runners_busy"
+	// codeBadRequest is answered when the client's request body cannot be
+	// read (a broken chunked stream); the spelling is the runner's (§6.2).
+	codeBadRequest = execapi.CodeBadRequest
+	codeTimeout    = "timeout"
+	// codeClientClosed is recorded when the client went away before the
+	// answer; nobody reads the body, but metrics and the access log see it.
+	codeClientClosed = "client_closed"
+	codeRunnersBusy  = "runners_busy"
 	// codeRunnersUnavailable is answered when no runner could be reached at
 	// all (every socket refused or is marked down): 503, retryable.
 	codeRunnersUnavailable = "runners_unavailable"
@@ -31,37 +37,83 @@ const (
 	// codeBadGateway is used when a runner answered something that is not a
 	// valid reply (malformed JSON, unexpected status without an error body).
 	codeBadGateway = "bad_gateway"
-	codeNotFound   = "not_found"
+	// codeBundleUnavailable and codeIntegrityFailed are the runner's codes
+	// (§6.2), which the gateway also answers itself on /ext-ui when it
+	// prepares a UI tree.
+	codeBundleUnavailable = execapi.CodeBundleUnavailable
+	codeIntegrityFailed   = execapi.CodeIntegrityFailed
+	codeNotFound          = "not_found"
 	// codeDebugUnavailable is answered by the debug stream when no Redis is
 	// configured.
 	codeDebugUnavailable = "debug_unavailable"
 	codeInternal         = "internal"
 )
 
-// statusByCode is the one table of gateway codes to HTTP statuses.
-var statusByCode = map[string]int{
-	codeExtensionNotFound:   http.StatusNotFound,
-	codeUnauthenticated:     http.StatusUnauthorized,
-	codeForbidden:           http.StatusForbidden,
-	codeRateLimited:         http.StatusTooManyRequests,
-	codeNotInstalled:        http.StatusNotFound,
-	codeRegistryUnavailable: http.StatusServiceUnavailable,
-	codeEndpointNotFound:    http.StatusNotFound,
-	codeMethodNotAllowed:    http.StatusMethodNotAllowed,
-	codeQuotaExceeded:       http.StatusTooManyRequests,
-	codePayloadTooLarge:     http.StatusRequestEntityTooLarge,
-	codeTimeout:             http.StatusGatewayTimeout,
-	codeRunnersBusy:         http.StatusServiceUnavailable,
-	codeRunnersUnavailable:  http.StatusServiceUnavailable,
-	codeResponseTooLarge:    http.StatusBadGateway,
-	codeBadGateway:          http.StatusBadGateway,
-	codeNotFound:            http.StatusNotFound,
-	codeDebugUnavailable:    http.StatusServiceUnavailable,
-	codeInternal:            http.StatusInternalServerError,
+// statusClientClosed is nginx's "client closed request"; it is never
+// written to a client that is still there, only recorded.
+const statusClientClosed = 499
+
+// errorEntry is what the client sees for a code: the HTTP status and the
+// message used when the call site has nothing more specific to say.
+type errorEntry struct {
+	status  int
+	message string
 }
 
-// gatewayError is an error answered to the client with a code from
-// statusByCode (or a runner code, with an explicit status).
+// errorTable is the one table of gateway codes to HTTP statuses and
+// messages (SPEC §8.2 steps 1–10, §8.3, §8.4).
+//
+// Where copies of this table used to disagree, SPEC decides:
+// bundle_unavailable was 503 on /ext-ui and 502 on /api/ext; SPEC gives the
+// code one status, 502 (§6.2, passed through by §8.2 step 10), so it is
+// 502 on both routes (§8.3's 503 is for the registry, registry_unavailable).
+// A damaged UI cache entry is rebuilt in place (§8.3), so it no longer
+// answers an error at all unless the rebuild fails.
+var errorTable = map[string]errorEntry{
+	codeExtensionNotFound:   {http.StatusNotFound, "no such extension"},
+	codeUnauthenticated:     {http.StatusUnauthorized, "missing or invalid credentials"},
+	codeForbidden:           {http.StatusForbidden, "forbidden"},
+	codeRateLimited:         {http.StatusTooManyRequests, "too many requests"},
+	codeNotInstalled:        {http.StatusNotFound, "the extension is not installed for this tenant"},
+	codeRegistryUnavailable: {http.StatusServiceUnavailable, "the extension registry is unavailable"},
+	codeEndpointNotFound:    {http.StatusNotFound, "no such endpoint"},
+	codeMethodNotAllowed:    {http.StatusMethodNotAllowed, "method not allowed"},
+	codeQuotaExceeded:       {http.StatusTooManyRequests, "the install's quota is exhausted"},
+	codePayloadTooLarge:     {http.StatusRequestEntityTooLarge, "the request is too large"},
+	codeBadRequest:          {http.StatusBadRequest, "the request body could not be read"},
+	codeTimeout:             {http.StatusGatewayTimeout, "the extension handler did not answer in time"},
+	codeClientClosed:        {statusClientClosed, "client closed request"},
+	codeRunnersBusy:         {http.StatusServiceUnavailable, "all runners are busy, retry shortly"},
+	codeRunnersUnavailable:  {http.StatusServiceUnavailable, "no extension runner is reachable"},
+	codeResponseTooLarge:    {http.StatusBadGateway, "the extension's response is too large"},
+	codeBadGateway:          {http.StatusBadGateway, "the extension runner failed"},
+	codeBundleUnavailable:   {http.StatusBadGateway, "the extension bundle could not be fetched"},
+	codeIntegrityFailed:     {http.StatusBadGateway, "the extension bundle failed verification"},
+	codeNotFound:            {http.StatusNotFound, "not found"},
+	codeDebugUnavailable:    {http.StatusServiceUnavailable, "the debug stream is unavailable"},
+	codeInternal:            {http.StatusInternalServerError, "internal error"},
+}
+
+// statusRunnerFailed is the status of every runner code the gateway passes
+// through unmapped (§8.2 step 10: "else 502 with the runner's code") —
+// bad_request, unauthorized and internal included: they are the gateway's
+// upstream failing, not the client's fault.
+const statusRunnerFailed = http.StatusBadGateway
+
+// runnerMessages are fixed, client-safe messages per runner code; the
+// runner's own message may carry internals and stays in the log.
+var runnerMessages = map[string]string{
+	execapi.CodeHandlerError:      "the extension handler reported an error",
+	execapi.CodeTrap:              "the extension handler crashed",
+	execapi.CodeMemoryLimit:       "the extension handler exceeded its memory limit",
+	execapi.CodeFuelExhausted:     "the extension handler exceeded its compute budget",
+	execapi.CodeBadHandler:        "the extension module is invalid",
+	execapi.CodeBundleUnavailable: errorTable[codeBundleUnavailable].message,
+	execapi.CodeIntegrityFailed:   errorTable[codeIntegrityFailed].message,
+}
+
+// gatewayError is an error answered to the client with a code and status
+// from errorTable (or a runner code, with statusRunnerFailed).
 type gatewayError struct {
 	code       string
 	status     int
@@ -72,26 +124,30 @@ type gatewayError struct {
 
 func (e *gatewayError) Error() string { return e.code + ": " + e.message }
 
-// errorf returns a gatewayError with the table status of code.
+// newError returns a gatewayError with the table status of code; an empty
+// message takes the table's. A code missing from the table is a bug (the
+// table test lists every code); it answers 500 internal rather than leak.
 func newError(code, message string) *gatewayError {
-	st, ok := statusByCode[code]
+	e, ok := errorTable[code]
 	if !ok {
-		st = http.StatusBadGateway
+		code, e = codeInternal, errorTable[codeInternal]
 	}
-	return &gatewayError{code: code, status: st, message: message}
+	if message == "" {
+		message = e.message
+	}
+	return &gatewayError{code: code, status: e.status, message: message}
 }
 
 // runnerError maps a runner's error reply to what the client sees (SPEC §8.2
 // step 10): timeout → 504 timeout, concurrency_limited → 503 runners_busy with
-// Retry-After, payload_too_large → 413, anything else → 502 with the runner's
-// own code (bad_request, unauthorized and internal included: they are the
-// gateway's upstream failing, not the client's fault).
+// Retry-After, payload_too_large → 413, anything else → statusRunnerFailed
+// with the runner's own code.
 func runnerError(e *execapi.Error) *gatewayError {
 	switch e.Code {
 	case execapi.CodeTimeout:
-		return newError(codeTimeout, "the extension handler did not answer in time")
+		return newError(codeTimeout, "")
 	case execapi.CodeConcurrencyLimited:
-		ge := newError(codeRunnersBusy, "all runners are busy, retry shortly")
+		ge := newError(codeRunnersBusy, "")
 		ge.retryAfter = time.Second
 		return ge
 	case execapi.CodePayloadTooLarge:
@@ -101,29 +157,11 @@ func runnerError(e *execapi.Error) *gatewayError {
 	if code == "" {
 		code = codeBadGateway
 	}
-	return &gatewayError{code: code, status: http.StatusBadGateway, message: runnerMessage(code)}
-}
-
-// runnerMessage is a fixed, client-safe message per runner code; the
-// runner's own message may carry internals and stays in the log.
-func runnerMessage(code string) string {
-	switch code {
-	case execapi.CodeHandlerError:
-		return "the extension handler reported an error"
-	case execapi.CodeTrap:
-		return "the extension handler crashed"
-	case execapi.CodeMemoryLimit:
-		return "the extension handler exceeded its memory limit"
-	case execapi.CodeFuelExhausted:
-		return "the extension handler exceeded its compute budget"
-	case execapi.CodeBadHandler:
-		return "the extension module is invalid"
-	case execapi.CodeBundleUnavailable:
-		return "the extension bundle could not be fetched"
-	case execapi.CodeIntegrityFailed:
-		return "the extension bundle failed verification"
+	msg, ok := runnerMessages[code]
+	if !ok {
+		msg = errorTable[codeBadGateway].message
 	}
-	return "the extension runner failed"
+	return &gatewayError{code: code, status: statusRunnerFailed, message: msg}
 }
 
 // errorBodyPrefix etc. build the JSON by hand: codes and request ids are

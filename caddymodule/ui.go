@@ -96,11 +96,7 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		rid = requestID(r)
 		h.logger.Warn("preparing ui bundle", zap.String("request_id", rid), zap.String("content_hash", hash), zap.Error(err))
-		var ve *signing.VerifyError
-		if errors.As(err, &ve) || errors.Is(err, errIntegrity) {
-			return fail(&gatewayError{code: "integrity_failed", status: http.StatusBadGateway, message: "the bundle failed verification"})
-		}
-		return fail(&gatewayError{code: "bundle_unavailable", status: http.StatusServiceUnavailable, message: "the bundle is unavailable", retryAfter: time.Second})
+		return fail(uiBundleError(err))
 	}
 	if rel == "" {
 		rel = tree.Entry
@@ -118,10 +114,21 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	}
 	fh, err := os.Open(f.Path)
 	if err != nil {
-		// The tree was damaged on disk: drop it so the next request rebuilds it.
+		// The tree was damaged on disk: drop it and rebuild it once, in
+		// place (§8.3: a corrupt or missing cache entry is rebuilt).
 		h.state.ui.Invalidate(hash)
 		h.logger.Warn("ui cache file missing, rebuilding", zap.String("content_hash", hash), zap.Error(err))
-		return fail(&gatewayError{code: "bundle_unavailable", status: http.StatusServiceUnavailable, message: "the bundle is unavailable", retryAfter: time.Second})
+		if tree, err = h.state.ui.Get(r.Context(), hash, h.buildUITree); err == nil {
+			if f, ok = tree.Files[rel]; !ok {
+				err = errors.New("file missing from the rebuilt tree")
+			} else {
+				fh, err = os.Open(f.Path)
+			}
+		}
+		if err != nil {
+			h.logger.Warn("rebuilding ui bundle", zap.String("content_hash", hash), zap.Error(err))
+			return fail(uiBundleError(err))
+		}
 	}
 	defer fh.Close()
 	ctype := mimeTypes[strings.ToLower(path.Ext(rel))]
@@ -146,6 +153,17 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	}
 	http.ServeContent(w, r, "", time.Time{}, fh)
 	return "ok"
+}
+
+// uiBundleError is the answer when a UI tree cannot be prepared: a bundle
+// that fails verification is integrity_failed, anything else (blob store
+// unreachable, extraction failed) bundle_unavailable; both 502 (errorTable).
+func uiBundleError(err error) *gatewayError {
+	var ve *signing.VerifyError
+	if errors.As(err, &ve) || errors.Is(err, errIntegrity) {
+		return newError(codeIntegrityFailed, "")
+	}
+	return newError(codeBundleUnavailable, "")
 }
 
 func (h *Handler) gatewayOrigin(r *http.Request) string {

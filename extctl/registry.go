@@ -44,6 +44,7 @@ import (
 
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/secretbox"
 )
 
 func init() {
@@ -67,9 +68,6 @@ const DefaultRegistry = "http://127.0.0.1:7070"
 // progressThreshold is the bundle size above which publish shows a
 // progress bar (when stderr is a terminal).
 const progressThreshold = 1 << 20
-
-// maxSecretValue mirrors registryd's limit on one secret value.
-const maxSecretValue = 64 << 10
 
 // registryFlags are the flags every registry command takes.
 type registryFlags struct {
@@ -578,20 +576,6 @@ func listOrNone(l []string) string {
 
 // ---- secrets ----
 
-// validSecretKey mirrors registryd's key rule: [A-Za-z0-9_.-]{1,128}.
-func validSecretKey(k string) bool {
-	if k == "" || len(k) > 128 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
 // parseSecretArgs reads KEY=VALUE, KEY=@FILE and KEY=- (stdin) arguments.
 // Errors name the argument's position or key, never its value.
 func parseSecretArgs(args []string, stdin io.Reader) (map[string]string, []string, error) {
@@ -603,8 +587,8 @@ func parseSecretArgs(args []string, stdin io.Reader) (map[string]string, []strin
 		if !ok {
 			return nil, nil, usageError{fmt.Sprintf("argument %d is not KEY=VALUE (not shown: it may be a secret)", i+1)}
 		}
-		if !validSecretKey(k) {
-			return nil, nil, usageError{fmt.Sprintf("invalid secret key %q: use [A-Za-z0-9_.-], at most 128 bytes", k)}
+		if !secretbox.ValidKey(k) {
+			return nil, nil, usageError{fmt.Sprintf("invalid secret key %q: use "+secretbox.KeyRule, k)}
 		}
 		if _, dup := out[k]; dup {
 			return nil, nil, usageError{fmt.Sprintf("secret %s is given twice", k)}
@@ -615,7 +599,7 @@ func parseSecretArgs(args []string, stdin io.Reader) (map[string]string, []strin
 				return nil, nil, usageError{"only one secret can be read from stdin (KEY=-)"}
 			}
 			usedStdin = true
-			b, err := io.ReadAll(io.LimitReader(stdin, maxSecretValue+2))
+			b, err := io.ReadAll(io.LimitReader(stdin, secretbox.MaxValueSize+2))
 			if err != nil {
 				return nil, nil, fmt.Errorf("reading secret %s from stdin: %v", k, err)
 			}
@@ -630,8 +614,8 @@ func parseSecretArgs(args []string, stdin io.Reader) (map[string]string, []strin
 		if v == "" {
 			return nil, nil, fmt.Errorf("secret %s is empty (use extctl secrets unset %s to delete it)", k, k)
 		}
-		if len(v) > maxSecretValue {
-			return nil, nil, fmt.Errorf("secret %s is larger than %d bytes", k, maxSecretValue)
+		if len(v) > secretbox.MaxValueSize {
+			return nil, nil, fmt.Errorf("secret %s is larger than %d bytes", k, secretbox.MaxValueSize)
 		}
 		out[k] = v
 		keys = append(keys, k)
@@ -678,8 +662,8 @@ func cmdSecretsUnset(c *cli, args []string) error {
 	}
 	values := make(map[string]string, len(pos))
 	for _, k := range pos {
-		if !validSecretKey(k) {
-			return usageError{fmt.Sprintf("invalid secret key %q: use [A-Za-z0-9_.-], at most 128 bytes", k)}
+		if !secretbox.ValidKey(k) {
+			return usageError{fmt.Sprintf("invalid secret key %q: use "+secretbox.KeyRule, k)}
 		}
 		values[k] = "" // an empty value deletes the key
 	}

@@ -590,7 +590,7 @@ func TestSecretArgsNeverEchoValues(t *testing.T) {
 		{"A=-", "B=-"},                 // stdin twice
 		{"A="},                         // empty
 		{"A=@/nonexistent/" + "file"},  // unreadable file
-		{"A=" + strings.Repeat("x", maxSecretValue+1)},
+		{"A=" + strings.Repeat("x", secretbox.MaxValueSize+1)},
 	}
 	for _, args := range bad {
 		_, _, err := parseSecretArgs(args, strings.NewReader("v"))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/migrations"
 	"github.com/extedge/extedge/registryd/store"
 )
@@ -53,7 +54,7 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !store.ValidRole(*role) {
 		return fmt.Errorf("--role must be platform_admin, tenant_admin or service")
 	}
-	if *tenant != "" && !store.ValidTenant(*tenant) {
+	if *tenant != "" && !tenantid.Valid(*tenant) {
 		return fmt.Errorf("--tenant %q is not a valid tenant id ([A-Za-z0-9._-], at most 64)", *tenant)
 	}
 	d, err := openDatabase(ctx, *dbURL, false)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+
+	"github.com/extedge/extedge/internal/tenantid"
 )
 
 // ErrUnauthenticated means no usable credential was presented. The wrapped
@@ -44,21 +46,6 @@ type Authenticator interface {
 	Authenticate(r *http.Request) (*Identity, error)
 }
 
-// ValidTenant reports whether s is a tenant id: 1–64 characters of
-// [A-Za-z0-9._-] (§15).
-func ValidTenant(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // TrustedHeader takes the tenant from a request header that a trusted
 // component in front of the gateway (Caddy's forward_auth with
 // copy_headers) sets. forward_auth removes client-supplied copies of the
@@ -73,7 +60,7 @@ type TrustedHeader struct {
 // Authenticate implements Authenticator.
 func (t TrustedHeader) Authenticate(r *http.Request) (*Identity, error) {
 	vals := r.Header.Values(t.Header)
-	if len(vals) != 1 || !ValidTenant(vals[0]) {
+	if len(vals) != 1 || !tenantid.Valid(vals[0]) {
 		return nil, errorsJoin("missing or invalid trusted tenant header")
 	}
 	return &Identity{Tenant: vals[0]}, nil

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -147,7 +148,7 @@ func (j *JWT) Authenticate(r *http.Request) (*Identity, error) {
 
 func (j *JWT) identity(claims jwt.MapClaims) (*Identity, error) {
 	tenant, _ := claims[j.cfg.TenantClaim].(string)
-	if !ValidTenant(tenant) {
+	if !tenantid.Valid(tenant) {
 		return nil, errorsJoin("missing or invalid tenant claim")
 	}
 	id := &Identity{Tenant: tenant}

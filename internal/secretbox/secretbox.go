@@ -10,6 +10,9 @@
 // clear text, so a runner can reject a wrong tenant or an expired envelope
 // before decrypting, and it is the GCM additional data, so it cannot be
 // altered or moved to another tenant, install or lifetime.
+//
+// The names and sizes of secrets (ValidKey, MaxValueSize) live here too, so
+// registryd and extctl apply one rule.
 package secretbox
 
 import (

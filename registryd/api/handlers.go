@@ -12,6 +12,7 @@ import (
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/registryd/store"
 )
 
@@ -235,23 +236,6 @@ func (s *Server) deleteInstall(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// Secret keys: like environment variable names, so SDKs can map them.
-func validSecretKey(k string) bool {
-	if k == "" || len(k) > 128 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-// maxSecretValue bounds one secret value.
-const maxSecretValue = 64 << 10
-
 func (s *Server) putSecrets(w http.ResponseWriter, r *http.Request) {
 	tenant, name, ok := s.installParams(w, r)
 	if !ok {
@@ -267,12 +251,12 @@ func (s *Server) putSecrets(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for k, v := range req {
-		if !validSecretKey(k) {
+		if !secretbox.ValidKey(k) {
 			// Never echo values; keys are not secret.
-			writeCode(w, store.CodeInvalidRequest, "invalid secret key (use [A-Za-z0-9_.-], at most 128 bytes)", map[string]string{"key": k})
+			writeCode(w, store.CodeInvalidRequest, "invalid secret key (use "+secretbox.KeyRule+")", map[string]string{"key": k})
 			return
 		}
-		if len(v) > maxSecretValue {
+		if len(v) > secretbox.MaxValueSize {
 			writeCode(w, store.CodeInvalidRequest, "secret value too large", map[string]string{"key": k})
 			return
 		}

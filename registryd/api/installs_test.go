@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/extedge/extedge/internal/egress"
 	"github.com/extedge/extedge/internal/registryapi"
 )
 
@@ -178,6 +180,65 @@ func bytesIndex(b []byte, s string) int {
 		}
 	}
 	return -1
+}
+
+// TestInstallEgressAllowlist: registryd checks install allowlist entries
+// with internal/egress, the parser runners use on every http.fetch, so an
+// entry the runner would refuse is refused at PUT time, naming the entry.
+func TestInstallEgressAllowlist(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustPublish("com.acme.crm", "1.0.0", "http.fetch")
+	path := "/v1/tenants/tenant-a/installs/com.acme.crm"
+
+	bad := []struct {
+		name  string
+		entry string
+	}{
+		{"a path is refused", "api.vendor.com/v1"},
+		{"https:// is refused (only http:// may prefix a host)", "https://api.vendor.com"},
+		{"a wildcard in the middle is refused", "api.*.vendor.com"},
+		{"a bare wildcard is refused", "*"},
+		{"a port out of range is refused", "api.vendor.com:70000"},
+		{"an empty port is refused", "api.vendor.com:"},
+		{"user info is refused", "user@api.vendor.com"},
+		{"an empty entry is refused", " "},
+		{"a label starting with a dash is refused", "-api.vendor.com"},
+		{"unicode host names are refused (use punycode)", "bücher.example"},
+		{"a zoned IPv6 address is refused", "[fe80::1%eth0]"},
+	}
+	for _, c := range bad {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do("PUT", path, e.tenantA, map[string]any{"version": "1.0.0",
+				"egress_allowlist": []string{"ok.example.com", c.entry}}, nil)
+			expect(t, r, 400, "validation_failed")
+			d := r.details()
+			if d["entry"] != c.entry || d["field"] != "egress_allowlist" || d["index"] != float64(1) {
+				t.Fatalf("details = %v, want entry %q at egress_allowlist[1]", d, c.entry)
+			}
+			var eb registryapi.ErrorBody
+			if err := json.Unmarshal(r.body, &eb); err != nil || !strings.Contains(eb.Error.Message, "egress_allowlist[1]") {
+				t.Fatalf("message %q does not name the entry", eb.Error.Message)
+			}
+		})
+	}
+	t.Run("a refused PUT leaves no install behind", func(t *testing.T) {
+		expect(t, e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil), 404, "not_installed")
+	})
+
+	t.Run("every entry form of SPEC §5.3 is accepted and resolves normalised", func(t *testing.T) {
+		good := []string{"api.vendor.com", "*.vendor.com", "http://intranet.local:8080", "API.Example.COM.", "10.0.0.5", "[fd00::1]:8443", " padded.example.com "}
+		r := e.do("PUT", path, e.tenantA, map[string]any{"version": "1.0.0", "egress_allowlist": good}, nil)
+		expect(t, r, 200, "")
+		var res registryapi.Resolved
+		e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil).decode(t, &res)
+		want := []string{"api.vendor.com", "*.vendor.com", "http://intranet.local:8080", "api.example.com.", "10.0.0.5", "[fd00::1]:8443", "padded.example.com"}
+		if !slices.Equal(res.EgressAllowlist, want) {
+			t.Fatalf("resolved allowlist %q, want %q", res.EgressAllowlist, want)
+		}
+		if _, err := egress.ParseList(res.EgressAllowlist); err != nil {
+			t.Fatalf("the runner's parser refuses what registryd stored: %v", err)
+		}
+	})
 }
 
 func TestCrossTenant(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/registryd/store"
 )
 
@@ -62,7 +63,7 @@ func bearer(r *http.Request) (string, bool) {
 // it: platform admins for any tenant, tenant admins for their own.
 func (s *Server) tenantParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	t := r.PathValue("tenant")
-	if !store.ValidTenant(t) {
+	if !tenantid.Valid(t) {
 		writeCode(w, store.CodeInvalidRequest, "invalid tenant id", nil)
 		return "", false
 	}

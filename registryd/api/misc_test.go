@@ -144,8 +144,8 @@ func TestInstallDefaultsToLatestUsableVersion(t *testing.T) {
 	t.Run("config must be an object", func(t *testing.T) {
 		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"config": []int{1}}, nil), 400, "invalid_request")
 	})
-	t.Run("an egress entry with a path is invalid_request", func(t *testing.T) {
-		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"egress_allowlist": []string{"x.com/path"}}, nil), 400, "invalid_request")
+	t.Run("an egress entry with a path is validation_failed", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"egress_allowlist": []string{"x.com/path"}}, nil), 400, "validation_failed")
 	})
 	t.Run("negative quotas are invalid_request", func(t *testing.T) {
 		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": -1}}, nil), 400, "invalid_request")

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/registryd/store"
 )
 
@@ -27,7 +28,7 @@ import (
 // is confirmed.
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
-	if !store.ValidTenant(tenant) {
+	if !tenantid.Valid(tenant) {
 		writeCode(w, store.CodeInvalidRequest, "invalid tenant id", nil)
 		return
 	}

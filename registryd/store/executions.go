@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/tenantid"
 )
 
 // MaxExecutionBatch bounds the records of one POST /v1/internal/executions.
@@ -39,7 +40,7 @@ func (db *DB) InsertExecutions(ctx context.Context, recs []registryapi.Execution
 	byTenant := map[string][]registryapi.ExecutionRecord{}
 	for i, r := range recs {
 		switch {
-		case !ValidTenant(r.TenantID):
+		case !tenantid.Valid(r.TenantID):
 			return Errorf(CodeInvalidRequest, "records[%d]: invalid tenant_id", i)
 		case r.RequestID == "" || len(r.RequestID) > 256:
 			return Errorf(CodeInvalidRequest, "records[%d]: request_id must be 1 to 256 bytes", i)
@@ -157,7 +158,7 @@ func insertTenantExecutions(ctx context.Context, tx pgx.Tx, tenant string, recs 
 // (platform-scope retention job). Per-minute usage rows are kept.
 func (db *DB) PurgeExecutionLog(ctx context.Context, cutoff time.Time) (int64, error) {
 	var n int64
-	err := db.inTenant(ctx, "*", func(tx pgx.Tx) error {
+	err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM extension_execution_log WHERE started_at < $1`, cutoff)
 		n = tag.RowsAffected()
 		return err

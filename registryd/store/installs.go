@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -12,23 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/extedge/extedge/internal/egress"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
 )
-
-// ValidTenant reports whether t is a tenant id (§15: [A-Za-z0-9._-], ≤ 64).
-func ValidTenant(t string) bool {
-	if t == "" || len(t) > 64 || t == "*" {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // InstallInput is a PUT of an install. Nil fields keep the current value
 // on update (and take defaults on a new install).
@@ -134,14 +122,23 @@ func quote(s string) string {
 	return string(b)
 }
 
-// validEgressEntry checks the §5.3 entry syntax loosely: [http://]host[:port]
-// with an optional leading "*.".
-func validEgressEntry(e string) bool {
-	e = strings.TrimPrefix(e, "http://")
-	if e == "" || len(e) > 253+6 || strings.ContainsAny(e, " /\\?#@\t\n") {
-		return false
+// checkEgressAllowlist normalises an install's egress allowlist and checks
+// every entry with internal/egress, the parser runners apply to it on each
+// http.fetch (SPEC §5.3), so an install that registryd accepts can never
+// fail every fetch on an entry the runner refuses. A bad entry is
+// validation_failed naming the entry and its index.
+func checkEgressAllowlist(entries []string) ([]string, error) {
+	out := make([]string, 0, len(entries))
+	for i, raw := range entries {
+		e := strings.ToLower(strings.TrimSpace(raw))
+		if _, err := egress.ParseEntry(e); err != nil {
+			return nil, &Error{Code: CodeValidationFailed,
+				Message: fmt.Sprintf("egress_allowlist[%d]: %v", i, err),
+				Details: map[string]any{"field": "egress_allowlist", "index": i, "entry": raw}}
+		}
+		out = append(out, e)
 	}
-	return true
+	return out, nil
 }
 
 // PutInstall installs or updates an install and returns it.
@@ -210,13 +207,8 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 		}
 		egress := curEgress
 		if in.EgressAllowlist != nil {
-			egress = []string{}
-			for _, e := range *in.EgressAllowlist {
-				e = strings.ToLower(strings.TrimSpace(e))
-				if !validEgressEntry(e) {
-					return &Error{Code: CodeInvalidRequest, Message: "invalid egress allowlist entry " + quote(e)}
-				}
-				egress = append(egress, e)
+			if egress, err = checkEgressAllowlist(*in.EgressAllowlist); err != nil {
+				return err
 			}
 		}
 		if egress == nil {

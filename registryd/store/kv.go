@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/tenantid"
 )
 
 // KV limits of §7.6 and the defaults of the per-install quotas.
@@ -90,7 +91,7 @@ func validUUID(s string) bool {
 // grow by one per write; an expired record counts as absent, so it is
 // recreated at revision 1. A put is committed before it is acknowledged.
 func (db *DB) Storage(ctx context.Context, req registryapi.StorageRequest, quota KVQuota) (*registryapi.StorageResponse, error) {
-	if !ValidTenant(req.TenantID) {
+	if !tenantid.Valid(req.TenantID) {
 		return nil, kvInvalid("tenant_id is not a valid tenant id")
 	}
 	if !validUUID(req.InstallID) {
@@ -385,10 +386,10 @@ const purgeTail = ` RETURNING tenant_id, install_id, value_bytes),
 	FROM agg WHERE u.tenant_id = agg.tenant_id AND u.install_id = agg.install_id`
 
 // PurgeExpiredKV removes every expired KV record (a platform-scope janitor
-// job: it runs with extedge.tenant = '*').
+// job: it runs in platformScope).
 func (db *DB) PurgeExpiredKV(ctx context.Context) (int64, error) {
 	var tag pgconn.CommandTag
-	err := db.inTenant(ctx, "*", func(tx pgx.Tx) error {
+	err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
 		var err error
 		tag, err = tx.Exec(ctx, purgeSQL+purgeTail)
 		return err

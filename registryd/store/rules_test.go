@@ -3,6 +3,8 @@ package store
 import (
 	"slices"
 	"testing"
+
+	"github.com/extedge/extedge/internal/tenantid"
 )
 
 func TestCompareSemver(t *testing.T) {
@@ -54,15 +56,11 @@ func TestEffectiveCaps(t *testing.T) {
 	}
 }
 
-func TestValidTenant(t *testing.T) {
-	for _, ok := range []string{"t", "tenant-a", "A.b_c-9", "3f2504e0-4f89-11d3-9a0c-0305e82c3301"} {
-		if !ValidTenant(ok) {
-			t.Errorf("%q should be valid", ok)
-		}
-	}
-	for _, bad := range []string{"", "*", "a b", "a/b", "ü", string(make([]byte, 65))} {
-		if ValidTenant(bad) {
-			t.Errorf("%q should be invalid (the platform scope '*' especially)", bad)
-		}
+func TestPlatformScopeIsNoTenantID(t *testing.T) {
+	// Tenant-facing input is checked with tenantid.Valid; the platform
+	// scope must never pass it, or a tenant named "*" would read across
+	// tenants.
+	if tenantid.Valid(platformScope) {
+		t.Fatalf("platform scope %q passes tenantid.Valid", platformScope)
 	}
 }

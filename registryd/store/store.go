@@ -111,8 +111,15 @@ func (db *DB) Ping(ctx context.Context) error {
 	return wrap(db.Pool.QueryRow(ctx, "SELECT 1").Scan(&one))
 }
 
-// inTenant runs fn in a transaction scoped to tenant: the RLS setting is
-// made before fn runs and lasts until commit.
+// platformScope is the row-level-security scope that reads and writes
+// across tenants (migrations/0001_init.sql). It is deliberately not a tenant
+// id (tenantid.Valid refuses it), so no tenant-facing input can reach it;
+// only platform jobs (retention, janitors) pass it to inTenant, by name.
+const platformScope = "*"
+
+// inTenant runs fn in a transaction scoped to tenant (a tenant id, or
+// platformScope): the RLS setting is made before fn runs and lasts until
+// commit.
 func (db *DB) inTenant(ctx context.Context, tenant string, fn func(tx pgx.Tx) error) error {
 	return wrap(pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		if err := setTenant(ctx, tx, tenant); err != nil {

@@ -1,5 +1,5 @@
 // Package debugstream publishes guests' log lines to Redis streams (SPEC
-// §6.3): one stream per tenant and extension, `ext-debug:<tenant>:<extension>`,
+// §6.3): one stream per tenant and extension (key from internal/debuglog),
 // trimmed with `XADD … MAXLEN ~ 2000`, with the fields ts, level, stream,
 // tenant, extension, install, request, version, content_hash, message and
 // truncated. The gateway tails these streams for the debug SSE endpoint.
@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/extedge/extedge/internal/debuglog"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/runnerd/hostapi"
 )
@@ -29,9 +30,6 @@ const (
 	queueSize       = 10000
 	batchSize       = 256
 )
-
-// Key is the stream key of a tenant's extension.
-func Key(tenant, extension string) string { return "ext-debug:" + tenant + ":" + extension }
 
 type entry struct {
 	key    string
@@ -66,7 +64,7 @@ func (s *Stream) Dropped() int64   { return s.dropped.Load() }
 // Publish queues a call's log lines; it implements server.LogSink.
 func (s *Stream) Publish(env *execapi.Request, lines []hostapi.LogLine) {
 	c := env.Context
-	key := Key(c.TenantID, c.ExtensionID)
+	key := debuglog.StreamKey(c.TenantID, c.ExtensionID)
 	for _, l := range lines {
 		msg, cut := hostapi.CutUTF8([]byte(l.Message), MaxMessageBytes)
 		e := entry{key: key, values: []any{

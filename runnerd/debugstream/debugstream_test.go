@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/extedge/extedge/internal/debuglog"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/testenv"
 	"github.com/extedge/extedge/runnerd/hostapi"
@@ -59,12 +60,12 @@ func TestLinesReachTheTenantsStream(t *testing.T) {
 	env.Context.ExtensionID = "com.acme.fields"
 	s.Publish(env, []hostapi.LogLine{{Time: time.Now(), Level: "warn", Stream: "stderr", Message: long}})
 	testenv.WaitFor(t, 5*time.Second, func() error {
-		if n, _ := rdb.XLen(context.Background(), Key("tenant-a", "com.acme.fields")).Result(); n != 1 {
+		if n, _ := rdb.XLen(context.Background(), debuglog.StreamKey("tenant-a", "com.acme.fields")).Result(); n != 1 {
 			return fmt.Errorf("fields stream has %d entries", n)
 		}
 		return nil
 	})
-	msgs, err := rdb.XRange(context.Background(), Key("tenant-a", "com.acme.fields"), "-", "+").Result()
+	msgs, err := rdb.XRange(context.Background(), debuglog.StreamKey("tenant-a", "com.acme.fields"), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

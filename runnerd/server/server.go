@@ -26,6 +26,7 @@ import (
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 )
@@ -381,7 +382,7 @@ func validateEnvelope(env *execapi.Request) *execapi.Error {
 	}
 	c := env.Context
 	switch {
-	case !validTenant(c.TenantID):
+	case !tenantid.Valid(c.TenantID):
 		return bad("context.tenant_id must be 1-64 characters of [A-Za-z0-9._-]")
 	case !manifest.ValidName(c.ExtensionID):
 		return bad("context.extension_id is not a valid extension name")
@@ -409,19 +410,6 @@ func validateEnvelope(env *execapi.Request) *execapi.Error {
 		}
 	}
 	return nil
-}
-
-func validTenant(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func asExecError(err error) *execapi.Error {
