@@ -2,12 +2,10 @@ package caddymodule
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/extedge/extedge/internal/manifest"
 )
 
 // accessFields are what Caddy's access log carries for each /api/ext call
@@ -45,18 +43,4 @@ func (a accessFields) record(r *http.Request) {
 	for _, f := range a.zapFields() {
 		extra.Set(f)
 	}
-}
-
-// apiExtension is the {extensionId} of an /api/ext path when it is a valid
-// name (§8.2 step 1), else "" (an invalid one is client input, not logged).
-func apiExtension(r *http.Request) string {
-	p := r.URL.EscapedPath()
-	if !strings.HasPrefix(p, prefixAPI) {
-		return ""
-	}
-	ext, _, _ := strings.Cut(p[len(prefixAPI):], "/")
-	if !manifest.ValidName(ext) {
-		return ""
-	}
-	return ext
 }

@@ -33,17 +33,21 @@ func TestAccessFields(t *testing.T) {
 	accessFields{requestID: "x"}.record(httptest.NewRequest("GET", "/api/ext/com.acme.crm/x", nil))
 }
 
-func TestAPIExtension(t *testing.T) {
-	cases := []struct{ name, path, want string }{
-		{"a valid extension id is logged", "/api/ext/com.acme.crm/agreements", "com.acme.crm"},
-		{"an extension id without a sub-path", "/api/ext/com.acme.crm", "com.acme.crm"},
-		{"an invalid extension id is not logged", "/api/ext/Not%20Valid/x", ""},
-		{"another route has no extension", "/ext-ui/com.acme.crm/x", ""},
+func TestParsePathNamesOnlyValidExtensions(t *testing.T) {
+	cases := []struct{ name, path, ext, sub string }{
+		{"a valid extension id is logged", "/api/ext/com.acme.crm/agreements", "com.acme.crm", "/agreements"},
+		{"an extension id without a sub-path", "/api/ext/com.acme.crm", "com.acme.crm", "/"},
+		{"an invalid extension id is not logged", "/api/ext/Not%20Valid/x", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := apiExtension(httptest.NewRequest("GET", c.path, nil)); got != c.want {
-				t.Fatalf("apiExtension(%s) = %q, want %q", c.path, got, c.want)
+			call := &apiCall{r: httptest.NewRequest("GET", c.path, nil)}
+			ge := call.parsePath()
+			if call.ext != c.ext || call.sub != c.sub {
+				t.Fatalf("parsePath(%s): ext %q sub %q, want %q %q", c.path, call.ext, call.sub, c.ext, c.sub)
+			}
+			if (ge != nil) != (c.ext == "") {
+				t.Fatalf("parsePath(%s) error = %v", c.path, ge)
 			}
 		})
 	}

@@ -23,27 +23,35 @@ import (
 // serveAPI runs the §8.2 pipeline for /api/ext/{extension}/{path...}.
 func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rid := requestID(r)
-	code := h.callExtension(w, r, rid)
+	c := &apiCall{h: h, r: r, rid: requestID(r)}
+	code := c.serve(w)
 	observeRequest(routeAPI, code, start)
-	accessFields{requestID: rid, extension: apiExtension(r), outcome: code}.record(r)
+	accessFields{requestID: c.rid, tenant: c.tenant(), extension: c.ext, outcome: code}.record(r)
 }
 
-// callExtension returns the outcome code for metrics ("ok" on success).
-func (h *Handler) callExtension(w http.ResponseWriter, r *http.Request, rid string) string {
-	h.corsHeaders(w, r)
-	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-		h.preflight(w, r)
+// serve answers the call and returns the outcome code for metrics and the
+// access log ("ok" on success).
+func (c *apiCall) serve(w http.ResponseWriter) string {
+	c.h.corsHeaders(w, c.r)
+	if c.r.Method == http.MethodOptions && c.r.Header.Get("Access-Control-Request-Method") != "" {
+		c.h.preflight(w, c.r)
 		return "preflight"
 	}
-	c := &apiCall{h: h, r: r, rid: rid}
 	resp, ge := c.run()
 	if ge != nil {
-		writeError(w, rid, ge)
+		writeError(w, c.rid, ge)
 		return ge.code
 	}
-	writeGuestResponse(w, r, rid, resp)
+	writeGuestResponse(w, c.r, c.rid, resp)
 	return "ok"
+}
+
+// tenant is the authenticated tenant, "" before step 2 succeeded.
+func (c *apiCall) tenant() string {
+	if c.id == nil {
+		return ""
+	}
+	return c.id.Tenant
 }
 
 // apiCall is one /api/ext request on its way through the §8.2 steps. Each
@@ -54,7 +62,7 @@ type apiCall struct {
 	r   *http.Request
 	rid string
 
-	ext   string                 // step 1: the extension's name
+	ext   string                 // step 1: the extension's name, once valid
 	sub   string                 // step 1: the endpoint path, still escaped
 	id    *auth.Identity         // step 2
 	inst  *registrycache.Install // step 4
