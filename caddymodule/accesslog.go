@@ -5,7 +5,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-
 )
 
 // accessFields are what Caddy's access log carries for each /api/ext call
