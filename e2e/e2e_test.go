@@ -400,6 +400,31 @@ func testAPI(t *testing.T, st *stack) {
 		assertGatewayError(t, "bad token", do(t, "GET", st.apiURL("/agreements"), demo+"x", nil), 401, "unauthenticated")
 	})
 
+	t.Run("Caddy's access log names request id, tenant, extension and outcome", func(t *testing.T) {
+		r := do(t, "GET", st.apiURL("/agreements"), demo, nil)
+		rid := r.header.Get("X-Request-Id")
+		if r.status != 200 || rid == "" {
+			t.Fatalf("list = %s", r)
+		}
+		testenv.WaitFor(t, 5*time.Second, func() error {
+			data, err := os.ReadFile(st.LogPath("caddy-access"))
+			if err != nil {
+				return err
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var entry map[string]any
+				if json.Unmarshal([]byte(line), &entry) != nil || entry["request_id"] != rid {
+					continue
+				}
+				if entry["tenant"] != "demo" || entry["extension"] != st.ExtensionID || entry["outcome"] != "ok" {
+					return fmt.Errorf("access log entry of %s: %v", rid, entry)
+				}
+				return nil
+			}
+			return fmt.Errorf("no access log entry with request_id %s", rid)
+		})
+	})
+
 	t.Run("UI index.html has CSP, strong ETag and revalidates with 304", func(t *testing.T) {
 		want, err := os.ReadFile(filepath.Join(st.root, "examples", "agreements", "ui", "index.html"))
 		if err != nil {

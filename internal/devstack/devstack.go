@@ -352,13 +352,15 @@ func (st *Stack) caddyfile(sockets []string) string {
 	admin 127.0.0.1:%d
 	default_bind 127.0.0.1
 	auto_https off
+}
+
+%s, %s {
+	# Access log: one JSON line per request with extedge's request_id,
+	# tenant, extension and outcome (SPEC §21); credentials are redacted.
 	log {
 		output file %s
 		format json
 	}
-}
-
-%s, %s {
 	extedge {
 		registry %s {
 			token_file %s
@@ -385,8 +387,8 @@ func (st *Stack) caddyfile(sockets []string) string {
 	}
 	reverse_proxy %s
 }
-`, st.opts.AdminPort, st.logPath("caddy-access"),
-		origin, localhost,
+`, st.opts.AdminPort,
+		origin, localhost, st.logPath("caddy-access"),
 		st.RegistryURL, filepath.Join(d, "keys", "service.token"),
 		strings.Join(runners, " "), filepath.Join(d, "keys", "runner.token"),
 		filepath.Join(d, "keys", "session.secret"),
