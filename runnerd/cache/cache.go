@@ -17,11 +17,8 @@ package cache
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -36,6 +33,7 @@ import (
 
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/bundle/verified"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
@@ -399,7 +397,7 @@ func (c *Cache) checkStatus(ctx context.Context, hash, extension string) error {
 }
 
 // bundle returns the verified, extracted bundle, fetching it at most once
-// for concurrent callers.
+// for concurrent callers; each waits only until its ctx ends.
 func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error) {
 	c.mu.Lock()
 	b := c.bundles[hash]
@@ -410,7 +408,7 @@ func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error
 	if b != nil {
 		return b, nil
 	}
-	v, err, _ := c.bundleFlight.Do(hash, func() (any, error) {
+	return shared(ctx, &c.bundleFlight, hash, func() (*verifiedBundle, error) {
 		c.mu.Lock()
 		b := c.bundles[hash]
 		c.mu.Unlock()
@@ -418,7 +416,7 @@ func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error
 			return b, nil
 		}
 		// The fetch must not die with the first caller's request: other
-		// callers share it.
+		// callers share it, and each stops waiting at its own deadline.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		b, err := c.loadBundle(fctx, hash)
@@ -430,10 +428,6 @@ func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error
 		c.mu.Unlock()
 		return b, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*verifiedBundle), nil
 }
 
 func (c *Cache) loadBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
@@ -469,69 +463,73 @@ func readBundle(hash, dir string) (*verifiedBundle, error) {
 	return b, err
 }
 
-// fetchBundle downloads, hashes, extracts and verifies a bundle, and only
+// fetchBundle fetches and verifies a bundle with the one verified-bundle
+// pipeline (internal/bundle/verified), keeping manifest.json, dist/ and
+// (with TrustPrecompiled) precompiled/, marks the tree verified and only
 // then moves it into place.
 func (c *Cache) fetchBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
 	c.fetches.Add(1)
 	staging, err := os.MkdirTemp(filepath.Join(c.cfg.Dir, "staging"), "fetch-")
 	if err != nil {
-		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+		return nil, c.localError("creating a staging directory", err)
 	}
 	defer os.RemoveAll(staging)
 
-	archive := filepath.Join(staging, "bundle.tar.zst")
-	got, err := c.download(ctx, hash, archive)
-	if err != nil {
-		return nil, err
-	}
-	if got != hash {
-		return nil, integrity("bundle hashes to %s, not %s", got, hash)
-	}
-	sig, err := c.signature(ctx, hash)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(archive)
-	if err != nil {
-		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "reading downloaded bundle"}
-	}
-	defer f.Close()
 	extracted := filepath.Join(staging, "tree")
 	keep := func(name string) bool {
-		return name == bundle.ManifestName || strings.HasPrefix(name, "dist/") ||
-			(c.cfg.TrustPrecompiled && strings.HasPrefix(name, "precompiled/"))
+		return strings.HasPrefix(name, "dist/") || (c.cfg.TrustPrecompiled && strings.HasPrefix(name, "precompiled/"))
 	}
-	if _, err := bundle.Extract(f, extracted, c.cfg.Limits, keep); err != nil {
-		return nil, integrity("bundle breaks the archive rules: %s", bundle.RuleOf(err))
-	}
-	data, err := os.ReadFile(filepath.Join(extracted, bundle.ManifestName))
-	if err != nil {
-		return nil, integrity("bundle has no manifest")
-	}
-	m, err := manifest.Parse(data, manifest.Options{})
-	if err != nil {
-		return nil, integrity("bundle manifest is invalid")
-	}
-	if err := c.cfg.Trust.Verify(sig, hash, m.Publisher, c.cfg.Now()); err != nil {
-		return nil, integrity("signature check failed: %s", signing.CodeOf(err))
+	if _, err := verified.Fetch(ctx, c.cfg.Store, c.cfg.Trust, hash, extracted,
+		verified.Options{Limits: c.cfg.Limits, Keep: keep, Now: c.cfg.Now}); err != nil {
+		return nil, c.fetchError(hash, err)
 	}
 	c.verifications.Add(1)
 	if err := os.WriteFile(filepath.Join(extracted, verifiedMarker), []byte(hash+"\n"), 0o640); err != nil {
-		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+		return nil, c.localError("marking the bundle verified", err)
 	}
 	dir := c.bundleDir(hash)
 	os.RemoveAll(dir)
 	if err := os.Rename(extracted, dir); err != nil {
-		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
+		return nil, c.localError("moving the bundle into place", err)
 	}
 	b, err := readBundle(hash, dir)
 	if err != nil {
-		return nil, &execapi.Error{Code: execapi.CodeInternal, Message: "reading extracted bundle"}
+		return nil, c.localError("reading the extracted bundle", err)
 	}
 	c.mu.Lock()
 	c.addDiskLocked(hash, dirSize(dir))
 	c.mu.Unlock()
 	return b, nil
+}
+
+// fetchError maps a verified.Fetch error to the runner's codes (SPEC
+// §6.3): bundle_unavailable when the blob store has not got it or cannot
+// be reached, integrity_failed when the bundle is at fault.
+func (c *Cache) fetchError(hash string, err error) error {
+	switch {
+	case errors.Is(err, verified.ErrUnavailable):
+		if errors.Is(err, blobstore.ErrNotFound) {
+			return unavailable("bundle %s is not in the blob store", hash)
+		}
+		c.log.Warn("fetching bundle failed", zap.String("content_hash", hash), zap.Error(err))
+		return unavailable("bundle could not be fetched")
+	case errors.Is(err, verified.ErrIntegrity):
+		if code := signing.CodeOf(err); code != "" {
+			return integrity("signature check failed: %s", code)
+		}
+		if rule := bundle.RuleOf(err); rule != "" {
+			return integrity("bundle breaks the archive rules: %s", rule)
+		}
+		return integrity("%v", err)
+	}
+	return c.localError("fetching bundle "+hash, err)
+}
+
+// localError is a failure of this runner's own disk: logged, and answered
+// with a message that does not leak paths.
+func (c *Cache) localError(what string, err error) error {
+	c.log.Error("bundle cache: "+what, zap.Error(err))
+	return &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
 }
 
 // addDiskBytes adds bytes written for a bundle already on disk (its
@@ -567,59 +565,6 @@ func (c *Cache) DiskBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.diskSum
-}
-
-func (c *Cache) download(ctx context.Context, hash, dst string) (string, error) {
-	r, err := c.cfg.Store.Get(ctx, blobstore.BundleKey(hash))
-	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return "", unavailable("bundle %s is not in the blob store", hash)
-		}
-		c.log.Warn("fetching bundle failed", zap.String("content_hash", hash), zap.Error(err))
-		return "", unavailable("bundle could not be fetched")
-	}
-	defer r.Close()
-	f, err := os.Create(dst)
-	if err != nil {
-		return "", &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
-	}
-	defer f.Close()
-	lim := c.cfg.Limits
-	if lim.MaxCompressed <= 0 {
-		lim.MaxCompressed = bundle.DefaultLimits().MaxCompressed
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, lim.MaxCompressed+1))
-	if err != nil {
-		return "", unavailable("bundle download was interrupted")
-	}
-	if n > lim.MaxCompressed {
-		return "", integrity("bundle is larger than %d bytes", lim.MaxCompressed)
-	}
-	if err := f.Sync(); err != nil {
-		return "", &execapi.Error{Code: execapi.CodeInternal, Message: "cache directory not writable"}
-	}
-	return bundle.HashPrefix + hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func (c *Cache) signature(ctx context.Context, hash string) (*signing.Signature, error) {
-	r, err := c.cfg.Store.Get(ctx, blobstore.SignatureKey(hash))
-	if err != nil {
-		if errors.Is(err, blobstore.ErrNotFound) {
-			return nil, integrity("bundle has no SIGNATURE")
-		}
-		return nil, unavailable("signature could not be fetched")
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 64<<10))
-	if err != nil {
-		return nil, unavailable("signature could not be fetched")
-	}
-	sig, err := signing.ParseSignature(data)
-	if err != nil {
-		return nil, integrity("SIGNATURE is malformed")
-	}
-	return sig, nil
 }
 
 func dirSize(dir string) int64 {

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -445,5 +446,36 @@ func TestDiskLRUByBytes(t *testing.T) {
 	// The evicted bundle is fetched again on demand.
 	if _, _, err := c.Module(context.Background(), hashes[0], ext, "dist/handlers/ok"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCallerStopsWaitingForASlowFetchAtItsDeadline(t *testing.T) {
+	e := newEnv(t)
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	e.store.delay = 800 * time.Millisecond
+	c := e.cache(t, newEngine(t), nil)
+
+	patient := make(chan error, 1)
+	go func() {
+		_, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+		patient <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := c.Module(ctx, hash, ext, "dist/handlers/ok")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("short-deadline caller: err = %v, want context.DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > 600*time.Millisecond {
+		t.Fatalf("short-deadline caller waited %v for a fetch that takes 800ms", waited)
+	}
+	// The shared fetch was not cancelled with it: the patient caller gets
+	// the module, from one download.
+	if err := <-patient; err != nil {
+		t.Fatalf("patient caller: %v", err)
+	}
+	if n := e.store.gets.Load(); n != 1 {
+		t.Fatalf("bundle downloaded %d times, want once", n)
 	}
 }
