@@ -20,6 +20,7 @@ import (
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
+	"github.com/extedge/extedge/internal/bundle"
 )
 
 func init() {
@@ -108,6 +109,11 @@ type Handler struct {
 	csp    string
 
 	uiSource *uiSourceLoader
+	// bundleLimits bound the UI bundles fetched (SPEC §2.1 defaults);
+	// now is the clock their certificates are checked against. Both are
+	// set in Provision so tests can replace them.
+	bundleLimits bundle.Limits
+	now          func() time.Time
 }
 
 // RegistryConfig points at registryd.
@@ -234,6 +240,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // effects beyond the usage pools: no dialing, no file reads.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.bundleLimits = bundle.DefaultLimits()
+	h.now = time.Now
 	if h.Timeout == 0 {
 		h.Timeout = caddy.Duration(defaultTimeout)
 	}

@@ -2,10 +2,7 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"github.com/extedge/extedge/caddymodule/uicache"
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/bundle/verified"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/signing"
 )
@@ -159,8 +157,7 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 // that fails verification is integrity_failed, anything else (blob store
 // unreachable, extraction failed) bundle_unavailable; both 502 (errorTable).
 func uiBundleError(err error) *gatewayError {
-	var ve *signing.VerifyError
-	if errors.As(err, &ve) || errors.Is(err, errIntegrity) {
+	if errors.Is(err, verified.ErrIntegrity) {
 		return newError(codeIntegrityFailed, "")
 	}
 	return newError(codeBundleUnavailable, "")
@@ -222,9 +219,6 @@ func cleanSegment(s string) bool {
 	return true
 }
 
-// errIntegrity marks a bundle whose bytes do not match its content hash.
-var errIntegrity = errors.New("bundle integrity check failed")
-
 // uiSourceLoader holds the handler's lazily opened uiSource.
 type uiSourceLoader struct {
 	mu  sync.Mutex
@@ -239,88 +233,28 @@ type uiSource struct {
 	err   error
 }
 
-// buildUITree fetches the bundle of hash, checks its hash and signature and
-// extracts ui/** under dest (uicache.Builder).
+// buildUITree fetches and verifies the bundle of hash with the one
+// verified-bundle pipeline (internal/bundle/verified) and extracts its
+// ui/** under dest (uicache.Builder), under the §2.1 limits and the
+// handler's clock.
 func (h *Handler) buildUITree(ctx context.Context, hash, dest string) ([]bundle.Entry, string, error) {
 	src := h.uiSrc()
 	if src.err != nil {
 		return nil, "", src.err
 	}
-	tmp, err := os.CreateTemp(path.Dir(dest), ".download-*")
+	b, err := verified.Fetch(ctx, src.store, src.trust, hash, dest, verified.Options{
+		Limits: h.bundleLimits,
+		Keep:   func(name string) bool { return strings.HasPrefix(name, "ui/") },
+		Now:    h.now,
+	})
 	if err != nil {
 		return nil, "", err
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
-	lim := bundle.DefaultLimits()
-	rc, err := src.store.Get(ctx, blobstore.BundleKey(hash))
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching bundle: %w", err)
-	}
-	n, err := io.Copy(tmp, io.LimitReader(rc, lim.MaxCompressed+1))
-	rc.Close()
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching bundle: %w", err)
-	}
-	if n > lim.MaxCompressed {
-		return nil, "", fmt.Errorf("%w: bundle larger than %d bytes", errIntegrity, lim.MaxCompressed)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, "", err
-	}
-	got, _, err := bundle.HashReader(tmp)
-	if err != nil {
-		return nil, "", err
-	}
-	if got != hash {
-		return nil, "", fmt.Errorf("%w: content hash is %s", errIntegrity, got)
-	}
-	sigRC, err := src.store.Get(ctx, blobstore.SignatureKey(hash))
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching signature: %w", err)
-	}
-	sigBytes, err := io.ReadAll(io.LimitReader(sigRC, 64<<10))
-	sigRC.Close()
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching signature: %w", err)
-	}
-	sig, err := signing.ParseSignature(sigBytes)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, "", err
-	}
-	mb, err := bundle.ReadEntry(tmp, "manifest.json", lim)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
-	}
-	var man struct {
-		Publisher string `json:"publisher"`
-		UI        *struct {
-			Entry string `json:"entry"`
-		} `json:"ui"`
-	}
-	if err := json.Unmarshal(mb, &man); err != nil {
-		return nil, "", fmt.Errorf("%w: manifest: %v", errIntegrity, err)
-	}
-	if err := src.trust.Verify(sig, got, man.Publisher, time.Now()); err != nil {
-		return nil, "", err
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return nil, "", err
-	}
-	entries, err := bundle.Extract(tmp, dest, lim, func(name string) bool { return strings.HasPrefix(name, "ui/") })
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", errIntegrity, err)
 	}
 	entry := ""
-	if man.UI != nil {
-		entry = man.UI.Entry
+	if b.Manifest.UI != nil {
+		entry = b.Manifest.UI.Entry
 	}
-	return entries, entry, nil
+	return b.Files, entry, nil
 }
 
 // uiSrc opens the blob store and loads the trust bundle on first use; a
