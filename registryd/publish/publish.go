@@ -8,15 +8,12 @@ package publish
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -105,14 +102,12 @@ func (p *Pipeline) Publish(ctx context.Context, body io.Reader, contentLength in
 		return nil, err
 	}
 
-	f, hash, size, err := p.spool(body, max)
+	spooled, err := p.spool(body)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	defer spooled.Remove()
+	hash := spooled.Hash
 	// Refuse a signature for other bytes before parsing anything inside
 	// them; the key and publisher checks follow once the manifest is read.
 	if sig != nil && sig.ContentHash != hash {
@@ -120,7 +115,7 @@ func (p *Pipeline) Publish(ctx context.Context, body io.Reader, contentLength in
 			Message: fmt.Sprintf("the signature is for content hash %s, the upload hashes to %s", sig.ContentHash, hash)}
 	}
 
-	manifestJSON, files, err := p.checkBundle(f)
+	manifestJSON, files, err := p.checkBundle(spooled.Reader())
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +135,7 @@ func (p *Pipeline) Publish(ctx context.Context, body io.Reader, contentLength in
 		return nil, verifyError(err)
 	}
 
-	if err := p.writeBlobs(ctx, f, size, hash, manifestJSON, sigJSON); err != nil {
+	if err := p.writeBlobs(ctx, spooled.Reader(), spooled.Size, hash, manifestJSON, sigJSON); err != nil {
 		return nil, err
 	}
 
@@ -154,7 +149,7 @@ func (p *Pipeline) Publish(ctx context.Context, body io.Reader, contentLength in
 		ContentHash: hash, Runtime: m.Runtime,
 		Signature: compactJSON(sigJSON), Manifest: normalized,
 		Capabilities: m.Capabilities, Endpoints: endpoints, UI: m.UI, SBOM: m.SBOM,
-		StorageURL: storageURL(p.cfg.Blobs, blobstore.BundleKey(hash)), Size: size,
+		StorageURL: storageURL(p.cfg.Blobs, blobstore.BundleKey(hash)), Size: spooled.Size,
 	})
 	if err != nil {
 		return nil, err
@@ -203,42 +198,31 @@ func verifyError(err error) error {
 	return &store.Error{Code: code, Message: msg}
 }
 
-// spool copies the body into a temporary file while hashing it, stopping
-// at max+1 bytes.
-func (p *Pipeline) spool(body io.Reader, max int64) (*os.File, string, int64, error) {
-	f, err := os.CreateTemp(p.cfg.TempDir, "extedge-upload-*.tar.zst")
-	if err != nil {
-		return nil, "", 0, fmt.Errorf("creating upload file: %v", err)
+// spool copies the body into a temporary file while hashing it
+// (bundle.Spool, the hashing reader the runner and gateway share), stopping
+// past the compressed-size limit.
+func (p *Pipeline) spool(body io.Reader) (*bundle.Spooled, error) {
+	max := p.cfg.Limits.MaxCompressed
+	spooled, err := bundle.Spool(body, p.cfg.TempDir, p.cfg.Limits)
+	var mbe *http.MaxBytesError
+	switch {
+	case bundle.RuleOf(err) == bundle.RuleCompressedTooLarge || errors.As(err, &mbe):
+		return nil, tooLarge(max)
+	case errors.Is(err, bundle.ErrSourceRead):
+		return nil, &store.Error{Code: CodeInvalidRequest, Message: "reading the upload failed: " + strings.TrimPrefix(err.Error(), bundle.ErrSourceRead.Error()+": ")}
+	case err != nil:
+		return nil, fmt.Errorf("spooling the upload: %w", err)
 	}
-	h := sha256.New()
-	n, err := io.Copy(f, io.TeeReader(io.LimitReader(body, max+1), h))
-	fail := func(e error) (*os.File, string, int64, error) {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, "", 0, e
+	if spooled.Size == 0 {
+		spooled.Remove()
+		return nil, &store.Error{Code: CodeInvalidBundle, Message: "empty upload", Details: map[string]string{"rule": bundle.RuleCorrupt}}
 	}
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fail(tooLarge(max))
-		}
-		return fail(&store.Error{Code: CodeInvalidRequest, Message: "reading the upload failed: " + err.Error()})
-	}
-	if n > max {
-		return fail(tooLarge(max))
-	}
-	if n == 0 {
-		return fail(&store.Error{Code: CodeInvalidBundle, Message: "empty upload", Details: map[string]string{"rule": bundle.RuleCorrupt}})
-	}
-	return f, bundle.HashPrefix + hex.EncodeToString(h.Sum(nil)), n, nil
+	return spooled, nil
 }
 
 // checkBundle walks the spooled bundle under every §2.1 rule and returns
 // manifest.json and a file-existence function for manifest validation.
-func (p *Pipeline) checkBundle(f *os.File) ([]byte, func(string) bool, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, nil, err
-	}
+func (p *Pipeline) checkBundle(f io.Reader) ([]byte, func(string) bool, error) {
 	var manifestJSON []byte
 	entries, err := bundle.Walk(f, p.cfg.Limits, func(e bundle.Entry, body io.Reader) error {
 		if e.Name != bundle.ManifestName {
@@ -276,10 +260,7 @@ func (p *Pipeline) checkBundle(f *os.File) ([]byte, func(string) bool, error) {
 
 // writeBlobs stores the bundle, the manifest copy and the signature with
 // create-only semantics. Any failure is storage_unavailable.
-func (p *Pipeline) writeBlobs(ctx context.Context, f *os.File, size int64, hash string, manifestJSON, sigJSON []byte) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
+func (p *Pipeline) writeBlobs(ctx context.Context, f io.Reader, size int64, hash string, manifestJSON, sigJSON []byte) error {
 	put := func(key string, r io.Reader, n int64) error {
 		if err := p.cfg.Blobs.Put(ctx, key, r, n); err != nil {
 			p.cfg.Log.Error("blob store write failed", zap.String("key", key), zap.Error(err))
