@@ -15,10 +15,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/extedge/extedge/caddymodule/auth"
-	"github.com/extedge/extedge/caddymodule/registrycache"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/registryapi"
 )
 
 // serveAPI runs the §8.2 pipeline for /api/ext/{extension}/{path...}.
@@ -78,7 +78,7 @@ func (h *Handler) callExtension(w http.ResponseWriter, r *http.Request, rid stri
 	// 4. Resolve the install.
 	inst, err := h.state.registry.Resolve(r.Context(), id.Tenant, ext)
 	switch {
-	case errors.Is(err, registrycache.ErrNotInstalled):
+	case errors.Is(err, registryapi.ErrNotInstalled):
 		return fail(newError(codeNotInstalled, "the extension is not installed for this tenant"))
 	case err != nil:
 		return fail(newError(codeRegistryUnavailable, "the extension registry is unavailable"))
@@ -228,7 +228,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *gatewayError) {
 // buildEnvelope builds the §6.2 execute request. context.extension_id is
 // the extension's name (runnerd keys module caches and the debug stream
 // by it).
-func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, ext string, inst *registrycache.Install, m manifest.Match, body []byte, sub string) ([]byte, error) {
+func (h *Handler) buildEnvelope(r *http.Request, rid string, id *auth.Identity, ext string, inst *registryapi.ResolvedInstall, m manifest.Match, body []byte, sub string) ([]byte, error) {
 	timeout := time.Duration(h.Timeout)
 	if ms := m.Endpoint.TimeoutMS; ms > 0 && time.Duration(ms)*time.Millisecond < timeout {
 		timeout = time.Duration(ms) * time.Millisecond

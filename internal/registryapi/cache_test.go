@@ -1,4 +1,4 @@
-package registrycache
+package registryapi
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/extedge/extedge/internal/manifest"
-	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/testenv"
 )
 
@@ -33,11 +32,11 @@ type registry struct {
 	installed atomic.Bool
 	resolves  atomic.Int64
 	notMod    atomic.Int64
-	changes   chan registryapi.Change
+	changes   chan Change
 }
 
 func newRegistry(t *testing.T) *registry {
-	r := &registry{changes: make(chan registryapi.Change, 8)}
+	r := &registry{changes: make(chan Change, 8)}
 	r.installed.Store(true)
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.down.Load() {
@@ -58,7 +57,7 @@ func newRegistry(t *testing.T) *registry {
 				return
 			}
 			w.Header().Set("ETag", `"v1"`)
-			json.NewEncoder(w).Encode(registryapi.Resolved{InstallID: "i1", Status: "enabled", ContentHash: "sha256:aa",
+			json.NewEncoder(w).Encode(Resolved{InstallID: "i1", Status: "enabled", ContentHash: "sha256:aa",
 				Endpoints: []manifest.Endpoint{{Method: "GET", Path: "/x", Handler: "h"}}})
 		case req.URL.Path == "/v1/changes":
 			w.WriteHeader(200)
@@ -74,7 +73,7 @@ func newRegistry(t *testing.T) *registry {
 				}
 			}
 		default:
-			json.NewEncoder(w).Encode(registryapi.BundleStatus{Published: true})
+			json.NewEncoder(w).Encode(BundleStatus{Published: true})
 		}
 	}))
 	t.Cleanup(r.Close)
@@ -82,8 +81,8 @@ func newRegistry(t *testing.T) *registry {
 }
 
 func newCache(t *testing.T, r *registry, clk *clock) *Cache {
-	c := New(Config{
-		Client:   func() (*registryapi.Client, error) { return registryapi.New(r.URL, "t", nil), nil },
+	c := NewCache(CacheConfig{
+		Client:   func() (*Client, error) { return New(r.URL, "t", nil), nil },
 		TTL:      10 * time.Second,
 		MaxStale: time.Minute,
 		Now:      clk.Now,
@@ -183,7 +182,7 @@ func TestChangeFeedInvalidates(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		// the feed goroutine connects asynchronously; send until applied
 		select {
-		case r.changes <- registryapi.Change{ID: 1, Type: registryapi.ChangeInstall, TenantID: "t1", Extension: "com.a.b"}:
+		case r.changes <- Change{ID: 1, Type: ChangeInstall, TenantID: "t1", Extension: "com.a.b"}:
 		default:
 		}
 		if c.Stats().FeedEvents == 0 {
@@ -203,7 +202,7 @@ func TestInvalidatedEntryIsNotServedStale(t *testing.T) {
 	r := newRegistry(t)
 	c := newCache(t, r, &clock{t: time.Unix(1e9, 0)})
 	c.Resolve(ctx, "t1", "com.a.b")
-	c.apply(registryapi.Change{Type: registryapi.ChangeRevoked, ContentHash: "sha256:aa"})
+	c.apply(Change{Type: ChangeRevoked, ContentHash: "sha256:aa"})
 	r.down.Store(true)
 	if _, err := c.Resolve(ctx, "t1", "com.a.b"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("revoked entry served while registry down: %v", err)
