@@ -48,10 +48,10 @@ var errMethod = &gatewayError{code: "method_not_allowed", message: "method not a
 
 // Status is the body of GET /extedge/status.
 type Status struct {
-	Runners     []runnerpool.Status   `json:"runners"`
+	Runners     []runnerpool.Status      `json:"runners"`
 	Registries  []registryapi.CacheStats `json:"registry_caches"`
-	UICaches    []uicache.Stats       `json:"ui_caches"`
-	LimiterMode []string              `json:"limiter_modes"`
+	UICaches    []uicache.Stats          `json:"ui_caches"`
+	LimiterMode []string                 `json:"limiter_modes"`
 	// RedisFallbacks counts rate-limit decisions taken in memory because
 	// Redis failed.
 	RedisFallbacks int64 `json:"redis_fallbacks"`

@@ -25,8 +25,19 @@ var (
 	ErrUnavailable = errors.New("registry unavailable")
 )
 
-// CacheConfig configures a Cache. The defaults are the ones both the
-// gateway and the runner use.
+// Defaults of CacheConfig: the one place where the gateway's and the
+// runner's registry caches get their numbers. The gateway overrides TTL
+// and MaxStale with its `cache_ttl` and `max_stale` options, runnerd with
+// --registry-cache-ttl and --registry-max-stale.
+const (
+	DefaultCacheTTL            = 30 * time.Second
+	DefaultCacheNegativeTTL    = 5 * time.Second
+	DefaultCacheMaxStale       = 5 * time.Minute
+	DefaultCacheMaxEntries     = 50_000
+	DefaultCacheRequestTimeout = 5 * time.Second
+)
+
+// CacheConfig configures a Cache. Zero values take the Default* constants.
 type CacheConfig struct {
 	// Client returns the registry client; called until it succeeds, so a
 	// token file may appear after start. Required.
@@ -41,7 +52,8 @@ type CacheConfig struct {
 	NegativeTTL time.Duration
 	// MaxStale bounds how old (since the registry last confirmed it) an
 	// answer may be and still serve while the registry is unreachable;
-	// after it, lookups fail with ErrUnavailable. Default: `5m`.
+	// after it, lookups fail with ErrUnavailable. It counts from the last
+	// confirmation, not from the end of the TTL. Default: `5m`.
 	MaxStale time.Duration
 	// MaxEntries bounds each of the two tables (installs, bundle
 	// statuses); the least recently used entries go first.
@@ -50,8 +62,9 @@ type CacheConfig struct {
 	// RequestTimeout bounds one registry call. Default: `5s`.
 	RequestTimeout time.Duration
 	// OnRevoked, when set, is called from the change-feed goroutine with
-	// the content hash of each revoked version, after the cache already
-	// refuses it. The runner evicts the bundle's files there.
+	// the content hash (never empty, not validated) of each revoked
+	// version, after the cache already refuses it. The runner evicts the
+	// bundle's files there.
 	OnRevoked func(contentHash string)
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
@@ -67,12 +80,18 @@ type ResolvedInstall struct {
 
 // Cache holds registry answers for the gateway and the runners (SPEC
 // §7.5): resolved installs per (tenant, extension) and bundle status per
-// (content hash, extension). Entries expire after a TTL and are
-// revalidated with ETags; the change feed, which the cache follows itself
-// from its first lookup, invalidates them within about a second and makes
-// a revoked hash refused without asking again; while the registry is
-// unreachable, entries keep serving up to MaxStale and then fail closed.
-// Concurrent lookups of one key share one registry call.
+// (content hash, extension), each table an LRU of at most MaxEntries.
+//
+// Both users get the change feed the same way: the Cache follows
+// GET /v1/changes itself from its first lookup until Close, so an event
+// invalidates an entry within about a second and a revoked hash is
+// refused without asking again. The TTL only bounds how long a missed
+// event goes unnoticed; after a feed break every entry revalidates.
+// While the registry is unreachable, entries keep serving up to MaxStale
+// and then fail closed (ErrUnavailable); an entry the feed invalidated
+// never serves stale. Concurrent lookups of one key share one registry
+// call, which a caller's context does not cancel: a caller whose context
+// ends stops waiting, the others still get the answer.
 //
 // A Cache is safe for concurrent use and does no I/O until first used.
 type Cache struct {
@@ -119,19 +138,19 @@ type statusEntry struct {
 // NewCache returns a cache; it does no I/O.
 func NewCache(cfg CacheConfig) *Cache {
 	if cfg.TTL <= 0 {
-		cfg.TTL = 30 * time.Second
+		cfg.TTL = DefaultCacheTTL
 	}
 	if cfg.NegativeTTL <= 0 {
-		cfg.NegativeTTL = 5 * time.Second
+		cfg.NegativeTTL = DefaultCacheNegativeTTL
 	}
 	if cfg.MaxStale <= 0 {
-		cfg.MaxStale = 5 * time.Minute
+		cfg.MaxStale = DefaultCacheMaxStale
 	}
 	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 50_000
+		cfg.MaxEntries = DefaultCacheMaxEntries
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 5 * time.Second
+		cfg.RequestTimeout = DefaultCacheRequestTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -223,7 +242,7 @@ func statusKey(hash, ext string) string { return hash + "\x00" + ext }
 
 // Resolve returns the install of ext for tenant: ErrNotInstalled when it
 // has none (or it is disabled), ErrUnavailable when the registry cannot
-// say and nothing usable is cached.
+// say and nothing usable is cached, ctx's error when ctx ends first.
 func (c *Cache) Resolve(ctx context.Context, tenant, ext string) (*ResolvedInstall, error) {
 	c.feedOnce.Do(c.startFeed)
 	key := installKey(tenant, ext)
@@ -238,11 +257,25 @@ func (c *Cache) Resolve(ctx context.Context, tenant, ext string) (*ResolvedInsta
 		}
 	}
 	c.misses.Add(1)
-	v, err, _ := c.sf.Do("i\x00"+key, func() (any, error) { return c.refreshInstall(tenant, ext, key) })
+	v, err := c.share(ctx, "i\x00"+key, func() (any, error) { return c.refreshInstall(tenant, ext, key) })
 	if err != nil {
 		return nil, err
 	}
 	return v.(*installEntry).result()
+}
+
+// share runs refresh once for all concurrent callers of key. The refresh
+// runs under the cache's own context and RequestTimeout, so that the first
+// caller going away does not fail the others; a caller whose ctx ends
+// returns ctx's error at once.
+func (c *Cache) share(ctx context.Context, key string, refresh func() (any, error)) (any, error) {
+	ch := c.sf.DoChan(key, refresh)
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (e *installEntry) result() (*ResolvedInstall, error) {
@@ -331,7 +364,8 @@ func isNotFound(err error) bool {
 // BundleStatus reports whether hash is a published, non-revoked version of
 // ext. An unknown hash is a status with Published false, not an error;
 // the error is ErrUnavailable when the registry cannot say and nothing
-// usable is cached. It has the signature of Client.BundleStatus.
+// usable is cached, or ctx's error when ctx ends first. It has the
+// signature of Client.BundleStatus.
 func (c *Cache) BundleStatus(ctx context.Context, hash, ext string) (*BundleStatus, error) {
 	c.feedOnce.Do(c.startFeed)
 	key := statusKey(hash, ext)
@@ -346,7 +380,7 @@ func (c *Cache) BundleStatus(ctx context.Context, hash, ext string) (*BundleStat
 		}
 	}
 	c.misses.Add(1)
-	v, err, _ := c.sf.Do("s\x00"+key, func() (any, error) { return c.refreshStatus(hash, ext, key) })
+	v, err := c.share(ctx, "s\x00"+key, func() (any, error) { return c.refreshStatus(hash, ext, key) })
 	if err != nil {
 		return nil, err
 	}
