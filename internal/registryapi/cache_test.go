@@ -79,8 +79,7 @@ func newRegistry(t *testing.T) *registry {
 				case <-req.Context().Done():
 					return
 				case ch := <-r.changes:
-					b, _ := json.Marshal(ch)
-					fmt.Fprintf(w, "id: %d\ndata: %s\n\n", ch.ID, b)
+					WriteChange(w, ch)
 					w.(http.Flusher).Flush()
 				}
 			}

@@ -321,8 +321,7 @@ func (s *statusRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case <-s.breakFeed:
 				return
 			case ch := <-s.changes:
-				b, _ := json.Marshal(ch)
-				fmt.Fprintf(w, "id: %d\ndata: %s\n\n", ch.ID, b)
+				registryapi.WriteChange(w, ch)
 				w.(http.Flusher).Flush()
 			}
 		}
