@@ -6,9 +6,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/extedge/extedge/caddymodule/registrycache"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/caddymodule/uicache"
+	"github.com/extedge/extedge/internal/registryapi"
 )
 
 func init() {
@@ -48,10 +48,10 @@ var errMethod = newError(codeMethodNotAllowed, "")
 
 // Status is the body of GET /extedge/status.
 type Status struct {
-	Runners     []runnerpool.Status   `json:"runners"`
-	Registries  []registrycache.Stats `json:"registry_caches"`
-	UICaches    []uicache.Stats       `json:"ui_caches"`
-	LimiterMode []string              `json:"limiter_modes"`
+	Runners     []runnerpool.Status      `json:"runners"`
+	Registries  []registryapi.CacheStats `json:"registry_caches"`
+	UICaches    []uicache.Stats          `json:"ui_caches"`
+	LimiterMode []string                 `json:"limiter_modes"`
 	// RedisFallbacks counts rate-limit decisions taken in memory because
 	// Redis failed.
 	RedisFallbacks int64 `json:"redis_fallbacks"`
@@ -59,14 +59,14 @@ type Status struct {
 
 // collectStatus reads every pooled state object, across all loaded configs.
 func collectStatus() Status {
-	st := Status{Runners: []runnerpool.Status{}, Registries: []registrycache.Stats{},
+	st := Status{Runners: []runnerpool.Status{}, Registries: []registryapi.CacheStats{},
 		UICaches: []uicache.Stats{}, LimiterMode: []string{}}
 	runnerSets.Range(func(_, v any) bool {
 		st.Runners = append(st.Runners, v.(*runnerpool.Pool).Statuses()...)
 		return true
 	})
 	registries.Range(func(_, v any) bool {
-		st.Registries = append(st.Registries, v.(*registrycache.Cache).Stats())
+		st.Registries = append(st.Registries, v.(*registryapi.Cache).Stats())
 		return true
 	})
 	uiCaches.Range(func(_, v any) bool {

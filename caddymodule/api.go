@@ -14,10 +14,10 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/extedge/extedge/caddymodule/auth"
-	"github.com/extedge/extedge/caddymodule/registrycache"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/registryapi"
 )
 
 // serveAPI runs the §8.2 pipeline for /api/ext/{extension}/{path...}.
@@ -62,12 +62,12 @@ type apiCall struct {
 	r   *http.Request
 	rid string
 
-	ext   string                 // step 1: the extension's name, once valid
-	sub   string                 // step 1: the endpoint path, still escaped
-	id    *auth.Identity         // step 2
-	inst  *registrycache.Install // step 4
-	match manifest.Match         // step 5
-	body  []byte                 // step 7
+	ext   string                       // step 1: the extension's name, once valid
+	sub   string                       // step 1: the endpoint path, still escaped
+	id    *auth.Identity               // step 2
+	inst  *registryapi.ResolvedInstall // step 4
+	match manifest.Match               // step 5
+	body  []byte                       // step 7
 }
 
 // run takes the call through the steps in SPEC order.
@@ -139,7 +139,7 @@ func (c *apiCall) authenticate() *gatewayError {
 func (c *apiCall) resolve() *gatewayError {
 	inst, err := c.h.state.registry.Resolve(c.r.Context(), c.id.Tenant, c.ext)
 	switch {
-	case errors.Is(err, registrycache.ErrNotInstalled):
+	case errors.Is(err, registryapi.ErrNotInstalled):
 		return newError(codeNotInstalled, "the extension is not installed for this tenant")
 	case err != nil:
 		return newError(codeRegistryUnavailable, "the extension registry is unavailable")

@@ -122,12 +122,14 @@ type RegistryConfig struct {
 	URL string `json:"url,omitempty"`
 	// TokenFile holds the service token (whole file, whitespace trimmed).
 	TokenFile string `json:"token_file,omitempty"`
-	// CacheTTL is how long a resolved install is used before it is
-	// revalidated. The change feed invalidates sooner. Default: `30s`.
+	// CacheTTL is how long a resolved install or bundle status is used
+	// before it is revalidated. The change feed invalidates sooner.
+	// Default: `30s` (registryapi.DefaultCacheTTL, shared with runnerd).
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
-	// MaxStale is how long cached installs keep serving while the
-	// registry is unreachable; after it, calls fail with 503
-	// registry_unavailable. Default: `5m`.
+	// MaxStale is how long, since the registry last confirmed them,
+	// cached answers keep serving while the registry is unreachable; after
+	// it, calls fail with 503 registry_unavailable. Default: `5m`
+	// (registryapi.DefaultCacheMaxStale, shared with runnerd).
 	MaxStale caddy.Duration `json:"max_stale,omitempty"`
 }
 

@@ -171,8 +171,7 @@ func (s *stubRegistry) serve(w http.ResponseWriter, r *http.Request) {
 			case <-r.Context().Done():
 				return
 			case ch := <-s.changes:
-				b, _ := json.Marshal(ch)
-				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ch.ID, ch.Type, b)
+				registryapi.WriteChange(w, ch)
 				w.(http.Flusher).Flush()
 			}
 		}

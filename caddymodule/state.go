@@ -13,7 +13,6 @@ import (
 
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
-	"github.com/extedge/extedge/caddymodule/registrycache"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/caddymodule/uicache"
 	"github.com/extedge/extedge/internal/registryapi"
@@ -27,7 +26,7 @@ import (
 // runner health and keep-alive connections stay, and the UI cache index
 // is not rebuilt. When the last reference goes, the value's Destruct runs.
 var (
-	registries = caddy.NewUsagePool() // key: registry identity → *registrycache.Cache
+	registries = caddy.NewUsagePool() // key: registry identity → *registryapi.Cache
 	runnerSets = caddy.NewUsagePool() // key: runners identity → *runnerpool.Pool
 	limiters   = caddy.NewUsagePool() // key: redis URL + size → *limiterState
 	quotaSets  = caddy.NewUsagePool() // key: "quotas" → *quotaState
@@ -37,7 +36,7 @@ var (
 
 // sharedState is one Handler's view of the pooled state.
 type sharedState struct {
-	registry *registrycache.Cache
+	registry *registryapi.Cache
 	runners  *runnerpool.Pool
 	limiter  *limiterState
 	quotas   *quotaState
@@ -114,7 +113,7 @@ func acquireState(h *Handler) (*sharedState, error) {
 	st.keys[0] = fmt.Sprintf("%s|%s|%d|%d", reg.URL, reg.TokenFile, reg.CacheTTL, reg.MaxStale)
 	v, _, err := registries.LoadOrNew(st.keys[0], func() (caddy.Destructor, error) {
 		tf := &tokenFile{path: reg.TokenFile}
-		return registrycache.New(registrycache.Config{
+		return registryapi.NewCache(registryapi.CacheConfig{
 			Client: func() (*registryapi.Client, error) {
 				tok, err := tf.get()
 				if err != nil {
@@ -130,7 +129,7 @@ func acquireState(h *Handler) (*sharedState, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.registry = v.(*registrycache.Cache)
+	st.registry = v.(*registryapi.Cache)
 
 	rc := h.Runners
 	st.keys[1] = fmt.Sprintf("%s|%s|%d|%d", strings.Join(rc.Addresses, ","), rc.TokenFile, rc.HealthInterval, rc.FailDuration)

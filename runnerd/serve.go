@@ -64,7 +64,9 @@ type options struct {
 	maxLogBytes                      int64
 	maxConcurrency, maxPerTenant     int
 	queueWait, grace, epochTick      time.Duration
-	logLevel                         string
+
+	registryCacheTTL, registryMaxStale time.Duration
+	logLevel                           string
 }
 
 type listFlag []string
@@ -133,6 +135,8 @@ func parseOptions(args []string) (*options, error) {
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present [env EXTEDGE_RUNNER_TOKEN holds the token itself]")
 	fs.StringVar(&o.registry, "registry", env("REGISTRY_BASE_URL", ""), "registryd base URL for KV, bundle status, revocations and execution records [REGISTRY_BASE_URL]")
 	fs.StringVar(&o.registryTokenFile, "registry-token-file", "", "file holding the service token for registryd")
+	fs.DurationVar(&o.registryCacheTTL, "registry-cache-ttl", registryapi.DefaultCacheTTL, "how long a bundle status is used before registryd is asked again (the change feed invalidates sooner)")
+	fs.DurationVar(&o.registryMaxStale, "registry-max-stale", registryapi.DefaultCacheMaxStale, "how long since registryd last confirmed it a bundle status keeps serving while registryd is unreachable; then calls fail with bundle_unavailable")
 	fs.StringVar(&o.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=…; empty uses the STORAGE_S3_* environment")
 	fs.StringVar(&o.cacheDir, "cache-dir", env("EXT_CACHE_ROOT", "/var/cache/extedge/runner"), "cache directory for verified bundles and compiled modules [EXT_CACHE_ROOT]")
 	o.cacheMaxBytes = envSize("EXT_CACHE_MAX_BYTES", 2<<30)
@@ -225,6 +229,7 @@ func serve(args []string) error {
 	if err := d.buildModules(); err != nil {
 		return err
 	}
+	defer d.modules.Close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -336,7 +341,12 @@ func (d *daemon) buildModules() error {
 	ccfg := cache.Config{Dir: o.cacheDir, MaxBytes: o.cacheMaxBytes, Store: d.store, Trust: d.trust, Engine: d.eng,
 		TrustPrecompiled: o.trustPrecompiled, Logger: d.log.Named("cache")}
 	if d.reg != nil {
-		ccfg.Registry = d.reg
+		// The status cache follows registryd's change feed itself.
+		ccfg.Registry = &registryapi.CacheConfig{
+			Client:   func() (*registryapi.Client, error) { return d.reg, nil },
+			TTL:      o.registryCacheTTL,
+			MaxStale: o.registryMaxStale,
+		}
 	}
 	var err error
 	if d.modules, err = cache.New(ccfg); err != nil {
@@ -368,10 +378,6 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 		go batcher.Run(bg)
 		d.prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "extedge_runner_records_dropped_total",
 			Help: "Execution records dropped (full queue or failed posts)."}, func() float64 { return float64(batcher.Dropped() + batcher.Failed()) }))
-		go d.reg.FollowChanges(bg, d.modules.HandleChange, func(err error) {
-			d.log.Warn("change feed reconnecting", zap.Error(err))
-			d.modules.ExpireStatus()
-		})
 	}
 	if o.redis != "" {
 		ds, err := debugstream.New(o.redis, d.log.Named("debugstream"))
@@ -435,6 +441,5 @@ var (
 	_ server.RecordSink   = (*records.Batcher)(nil)
 	_ server.LogSink      = (*debugstream.Stream)(nil)
 	_ kv.Store            = (*registryapi.Client)(nil)
-	_ cache.StatusChecker = (*registryapi.Client)(nil)
 	_ records.Poster      = (*registryapi.Client)(nil)
 )

@@ -214,6 +214,17 @@ func (c *Client) Changes(ctx context.Context, lastID int64, fn func(Change)) (in
 	return lastID, nil
 }
 
+// WriteChange writes ch as one event of the /v1/changes stream, in the
+// framing Changes reads: `id:`, `event:` (the type) and `data:` (the JSON).
+func WriteChange(w io.Writer, ch Change) error {
+	data, err := json.Marshal(ch)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ch.ID, ch.Type, data)
+	return err
+}
+
 // FollowChanges runs Changes in a loop with backoff until ctx ends, so a
 // registry restart only delays events; onReconnect (may be nil) is called
 // after each break, since events may have been missed while disconnected

@@ -1,7 +1,8 @@
 // Package registryapi is the contract of registryd's service API (SPEC §7.4,
 // §7.6, §7.7): the JSON types and a small client used by the gateway, the
-// runners and extctl. registryd implements the server side with the same
-// types, so a spelling change breaks the compiler, not production.
+// runners and extctl, and the Cache of its answers (§7.5) that the gateway
+// and the runners share. registryd implements the server side with the
+// same types, so a spelling change breaks the compiler, not production.
 package registryapi
 
 import (

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/registryd/store"
 )
 
@@ -84,8 +84,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, ev := range events {
-			data, _ := json.Marshal(ev)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, data); err != nil {
+			if err := registryapi.WriteChange(w, ev); err != nil {
 				return
 			}
 			last = ev.ID

@@ -1,8 +1,11 @@
 // Package cache turns a content hash into compiled handler modules (SPEC
 // §6.3, §6.4). A bundle is fetched from the blob store once, its hash and
 // signature are verified against the trust bundle and the manifest's
-// publisher, revocation is checked with registryd when one is configured,
-// and its dist/ tree is extracted under the cache directory. Modules are
+// publisher, and its dist/ tree is extracted under the cache directory.
+// When a registry is configured, every call first asks whether the hash is
+// a published, non-revoked version of the extension, through the shared
+// registryapi.Cache (SPEC §7.5), which also follows the change feed: a
+// revoked version is refused and its files evicted within about a second. Modules are
 // compiled on first use, kept in an in-memory LRU, and serialized to disk
 // under the engine fingerprint so that a fresh runner deserializes instead
 // of recompiling. Concurrent cold requests share one fetch/verify and one
@@ -41,12 +44,6 @@ import (
 	"github.com/extedge/extedge/runnerd/engine"
 )
 
-// StatusChecker asks registryd whether a hash is a usable version of an
-// extension; *registryapi.Client implements it.
-type StatusChecker interface {
-	BundleStatus(ctx context.Context, hash, extension string) (*registryapi.BundleStatus, error)
-}
-
 // Config configures the cache.
 type Config struct {
 	// Dir is the cache root. Required.
@@ -58,15 +55,12 @@ type Config struct {
 	Store blobstore.Store
 	// Trust verifies signatures. Required: runnerd never runs unsigned code.
 	Trust *signing.TrustBundle
-	// Registry, when set, is asked whether a hash is published and not
-	// revoked before it runs; answers are cached for StatusTTL and evicted
-	// by the change feed.
-	Registry StatusChecker
-	// StatusTTL is how long a registry answer is trusted. Default: 60s.
-	StatusTTL time.Duration
-	// StaleFor is how long an expired answer keeps serving while the
-	// registry is unreachable; after that calls fail closed. Default: 10m.
-	StaleFor time.Duration
+	// Registry, when set, configures the registryapi.Cache that is asked
+	// whether a hash is published and not revoked before it runs (its TTL,
+	// MaxStale and size defaults are registryapi's). New sets its
+	// OnRevoked to evict the version here, and its Now and Logger from
+	// this Config when unset. Without it, only the signature counts.
+	Registry *registryapi.CacheConfig
 	// Engine compiles modules.
 	Engine *engine.Engine
 	// MaxModules and MaxModuleBytes bound the in-memory compiled modules.
@@ -78,7 +72,8 @@ type Config struct {
 	TrustPrecompiled bool
 	// Limits bound bundle extraction (§2.1 defaults).
 	Limits bundle.Limits
-	// Now is the clock for certificate validity. Default: time.Now.
+	// Now is the clock for certificate validity and registry answers.
+	// Default: time.Now.
 	Now func() time.Time
 	// Logger logs cache events. Default: no-op.
 	Logger *zap.Logger
@@ -92,7 +87,6 @@ type Counters struct {
 	Compiles       int64 // modules compiled from wasm
 	DiskHits       int64 // modules deserialized from the disk cache
 	MemoryHits     int64 // modules served from the in-memory LRU
-	StatusChecks   int64 // registry status requests
 }
 
 // Cache is the runner's bundle and module cache. It implements
@@ -104,16 +98,18 @@ type Cache struct {
 	bundleFlight singleflight.Group
 	moduleFlight singleflight.Group
 
+	// status answers "published and not revoked?"; nil without a registry.
+	status *registryapi.Cache
+
 	mu      sync.Mutex
 	bundles map[string]*verifiedBundle // hash → loaded bundle
 	disk    *lru.Cache[string, int64]  // hash → bytes on disk
 	diskSum int64
-	status  map[string]statusEntry // hash|extension → registry answer
 
 	modules  *lru.Cache[string, *engine.Module]
 	modBytes atomic.Int64
 
-	fetches, verifications, bundleDiskHits, compiles, diskHits, memHits, statusChecks atomic.Int64
+	fetches, verifications, bundleDiskHits, compiles, diskHits, memHits atomic.Int64
 }
 
 type verifiedBundle struct {
@@ -123,13 +119,6 @@ type verifiedBundle struct {
 	files    map[string]bool
 }
 
-type statusEntry struct {
-	usable  bool
-	reason  string
-	checked time.Time
-	recheck bool // the change feed broke: events may have been missed
-}
-
 // New prepares the cache directories and indexes what is already on disk.
 func New(cfg Config) (*Cache, error) {
 	if cfg.Dir == "" || cfg.Store == nil || cfg.Trust == nil || cfg.Engine == nil {
@@ -137,12 +126,6 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 2 << 30
-	}
-	if cfg.StatusTTL <= 0 {
-		cfg.StatusTTL = time.Minute
-	}
-	if cfg.StaleFor <= 0 {
-		cfg.StaleFor = 10 * time.Minute
 	}
 	if cfg.MaxModules <= 0 {
 		cfg.MaxModules = 256
@@ -156,7 +139,7 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	c := &Cache{cfg: cfg, log: cfg.Logger, bundles: map[string]*verifiedBundle{}, status: map[string]statusEntry{}}
+	c := &Cache{cfg: cfg, log: cfg.Logger, bundles: map[string]*verifiedBundle{}}
 	for _, d := range []string{"bundles", "compiled", "staging"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o750); err != nil {
 			return nil, fmt.Errorf("creating cache directory: %v", err)
@@ -187,7 +170,34 @@ func New(cfg Config) (*Cache, error) {
 	}
 	c.removeOtherFingerprints()
 	c.indexDisk()
+	if cfg.Registry != nil {
+		rc := *cfg.Registry
+		if rc.Now == nil {
+			rc.Now = cfg.Now
+		}
+		if rc.Logger == nil {
+			rc.Logger = cfg.Logger.Named("registry")
+		}
+		onRevoked := rc.OnRevoked
+		rc.OnRevoked = func(hash string) {
+			c.Evict(hash)
+			c.log.Info("evicted revoked bundle", zap.String("content_hash", hash))
+			if onRevoked != nil {
+				onRevoked(hash)
+			}
+		}
+		c.status = registryapi.NewCache(rc)
+	}
 	return c, nil
+}
+
+// Close stops following the registry's change feed. The cache must not be
+// used afterwards.
+func (c *Cache) Close() error {
+	if c.status != nil {
+		return c.status.Close()
+	}
+	return nil
 }
 
 // removeOtherFingerprints deletes modules compiled by other engine
@@ -234,7 +244,6 @@ func (c *Cache) Counters() Counters {
 	return Counters{
 		Fetches: c.fetches.Load(), Verifications: c.verifications.Load(), BundleDiskHits: c.bundleDiskHits.Load(),
 		Compiles: c.compiles.Load(), DiskHits: c.diskHits.Load(), MemoryHits: c.memHits.Load(),
-		StatusChecks: c.statusChecks.Load(),
 	}
 }
 
@@ -307,8 +316,12 @@ func (c *Cache) Warmup(ctx context.Context, hash string) error {
 }
 
 // Evict forgets everything about a hash: loaded bundle, compiled modules,
-// disk copies. Used when a version is revoked.
+// disk copies. Used when a version is revoked. Anything but a valid
+// content hash is ignored: it names a directory to delete.
 func (c *Cache) Evict(hash string) {
+	if !bundle.ValidHash(hash) {
+		return
+	}
 	c.mu.Lock()
 	delete(c.bundles, hash)
 	c.disk.Remove(hash)
@@ -321,77 +334,23 @@ func (c *Cache) Evict(hash string) {
 	os.RemoveAll(c.compiledDir(hash))
 }
 
-// HandleChange applies a change-feed event: a revoked version is evicted
-// and refused from then on without asking the registry again.
-func (c *Cache) HandleChange(ch registryapi.Change) {
-	if ch.Type != registryapi.ChangeRevoked || !bundle.ValidHash(ch.ContentHash) {
-		return
-	}
-	c.mu.Lock()
-	for k := range c.status {
-		if strings.HasPrefix(k, ch.ContentHash+"|") {
-			c.status[k] = statusEntry{usable: false, reason: "revoked", checked: c.cfg.Now()}
-		}
-	}
-	if ch.Extension != "" {
-		c.status[ch.ContentHash+"|"+ch.Extension] = statusEntry{usable: false, reason: "revoked", checked: c.cfg.Now()}
-	}
-	c.mu.Unlock()
-	c.Evict(ch.ContentHash)
-	c.log.Info("evicted revoked bundle", zap.String("content_hash", ch.ContentHash))
-}
-
-// ExpireStatus drops cached registry answers (after a change-feed
-// reconnect, when events may have been missed).
-func (c *Cache) ExpireStatus() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k, e := range c.status {
-		// Ask again on next use, but keep the check time so that a registry
-		// that is still down only serves it within the staleness bound.
-		e.recheck = true
-		c.status[k] = e
-	}
-}
-
 // checkStatus refuses hashes the registry says are revoked or not
-// versions of extension. Without a registry only the signature counts.
+// versions of extension, and fails closed when it cannot say (§7.5).
+// Without a registry only the signature counts.
 func (c *Cache) checkStatus(ctx context.Context, hash, extension string) error {
-	if c.cfg.Registry == nil {
+	if c.status == nil {
 		return nil
 	}
-	key := hash + "|" + extension
-	now := c.cfg.Now()
-	c.mu.Lock()
-	e, ok := c.status[key]
-	c.mu.Unlock()
-	if !ok || e.recheck || now.Sub(e.checked) > c.cfg.StatusTTL {
-		c.statusChecks.Add(1)
-		st, err := c.cfg.Registry.BundleStatus(ctx, hash, extension)
-		switch {
-		case err == nil:
-			e = statusEntry{usable: st.Usable(), checked: now}
-			if st.Revoked {
-				e.reason = "revoked"
-			} else if !st.Published {
-				e.reason = "not a published version of " + extension
-			}
-			c.mu.Lock()
-			if len(c.status) > 10000 {
-				clear(c.status) // bounded; answers are cheap to ask again
-			}
-			c.status[key] = e
-			c.mu.Unlock()
-		case registryapi.IsCode(err, "not_found"):
-			e = statusEntry{usable: false, reason: "not a published version of " + extension, checked: now}
-		case ok && now.Sub(e.checked) <= c.cfg.StatusTTL+c.cfg.StaleFor:
-			c.log.Warn("registry unreachable, serving cached bundle status", zap.String("content_hash", hash), zap.Error(err))
-		default:
-			return unavailable("registry cannot confirm bundle status")
-		}
-	}
-	if !e.usable {
-		return integrity("bundle %s is %s", hash, e.reason)
+	st, err := c.status.BundleStatus(ctx, hash, extension)
+	switch {
+	case err != nil:
+		return unavailable("registry cannot confirm bundle status")
+	case st.Revoked:
+		// The feed may have been down when it was revoked: evict now.
+		c.Evict(hash)
+		return integrity("bundle %s is revoked", hash)
+	case !st.Published:
+		return integrity("bundle %s is not a published version of %s", hash, extension)
 	}
 	return nil
 }

@@ -2,8 +2,9 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/testenv"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
@@ -78,6 +80,7 @@ func (e *env) cache(t *testing.T, eng *engine.Engine, mutate func(*Config)) *Cac
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -279,42 +282,88 @@ func TestIntegrityFailures(t *testing.T) {
 	}
 }
 
-// statusRegistry implements GET /v1/bundles/{hash}/status of the
-// registryapi contract. registryd is written in parallel; the real
-// registryd is exercised in the end-to-end tests later.
+// statusRegistry implements GET /v1/bundles/{hash}/status and the
+// /v1/changes feed of the registryapi contract. It stands in for registryd
+// in this unit test so that it can count calls, go down and break the
+// feed; the real registryd is exercised by TestWithRealRegistryd
+// (runnerd/registry_integration_test.go), revocation included.
 type statusRegistry struct {
-	mu      sync.Mutex
-	revoked map[string]bool
-	down    bool
-	calls   int
+	mu        sync.Mutex
+	revoked   map[string]bool
+	down      bool
+	calls     int // status requests
+	feedConns int // change-feed connections so far
+
+	changes   chan registryapi.Change
+	breakFeed chan struct{} // a send ends the current feed connection
+}
+
+func newStatusRegistry() *statusRegistry {
+	return &statusRegistry{revoked: map[string]bool{}, changes: make(chan registryapi.Change, 8), breakFeed: make(chan struct{})}
 }
 
 func (s *statusRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls++
 	if s.down {
+		s.mu.Unlock()
 		http.Error(w, "down", http.StatusBadGateway)
 		return
 	}
+	if r.URL.Path == "/v1/changes" {
+		s.feedConns++
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-s.breakFeed:
+				return
+			case ch := <-s.changes:
+				registryapi.WriteChange(w, ch)
+				w.(http.Flusher).Flush()
+			}
+		}
+	}
+	defer s.mu.Unlock()
+	s.calls++
 	hash := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/bundles/"), "/status")
 	json.NewEncoder(w).Encode(registryapi.BundleStatus{ContentHash: hash, Extension: r.URL.Query().Get("extension"),
 		Published: true, Revoked: s.revoked[hash]})
 }
 
+func (s *statusRegistry) set(f func(*statusRegistry)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *statusRegistry) count() (calls, feedConns int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, s.feedConns
+}
+
 func TestRevocation(t *testing.T) {
 	e := newEnv(t)
 	hash := e.pub.Publish(t, e.store, okFiles(t))
-	reg := &statusRegistry{revoked: map[string]bool{}}
+	reg := newStatusRegistry()
 	srv := httptest.NewServer(reg)
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the caches' Close (cleanups run last first)
 	now := time.Now()
 	var clock atomic.Int64
 	clock.Store(now.UnixNano())
+	registry := func(ttl, maxStale time.Duration) *registryapi.CacheConfig {
+		return &registryapi.CacheConfig{
+			Client:   func() (*registryapi.Client, error) { return registryapi.New(srv.URL, "svc", nil), nil },
+			TTL:      ttl,
+			MaxStale: maxStale,
+		}
+	}
 	c := e.cache(t, newEngine(t), func(cfg *Config) {
-		cfg.Registry = registryapi.New(srv.URL, "svc", nil)
-		cfg.StatusTTL = time.Minute
-		cfg.StaleFor = time.Minute
+		// MaxStale counts from the last confirmation: TTL 1m + 1m stale.
+		cfg.Registry = registry(time.Minute, 2*time.Minute)
 		cfg.Now = func() time.Time { return time.Unix(0, clock.Load()) }
 	})
 	get := func() error {
@@ -324,13 +373,14 @@ func TestRevocation(t *testing.T) {
 	if err := get(); err != nil {
 		t.Fatal(err)
 	}
-	if err := get(); err != nil || c.Counters().StatusChecks != 1 {
-		t.Fatalf("status not cached: %v, %d checks", err, c.Counters().StatusChecks)
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	if calls, _ := reg.count(); calls != 1 {
+		t.Fatalf("status not cached: %d checks", calls)
 	}
 	t.Run("registry down within the staleness bound keeps serving", func(t *testing.T) {
-		reg.mu.Lock()
-		reg.down = true
-		reg.mu.Unlock()
+		reg.set(func(s *statusRegistry) { s.down = true })
 		clock.Add(int64(90 * time.Second))
 		if err := get(); err != nil {
 			t.Fatalf("stale status refused: %v", err)
@@ -339,38 +389,83 @@ func TestRevocation(t *testing.T) {
 		if err := get(); codeOf(err) != execapi.CodeBundleUnavailable {
 			t.Fatalf("past the staleness bound: %v, want bundle_unavailable", err)
 		}
-		reg.mu.Lock()
-		reg.down = false
-		reg.mu.Unlock()
+		reg.set(func(s *statusRegistry) { s.down = false })
 	})
 	t.Run("a change-feed break forces a recheck", func(t *testing.T) {
-		before := c.Counters().StatusChecks
-		c.ExpireStatus()
+		if err := get(); err != nil { // fresh again
+			t.Fatal(err)
+		}
+		before, conns := reg.count()
 		if err := get(); err != nil {
 			t.Fatal(err)
 		}
-		if c.Counters().StatusChecks != before+1 {
+		if calls, _ := reg.count(); calls != before {
+			t.Fatal("fresh status asked again")
+		}
+		reg.breakFeed <- struct{}{}
+		// A new connection means the break was seen (and entries marked).
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			if _, n := reg.count(); n <= conns {
+				return fmt.Errorf("feed not reconnected (%d connections)", n)
+			}
+			return nil
+		})
+		if err := get(); err != nil {
+			t.Fatal(err)
+		}
+		if calls, _ := reg.count(); calls != before+1 {
 			t.Fatal("status not rechecked after the feed broke")
 		}
 	})
 	t.Run("revocation event evicts and refuses", func(t *testing.T) {
-		reg.mu.Lock()
-		reg.revoked[hash] = true
-		reg.mu.Unlock()
-		c.HandleChange(registryapi.Change{Type: registryapi.ChangeRevoked, ContentHash: hash, Extension: ext})
+		reg.set(func(s *statusRegistry) { s.revoked[hash] = true })
+		reg.changes <- registryapi.Change{ID: 1, Type: registryapi.ChangeRevoked, ContentHash: hash, Extension: ext}
+		testenv.WaitFor(t, 5*time.Second, func() error {
+			if _, err := os.Stat(c.bundleDir(hash)); !os.IsNotExist(err) {
+				return errors.New("revoked bundle still on disk")
+			}
+			return nil
+		})
+		before, _ := reg.count()
 		if err := get(); codeOf(err) != execapi.CodeIntegrityFailed || !strings.Contains(err.Error(), "revoked") {
 			t.Fatalf("revoked hash: %v", err)
 		}
-		if _, err := os.Stat(c.bundleDir(hash)); !os.IsNotExist(err) {
-			t.Fatal("revoked bundle still on disk")
+		if calls, _ := reg.count(); calls != before {
+			t.Fatal("registry asked about a hash the feed revoked")
 		}
 	})
-	t.Run("revoked status from the registry is refused", func(t *testing.T) {
-		c2 := e.cache(t, newEngine(t), func(cfg *Config) { cfg.Registry = registryapi.New(srv.URL, "svc", nil) })
+	t.Run("revoked status from the registry is refused and evicted", func(t *testing.T) {
+		e2 := &env{store: e.store, pub: e.pub, dir: t.TempDir()}
+		warm := e2.cache(t, newEngine(t), nil)
+		if err := warm.Warmup(context.Background(), hash); err != nil {
+			t.Fatal(err)
+		}
+		c2 := e2.cache(t, newEngine(t), func(cfg *Config) { cfg.Registry = registry(0, 0) })
 		if _, _, err := c2.Module(context.Background(), hash, ext, "dist/handlers/ok"); codeOf(err) != execapi.CodeIntegrityFailed {
 			t.Fatalf("err = %v", err)
 		}
+		if _, err := os.Stat(c2.bundleDir(hash)); !os.IsNotExist(err) {
+			t.Fatal("bundle revoked while the feed was away still on disk")
+		}
 	})
+}
+
+func TestEvictIgnoresWhatIsNotAHash(t *testing.T) {
+	e := newEnv(t)
+	hash := e.pub.Publish(t, e.store, okFiles(t))
+	c := e.cache(t, newEngine(t), nil)
+	if _, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "sha256:", "../../", "sha256:../.."} {
+		c.Evict(bad)
+	}
+	if _, err := os.Stat(c.compiledDir(hash)); err != nil {
+		t.Fatalf("Evict of a non-hash removed compiled modules: %v", err)
+	}
+	if _, err := os.Stat(c.bundleDir(hash)); err != nil {
+		t.Fatalf("Evict of a non-hash removed a bundle: %v", err)
+	}
 }
 
 func TestEntryModuleDispatch(t *testing.T) {
