@@ -133,7 +133,10 @@ type testHost struct {
 
 func newTestHost(t testing.TB) *testHost {
 	v := newVendor(t)
-	h := &testHost{Host: runnertest.NewHost(t, runnertest.Config{Egress: []string{v.URL}}), vendor: v}
+	h := &testHost{Host: runnertest.NewHost(t, runnertest.Config{Egress: []string{v.URL},
+		// These tests check the ABI and the SDK, not speed: 100 real
+		// 256 KiB fetches take 2–6 s under -race on 2 cores.
+		Limits: engine.Limits{Timeout: 60 * time.Second}}), vendor: v}
 	h.SetSecret("api_key", "k-123")
 	return h
 }
