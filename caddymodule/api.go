@@ -358,6 +358,12 @@ func unescapePath(p string) (string, error) {
 	return url.PathUnescape(p)
 }
 
+// apiCSP is on every /api/ext response, guest or error (SPEC §8.2 step
+// 10, §16): a guest answer opened at the top level, whatever its type,
+// is a sandboxed document with no script and cannot act on the gateway's
+// (and the PSA's) origin.
+const apiCSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
+
 // writeGuestResponse writes the guest's reply with the §8.2 step 10 header
 // policy.
 func writeGuestResponse(w http.ResponseWriter, r *http.Request, rid string, resp *execapi.Response) {
@@ -368,7 +374,8 @@ func writeGuestResponse(w http.ResponseWriter, r *http.Request, rid string, resp
 		h["Content-Type"] = []string{"application/octet-stream"}
 	}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
-	noBody := r.Method == http.MethodHead || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified || resp.Status < 200
+	h["Content-Security-Policy"] = []string{apiCSP}
+	noBody := r.Method == http.MethodHead || resp.Status == http.StatusNoContent || resp.Status == http.StatusNotModified
 	if !noBody {
 		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	}

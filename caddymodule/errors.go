@@ -172,6 +172,7 @@ func writeError(w http.ResponseWriter, requestID string, ge *gatewayError) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", apiCSP)
 	if requestID != "" {
 		h.Set("X-Request-Id", requestID)
 	}

@@ -476,3 +476,41 @@ func TestErrorBodyShape(t *testing.T) {
 		t.Fatalf("error body = %s, want exactly {error:{code,message,request_id}}", w.Body.String())
 	}
 }
+
+func TestInformationalAndOutOfRangeGuestStatusesAreBadHandler(t *testing.T) {
+	g := newGateway(t, nil)
+	for _, status := range []int{101, 103, 199, 600, 999} {
+		g.runner.setRespond(func(*execapi.Request) (int, any) {
+			return 200, execapi.Response{Status: status, Headers: map[string]string{"upgrade": "h2c", "link": "</x>; rel=preload"}}
+		})
+		w := g.do(g.req(t, "GET", "/api/ext/"+testExt+"/agreements", ""))
+		if w.Code != 502 || !strings.Contains(w.Body.String(), `"code":"bad_handler"`) {
+			t.Fatalf("guest status %d: got %d %s, want 502 bad_handler", status, w.Code, w.Body.String())
+		}
+		if v := w.Header().Get("Link"); v != "" {
+			t.Fatalf("guest status %d: guest header relayed: Link %q", status, v)
+		}
+	}
+}
+
+func TestEveryAPIResponseIsASandboxedDocument(t *testing.T) {
+	g := newGateway(t, nil)
+	g.runner.setRespond(func(*execapi.Request) (int, any) {
+		return 200, execapi.Response{Status: 200, Headers: map[string]string{"content-type": "text/html",
+			"content-security-policy": "script-src *"}, Body: []byte("<script>fetch('/session')</script>")}
+	})
+	guest := g.do(g.req(t, "GET", "/api/ext/"+testExt+"/agreements", ""))
+	failed := g.do(httptest.NewRequest("GET", "/api/ext/"+testExt+"/agreements", nil)) // no token
+	for name, w := range map[string]*httptest.ResponseRecorder{"guest html": guest, "gateway error": failed} {
+		h := w.Header()
+		if got := h.Values("Content-Security-Policy"); len(got) != 1 || got[0] != "sandbox; default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("%s (%d): CSP %q, want only the gateway's sandbox policy", name, w.Code, got)
+		}
+		if h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no nosniff", name)
+		}
+	}
+	if guest.Code != 200 || guest.Header().Get("Content-Type") != "text/html" {
+		t.Fatalf("guest reply: %d %q", guest.Code, guest.Header().Get("Content-Type"))
+	}
+}

@@ -408,8 +408,12 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 		if out.Status == 0 {
 			out.Status = http.StatusOK
 		}
-		if out.Status < 100 || out.Status > 599 {
-			return nil, fmt.Errorf("guest status %d out of range", out.Status)
+		if out.Status < 200 || out.Status > 599 {
+			// Never relayed (SPEC §8.2 step 10): a 1xx would make the
+			// server switch protocols or send guest-chosen interim
+			// headers. The guest answered, so it is the handler's fault.
+			res.Err = &execapi.Error{Code: execapi.CodeBadHandler, Message: fmt.Sprintf("guest status %d is outside 200–599", out.Status)}
+			return res, nil
 		}
 		res.Response = &out
 		return res, nil
