@@ -119,7 +119,7 @@ func (c *apiCall) authenticate() *gatewayError {
 		}
 		return newError(codeUnauthenticated, "missing or invalid credentials")
 	}
-	if id.Extension != "" && id.Extension != c.ext {
+	if !id.MayUse(c.ext) {
 		return newError(codeForbidden, "the token is not valid for this extension")
 	}
 	if c.h.Auth.RequirePermissions {

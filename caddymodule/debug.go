@@ -53,7 +53,7 @@ func (h *Handler) serveDebug(w http.ResponseWriter, r *http.Request) {
 		fail(newError(codeUnauthenticated, "missing or invalid credentials"))
 		return
 	}
-	if (id.Extension != "" && id.Extension != ext) || !id.Has(auth.PermDebug) {
+	if !id.MayUse(ext) || !id.Has(auth.PermDebug) {
 		fail(newError(codeForbidden, "the token lacks "+auth.PermDebug))
 		return
 	}

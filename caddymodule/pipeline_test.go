@@ -58,6 +58,12 @@ func TestPipelineErrorCodes(t *testing.T) {
 		{name: "missing tenant claim is unauthenticated", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"tenant": nil}), status: 401, code: "unauthenticated"},
 		{name: "malformed tenant claim is unauthenticated", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"tenant": "a/b"}), status: 401, code: "unauthenticated"},
 		{name: "ext claim for another extension is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": "com.other.ext"}), status: 403, code: "forbidden"},
+		{name: "ext claim that is a number is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": 42}), status: 403, code: "forbidden"},
+		{name: "ext claim that is an object is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": map[string]any{"name": testExt}}), status: 403, code: "forbidden"},
+		{name: "ext claim that is empty is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": ""}), status: 403, code: "forbidden"},
+		{name: "ext claim that is an array without this extension is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": []any{"com.other.ext"}}), status: 403, code: "forbidden"},
+		{name: "ext claim that is an array with a non-string is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": []any{testExt, 7}}), status: 403, code: "forbidden"},
+		{name: "ext claim that is an empty array is forbidden", req: withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"ext": []any{}}), status: 403, code: "forbidden"},
 		{name: "require_permissions without extension:read is forbidden",
 			setup: func(h *Handler, g *gateway) { h.Auth.RequirePermissions = true },
 			req:   withToken("/api/ext/"+testExt+"/agreements", jwt.MapClaims{"perms": []string{"extension:write"}}), status: 403, code: "forbidden"},
@@ -512,5 +518,16 @@ func TestEveryAPIResponseIsASandboxedDocument(t *testing.T) {
 	}
 	if guest.Code != 200 || guest.Header().Get("Content-Type") != "text/html" {
 		t.Fatalf("guest reply: %d %q", guest.Code, guest.Header().Get("Content-Type"))
+	}
+}
+
+func TestExtClaimAsStringOrArrayIsAccepted(t *testing.T) {
+	g := newGateway(t, nil)
+	for _, ext := range []any{testExt, []any{"com.other.ext", testExt}} {
+		r := httptest.NewRequest("GET", "/api/ext/"+testExt+"/agreements", nil)
+		r.Header.Set("Authorization", "Bearer "+token(t, jwt.MapClaims{"ext": ext}))
+		if w := g.do(r); w.Code != 200 {
+			t.Fatalf("ext %v: got %d %s, want 200", ext, w.Code, w.Body.String())
+		}
 	}
 }

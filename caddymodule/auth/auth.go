@@ -27,14 +27,22 @@ const (
 type Identity struct {
 	// Tenant is the caller's tenant id (§15 syntax, already validated).
 	Tenant string
-	// Extension is the token's `ext` claim, empty when absent; when set the
-	// token may only be used for that extension.
-	Extension string
+	// Scoped reports that the token has an `ext` claim: it may then be
+	// used only for the extensions in Extensions. A claim that is not a
+	// non-empty string or an array of them scopes the token to none
+	// (SPEC §8.2 step 2: a present claim is never ignored).
+	Scoped     bool
+	Extensions []string
 	// Permissions is the `perms` claim (array of strings or a
 	// space-separated string).
 	Permissions []string
 	// User fields from the claims sub, email, name and user_type.
 	UserID, Email, Name, UserType string
+}
+
+// MayUse reports whether the token may be used for extension ext.
+func (id *Identity) MayUse(ext string) bool {
+	return !id.Scoped || slices.Contains(id.Extensions, ext)
 }
 
 // Has reports whether the identity carries permission p.

@@ -152,7 +152,9 @@ func (j *JWT) identity(claims jwt.MapClaims) (*Identity, error) {
 		return nil, errorsJoin("missing or invalid tenant claim")
 	}
 	id := &Identity{Tenant: tenant}
-	id.Extension, _ = claims["ext"].(string)
+	if v, ok := claims["ext"]; ok {
+		id.Scoped, id.Extensions = true, extClaim(v)
+	}
 	id.UserID, _ = claims["sub"].(string)
 	id.Email, _ = claims["email"].(string)
 	id.Name, _ = claims["name"].(string)
@@ -271,4 +273,27 @@ func bearer(r *http.Request) string {
 		return strings.TrimSpace(h[7:])
 	}
 	return ""
+}
+
+// extClaim returns the extensions an `ext` claim names: a non-empty
+// string, or an array of non-empty strings. Anything else (a number, an
+// object, "", an array with a non-string or empty member) names none.
+func extClaim(v any) []string {
+	switch c := v.(type) {
+	case string:
+		if c != "" {
+			return []string{c}
+		}
+	case []any:
+		out := make([]string, 0, len(c))
+		for _, e := range c {
+			s, ok := e.(string)
+			if !ok || s == "" {
+				return nil
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	return nil
 }
