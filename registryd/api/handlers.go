@@ -181,6 +181,7 @@ func (s *Server) putInstall(w http.ResponseWriter, r *http.Request) {
 	out, err := s.cfg.DB.PutInstall(r.Context(), tenant, name, store.InstallInput{
 		Version: req.Version, GrantedCaps: req.GrantedCaps, Config: req.Config,
 		EgressAllowlist: req.EgressAllowlist, Quotas: req.Quotas,
+		MayChangeQuotas: principalOf(r).Role == store.RolePlatformAdmin,
 	})
 	if err != nil {
 		s.writeError(w, r, err)

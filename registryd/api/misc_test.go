@@ -150,13 +150,31 @@ func TestInstallDefaultsToLatestUsableVersion(t *testing.T) {
 	t.Run("negative quotas are invalid_request", func(t *testing.T) {
 		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": -1}}, nil), 400, "invalid_request")
 	})
-	t.Run("quotas reach resolve", func(t *testing.T) {
-		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60}}, nil), 200, "")
+	resolvedIPM := func(t *testing.T) int {
 		var res registryapi.Resolved
-		r := e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil)
-		r.decode(t, &res)
-		if res.Quotas == nil || res.Quotas.InvocationsPerMinute != 60 {
-			t.Fatalf("%+v", res.Quotas)
+		e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil).decode(t, &res)
+		if res.Quotas == nil {
+			return 0
+		}
+		return res.Quotas.InvocationsPerMinute
+	}
+	t.Run("quotas set by a platform admin reach resolve", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.admin, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60}}, nil), 200, "")
+		if got := resolvedIPM(t); got != 60 {
+			t.Fatalf("invocations_per_minute = %d, want 60", got)
+		}
+	})
+	t.Run("a tenant admin cannot lift or change quotas, but may send them back unchanged", func(t *testing.T) {
+		for _, q := range []map[string]int{{}, {"invocations_per_minute": 6000}, {"invocations_per_minute": 60, "concurrent_calls": 100}} {
+			expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": q}, nil), 403, "forbidden")
+		}
+		if got := resolvedIPM(t); got != 60 {
+			t.Fatalf("after refused PUTs invocations_per_minute = %d, want 60 (unchanged)", got)
+		}
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60}, "config": map[string]int{"a": 1}}, nil), 200, "")
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"config": map[string]int{"a": 2}}, nil), 200, "")
+		if got := resolvedIPM(t); got != 60 {
+			t.Fatalf("invocations_per_minute = %d, want 60", got)
 		}
 	})
 	t.Run("an empty secrets body is invalid_request", func(t *testing.T) {

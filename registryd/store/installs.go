@@ -26,6 +26,10 @@ type InstallInput struct {
 	Config          json.RawMessage
 	EgressAllowlist *[]string
 	Quotas          *registryapi.Quotas
+	// MayChangeQuotas is set for platform admins only: anyone else may
+	// send the current quotas back unchanged, but a different value is
+	// CodeForbidden (quotas protect the platform from the tenant).
+	MayChangeQuotas bool
 }
 
 // EffectiveCaps is granted ∩ declared, plus the always-granted
@@ -218,6 +222,13 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 		if in.Quotas != nil {
 			if in.Quotas.InvocationsPerMinute < 0 || in.Quotas.ConcurrentCalls < 0 {
 				return Errorf(CodeInvalidRequest, "quotas must not be negative")
+			}
+			var cur registryapi.Quotas
+			if len(curQuotasJSON) > 0 {
+				_ = json.Unmarshal(curQuotasJSON, &cur)
+			}
+			if *in.Quotas != cur && !in.MayChangeQuotas {
+				return Errorf(CodeForbidden, "only a platform admin may change an install's quotas")
 			}
 			quotas, _ = json.Marshal(in.Quotas)
 		}

@@ -56,6 +56,7 @@ const (
 	CodeRevisionMismatch    = "revision_mismatch"
 	CodeQuotaExceeded       = "quota_exceeded"
 	CodeValidationFailed    = "validation_failed"
+	CodeForbidden           = "forbidden"
 )
 
 // DB is the registry database.
