@@ -208,7 +208,18 @@ func ParseTarget(raw string) (*url.URL, Target, error) {
 			return bad("url host is not a valid host name")
 		}
 	}
+	// The URL the transport dials carries the canonical host, so the
+	// dialer sees exactly the host that was checked ("HTTPS://VENDOR.TEST"
+	// and "vendor.test." included).
 	u.Scheme = scheme
+	switch {
+	case u.Port() != "":
+		u.Host = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	case t.IP.Is6():
+		u.Host = "[" + t.Host + "]"
+	default:
+		u.Host = t.Host
+	}
 	return u, t, nil
 }
 
@@ -254,11 +265,15 @@ var blockedPrefixes = func() []netip.Prefix {
 		"198.18.0.0/15",  // benchmarking
 		"224.0.0.0/4",    // multicast
 		"240.0.0.0/4",    // reserved, incl. broadcast
-		"::/128",         // unspecified
+		"192.88.99.0/24", // 6to4 relay anycast
+		"::/96",          // IPv4-compatible (deprecated), incl. :: and ::1
 		"::1/128",        // loopback
 		"64:ff9b::/96",   // NAT64 can reach IPv4 private space
+		"64:ff9b:1::/48", // local-use NAT64
 		"100::/64",       // discard
+		"2001::/32",      // Teredo tunnels to any IPv4
 		"2001:db8::/32",  // documentation
+		"2002::/16",      // 6to4 tunnels to any IPv4
 		"fc00::/7",       // unique-local
 		"fe80::/10",      // link-local
 		"fec0::/10",      // old site-local

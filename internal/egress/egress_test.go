@@ -114,7 +114,10 @@ func TestParseTargetRejectsBadURLs(t *testing.T) {
 
 func TestBlockedRanges(t *testing.T) {
 	for _, s := range []string{"127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-		"0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254"} {
+		"0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fd00::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+		// special-purpose ranges that tunnel to or embed IPv4, or are never public
+		"::127.0.0.1", "::10.0.0.1", "64:ff9b::a00:1", "64:ff9b:1::1", "2002:7f00:1::1", "2001:0:4136:e378::1",
+		"192.88.99.1", "198.18.0.1", "198.19.255.255", "240.0.0.1", "0.1.2.3"} {
 		if !Blocked(netip.MustParseAddr(s)) {
 			t.Errorf("%s is not blocked", s)
 		}
@@ -212,8 +215,8 @@ func TestDialConnectsToTheCheckedAddress(t *testing.T) {
 	client := func(p *Policy) *http.Client {
 		return &http.Client{Transport: &http.Transport{DialContext: p.DialContext, Proxy: nil}}
 	}
-	get := func(p *Policy) (string, error) {
-		u, tg, err := ParseTarget("http://vendor.test" + portStr + "/")
+	get := func(p *Policy, raw string) (string, error) {
+		u, tg, err := ParseTarget(raw)
 		if err != nil {
 			return "", err
 		}
@@ -228,12 +231,18 @@ func TestDialConnectsToTheCheckedAddress(t *testing.T) {
 		return string(buf[:n]), nil
 	}
 	allowed := NewPolicy(mustList(t, entry), mustList(t, entry), r)
-	body, err := get(allowed)
+	body, err := get(allowed, "http://vendor.test"+portStr+"/")
 	if err != nil || body != "hi from vendor.test"+portStr {
 		t.Fatalf("allow-private dial: %q %v (port %d)", body, err, port)
 	}
+	// The policy checks the canonical host, and the dial uses it too.
+	for _, raw := range []string{"HTTP://VENDOR.TEST" + portStr + "/", "http://vendor.test." + portStr + "/", "http://Vendor.Test." + portStr + "/x?y=1"} {
+		if body, err := get(allowed, raw); err != nil || body != "hi from vendor.test"+portStr {
+			t.Fatalf("%s: %q %v, want the same answer as the canonical host", raw, body, err)
+		}
+	}
 	refused := NewPolicy(mustList(t, entry), nil, r)
-	if _, err := get(refused); code(err) != CodeDenied {
+	if _, err := get(refused, "http://vendor.test"+portStr+"/"); code(err) != CodeDenied {
 		t.Fatalf("loopback dial without allow-private: %v", err)
 	}
 	// A request without a checked target cannot dial at all.
