@@ -96,6 +96,10 @@ type Handler struct {
 
 	// ContentSecurityPolicy replaces the default CSP of /ext-ui HTML. The
 	// placeholders {frame_ancestors} and {gateway_origin} are substituted.
+	// A policy without a `sandbox` directive gets `sandbox allow-scripts
+	// allow-forms allow-popups allow-downloads`; one may narrow it, and
+	// `allow-same-origin` is refused at start. Non-HTML files get fixed
+	// sandbox policies (SPEC §8.3).
 	ContentSecurityPolicy string `json:"content_security_policy,omitempty"`
 
 	// GatewayOrigin is added to the CSP connect-src of /ext-ui HTML. Default:
@@ -274,6 +278,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.csp = defaultCSP
 	}
 	h.csp = strings.ReplaceAll(h.csp, "{frame_ancestors}", strings.Join(h.FrameAncestors, " "))
+	csp, err := htmlPolicy(h.csp)
+	if err != nil {
+		return err
+	}
+	h.csp = csp
 
 	if err := h.Validate(); err != nil {
 		return err

@@ -22,8 +22,9 @@ import (
 	"github.com/extedge/extedge/internal/signing"
 )
 
-// defaultCSP is the Content-Security-Policy of /ext-ui HTML (§8.3).
-// {gateway_origin} is replaced per request.
+// defaultCSP is the Content-Security-Policy of /ext-ui HTML (§8.3),
+// before htmlPolicy adds defaultSandbox. {gateway_origin} is replaced per
+// request.
 const defaultCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
 	"img-src 'self' data:; font-src 'self'; connect-src 'self' {gateway_origin}; object-src 'none'; " +
 	"base-uri 'self'; form-action 'self'; frame-ancestors {frame_ancestors}"
@@ -146,9 +147,11 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	// so `*` exposes nothing; without it `<script type="module">` never runs.
 	hdr["Access-Control-Allow-Origin"] = []string{"*"}
 	hdr["Cross-Origin-Resource-Policy"] = []string{"cross-origin"}
+	html := ""
 	if strings.HasPrefix(ctype, "text/html") {
-		hdr["Content-Security-Policy"] = []string{strings.ReplaceAll(h.csp, "{gateway_origin}", h.gatewayOrigin(r))}
+		html = strings.ReplaceAll(h.csp, "{gateway_origin}", h.gatewayOrigin(r))
 	}
+	hdr["Content-Security-Policy"] = []string{uiPolicy(ctype, html)}
 	http.ServeContent(w, r, "", time.Time{}, fh)
 	return "ok"
 }

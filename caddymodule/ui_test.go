@@ -141,12 +141,22 @@ func TestUIServesAssets(t *testing.T) {
 				t.Error("X-Frame-Options set on a page meant to be framed")
 			}
 			csp := h.Get("Content-Security-Policy")
-			if strings.HasPrefix(c.ctype, "text/html") {
-				if !strings.Contains(csp, "frame-ancestors https://psa.example.com") || !strings.Contains(csp, "object-src 'none'") {
+			// Every file is a sandboxed (opaque-origin) document when opened
+			// at the top level (SPEC §8.3, §16).
+			switch {
+			case strings.HasPrefix(c.ctype, "text/html"):
+				if !strings.Contains(csp, "frame-ancestors https://psa.example.com") || !strings.Contains(csp, "object-src 'none'") ||
+					!strings.Contains(csp, "sandbox allow-scripts") || strings.Contains(csp, "allow-same-origin") {
 					t.Errorf("CSP = %q", csp)
 				}
-			} else if csp != "" {
-				t.Errorf("CSP on non-HTML: %q", csp)
+			case strings.HasPrefix(c.ctype, "image/svg+xml"):
+				if csp != "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox" {
+					t.Errorf("CSP on svg: %q", csp)
+				}
+			default:
+				if csp != "default-src 'none'; sandbox" {
+					t.Errorf("CSP on %s: %q", c.ctype, csp)
+				}
 			}
 		})
 	}
@@ -351,5 +361,25 @@ func TestSDKFiles(t *testing.T) {
 	}
 	if w := g.do(httptest.NewRequest("GET", "/ext-sdk/v1/other.js", nil)); w.Code != 404 {
 		t.Fatalf("unknown sdk file: %d", w.Code)
+	}
+}
+
+func TestHTMLPolicyKeepsASandbox(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"default-src 'self'", "default-src 'self'; " + defaultSandbox, ""},
+		{"default-src 'self';", "default-src 'self'; " + defaultSandbox, ""},
+		{"default-src 'self'; sandbox allow-scripts", "default-src 'self'; sandbox allow-scripts", ""},
+		{"default-src 'self'; SANDBOX allow-scripts Allow-Same-Origin", "", "allow-same-origin"},
+	} {
+		got, err := htmlPolicy(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("htmlPolicy(%q) err = %v, want one naming %s", c.in, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("htmlPolicy(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
 	}
 }
