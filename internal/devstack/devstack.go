@@ -488,6 +488,6 @@ func (st *Stack) Registry() *registryapi.Client {
 
 // SessionToken mints a session JWT for tenant, as the PSA page gets it.
 func (st *Stack) SessionToken(tenant string) (string, error) {
-	tok, _, err := psa.MintToken(st.PSA, tenant, "u-test", 10*time.Minute)
+	tok, _, err := psa.MintToken(st.PSA, tenant, "u-test", "", 10*time.Minute)
 	return tok, err
 }

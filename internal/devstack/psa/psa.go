@@ -66,7 +66,7 @@ func Handler(cfg Config) http.Handler {
 		})
 	})
 	mux.HandleFunc("GET /session", func(w http.ResponseWriter, r *http.Request) {
-		tok, exp, err := MintToken(cfg, tenantOf(r), "u-demo", cfg.TokenTTL)
+		tok, exp, err := MintToken(cfg, tenantOf(r), "u-demo", cfg.ExtensionID, cfg.TokenTTL)
 		if err != nil {
 			http.Error(w, "minting token failed", http.StatusInternalServerError)
 			return
@@ -89,13 +89,20 @@ func tenantOf(r *http.Request) string {
 }
 
 // MintToken returns a session JWT for tenant, as the PSA would issue it.
-func MintToken(cfg Config, tenant, user string, ttl time.Duration) (string, time.Time, error) {
+// The host page's /session hands the iframe a token scoped to its one
+// extension (`ext` claim, SPEC §16) and short-lived; ext "" leaves the
+// claim out, for tools that call several extensions. No token carries
+// extension:debug.
+func MintToken(cfg Config, tenant, user, ext string, ttl time.Duration) (string, time.Time, error) {
 	exp := time.Now().Add(ttl).Truncate(time.Second)
 	claims := jwt.MapClaims{
 		"iss": cfg.Issuer, "aud": cfg.Audience, "sub": user,
 		"tenant": tenant, "email": user + "@example.com", "name": "Demo User", "user_type": "internal",
-		"perms": []string{"extension:read", "extension:write", "extension:debug"},
+		"perms": []string{"extension:read", "extension:write"},
 		"iat":   time.Now().Unix(), "exp": exp.Unix(),
+	}
+	if ext != "" {
+		claims["ext"] = ext
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(cfg.SessionSecret)
 	return s, exp, err

@@ -53,6 +53,16 @@ func TestStandIn(t *testing.T) {
 		if time.Until(exp.Time) > 11*time.Minute {
 			t.Fatalf("token lives too long: %v", exp)
 		}
+		// The iframe's token is scoped to its extension and cannot read the
+		// debug stream (SPEC §16).
+		if claims["ext"] != cfg.ExtensionID {
+			t.Fatalf("ext claim %v, want %q", claims["ext"], cfg.ExtensionID)
+		}
+		for _, p := range claims["perms"].([]any) {
+			if p == "extension:debug" {
+				t.Fatalf("iframe token carries extension:debug: %v", claims["perms"])
+			}
+		}
 	})
 	t.Run("vendor API demands the key and counts calls", func(t *testing.T) {
 		if code, _ := get("/vendor/agreements"); code != 401 {
