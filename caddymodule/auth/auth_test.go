@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,5 +183,67 @@ func TestTrustedHeader(t *testing.T) {
 				t.Fatalf("got %+v, %v", id, err)
 			}
 		})
+	}
+}
+
+func TestJWKSSlowIdPIsFetchedOnceNotPerToken(t *testing.T) {
+	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var fetches atomic.Int64
+	var healthy atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		time.Sleep(300 * time.Millisecond)
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ecKey.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	defer srv.Close()
+	jwks := &JWKS{URL: srv.URL, MinRefetch: 2 * time.Second}
+	a, err := NewJWT(JWTConfig{JWKS: jwks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten bogus tokens at once against a slow, failing IdP: one fetch,
+	// joined by all of them (before, each token fetched again, serially).
+	mint := func(kid string, key any) string {
+		tk := jwt.NewWithClaims(jwt.SigningMethodES256, claims(nil))
+		tk.Header["kid"] = kid
+		s, _ := tk.SignedString(key)
+		return s
+	}
+	bogus, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Authenticate(bearerReq(mint(fmt.Sprintf("bogus-%d", i), bogus))); err == nil {
+				t.Error("bogus token accepted")
+			}
+		}()
+	}
+	wg.Wait()
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("%d JWKS fetches for 10 concurrent tokens, want 1", n)
+	}
+	// Within MinRefetch further tokens fail without a fetch.
+	for i := range 10 {
+		if _, err := a.Authenticate(bearerReq(mint(fmt.Sprintf("again-%d", i), bogus))); err == nil {
+			t.Fatal("bogus token accepted")
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Fatalf("after a failed fetch: %d fetches for 10 more tokens, want no new fetch", n)
+	}
+	// Once MinRefetch has passed and the IdP is back, a good token works.
+	healthy.Store(true)
+	time.Sleep(2100 * time.Millisecond)
+	if id, err := a.Authenticate(bearerReq(mint("k1", ecKey))); err != nil || id.Tenant != "t-1" {
+		t.Fatalf("after recovery: %v", err)
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches, want 2", n)
 	}
 }

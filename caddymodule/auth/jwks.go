@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,65 +12,96 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/sync/singleflight"
 )
 
 // JWKS is a lazily fetched, cached JSON Web Key Set. Nothing is fetched
-// until the first token needs a key; the set is refreshed after
-// RefreshInterval and, rate-limited, when a token names an unknown kid
-// (key rotation). A failed refresh keeps serving the previous set.
+// until the first token needs a key. Fetches run outside the lock, one at
+// a time (callers join the one in flight), and at most once per
+// MinRefetch — also before the first success, so tokens sent while the
+// IdP is down or slow cannot queue up fetches. A set older than
+// RefreshInterval keeps serving while it is refreshed in the background;
+// a token naming an unknown kid (key rotation) waits for a refetch, at
+// most once per MinRefetch. A failed refresh keeps the previous set.
 type JWKS struct {
 	URL             string
 	RefreshInterval time.Duration // default 5m
-	MinRefetch      time.Duration // default 10s: bound on unknown-kid refetches
+	MinRefetch      time.Duration // default 10s: the least time between two fetches
 	Client          *http.Client  // default: 10s timeout
 
+	flight    singleflight.Group
 	mu        sync.Mutex
 	set       *jose.JSONWebKeySet
 	fetchedAt time.Time
-	triedAt   time.Time
+	triedAt   time.Time // start of the latest fetch
+	inflight  bool
 	lastErr   error
 }
 
 // Key returns the public key for kid that fits alg.
 func (s *JWKS) Key(kid, alg string) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	refresh := s.RefreshInterval
-	if refresh == 0 {
-		refresh = 5 * time.Minute
-	}
-	minGap := s.MinRefetch
-	if minGap == 0 {
-		minGap = 10 * time.Second
-	}
+	refresh := cmp.Or(s.RefreshInterval, 5*time.Minute)
+	minGap := cmp.Or(s.MinRefetch, 10*time.Second)
 	now := time.Now()
-	if s.set == nil || now.Sub(s.fetchedAt) > refresh {
-		if s.set == nil || now.Sub(s.triedAt) > minGap {
-			s.fetchLocked(now)
-		}
+	s.mu.Lock()
+	set, fetchedAt, mayFetch := s.set, s.fetchedAt, s.inflight || s.triedAt.IsZero() || now.Sub(s.triedAt) > minGap
+	s.mu.Unlock()
+	switch {
+	case set == nil && mayFetch:
+		set = s.fetch()
+	case set != nil && now.Sub(fetchedAt) > refresh && mayFetch:
+		go s.fetch()
+		mayFetch = false // the refetch below would only join it
 	}
-	if k := s.pick(kid, alg); k != nil {
+	if k := pick(set, kid, alg); k != nil {
 		return k, nil
 	}
-	if s.set != nil && now.Sub(s.triedAt) > minGap {
-		s.fetchLocked(now)
-		if k := s.pick(kid, alg); k != nil {
+	if set != nil && mayFetch {
+		if k := pick(s.fetch(), kid, alg); k != nil {
 			return k, nil
 		}
 	}
-	if s.set == nil && s.lastErr != nil {
-		return nil, s.lastErr
+	s.mu.Lock()
+	set, lastErr := s.set, s.lastErr
+	s.mu.Unlock()
+	if set == nil && lastErr != nil {
+		return nil, lastErr
+	}
+	if set == nil {
+		return nil, errors.New("jwks: no key set loaded yet")
 	}
 	return nil, fmt.Errorf("no key %q for %s in the JWKS", kid, alg)
 }
 
-func (s *JWKS) pick(kid, alg string) any {
-	if s.set == nil {
+// fetch downloads the set, or joins the download in flight, and returns
+// the set now held (the previous one if the download failed).
+func (s *JWKS) fetch() *jose.JSONWebKeySet {
+	v, _, _ := s.flight.Do("jwks", func() (any, error) {
+		s.mu.Lock()
+		s.triedAt, s.inflight = time.Now(), true
+		s.mu.Unlock()
+		set, err := s.download()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.inflight = false
+		if err != nil {
+			s.lastErr = err
+		} else {
+			s.set, s.fetchedAt, s.lastErr = set, time.Now(), nil
+		}
+		return s.set, nil
+	})
+	set, _ := v.(*jose.JSONWebKeySet)
+	return set
+}
+
+func pick(set *jose.JSONWebKeySet, kid, alg string) any {
+	if set == nil {
 		return nil
 	}
-	keys := s.set.Keys
+	keys := set.Keys
 	if kid != "" {
-		keys = s.set.Key(kid)
+		keys = set.Key(kid)
 	}
 	for _, k := range keys {
 		if !k.IsPublic() || (k.Use != "" && k.Use != "sig") {
@@ -87,8 +119,8 @@ func (s *JWKS) pick(kid, alg string) any {
 	return nil
 }
 
-func (s *JWKS) fetchLocked(now time.Time) {
-	s.triedAt = now
+// download fetches and decodes the set (at most 1 MiB, 10 s).
+func (s *JWKS) download() (*jose.JSONWebKeySet, error) {
 	hc := s.Client
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
@@ -97,27 +129,22 @@ func (s *JWKS) fetchLocked(now time.Time) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
 	if err != nil {
-		s.lastErr = fmt.Errorf("jwks: %v", err)
-		return
+		return nil, fmt.Errorf("jwks: %v", err)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		s.lastErr = fmt.Errorf("jwks: fetching %s: %v", s.URL, err)
-		return
+		return nil, fmt.Errorf("jwks: fetching %s: %v", s.URL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		s.lastErr = fmt.Errorf("jwks: fetching %s: status %d", s.URL, resp.StatusCode)
-		return
+		return nil, fmt.Errorf("jwks: fetching %s: status %d", s.URL, resp.StatusCode)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		s.lastErr = fmt.Errorf("jwks: decoding %s: %v", s.URL, err)
-		return
+		return nil, fmt.Errorf("jwks: decoding %s: %v", s.URL, err)
 	}
 	if len(set.Keys) == 0 {
-		s.lastErr = errors.New("jwks: empty key set")
-		return
+		return nil, errors.New("jwks: empty key set")
 	}
-	s.set, s.fetchedAt, s.lastErr = &set, now, nil
+	return &set, nil
 }
