@@ -122,6 +122,9 @@ func (c *apiCall) authenticate() *gatewayError {
 	if !id.MayUse(c.ext) {
 		return newError(codeForbidden, "the token is not valid for this extension")
 	}
+	if id.ByCookie && !safeMethod(c.r.Method) && !c.h.sameOriginWrite(c.r) {
+		return newError(codeForbidden, "a cookie-authenticated write must come from an allowed origin")
+	}
 	if c.h.Auth.RequirePermissions {
 		need := auth.PermWrite
 		if c.r.Method == http.MethodGet || c.r.Method == http.MethodHead {
@@ -399,6 +402,34 @@ func (h *Handler) corsHeaders(w http.ResponseWriter, r *http.Request) {
 	}
 	hdr.Set("Access-Control-Allow-Origin", origin)
 	hdr.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Etag, Content-Disposition")
+}
+
+// safeMethod reports whether method is one a browser may send cross-site
+// without the page being allowed to (no state change by contract).
+func safeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// sameOriginWrite is the CSRF check of a cookie-authenticated write (SPEC
+// §8.2 step 2): the browser's Origin must be the gateway's own origin or
+// one of cors_origins; without Origin, Sec-Fetch-Site must say
+// same-origin. The opaque origin `null` is refused here even when
+// cors_origins lists it: sandboxed extension documents are exactly the
+// pages that must not ride the user's cookie, and the SDK never sends
+// cookies (it uses a bearer token).
+func (h *Handler) sameOriginWrite(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	}
+	if origin == "null" {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return origin == scheme+"://"+r.Host || h.cors[origin]
 }
 
 // corsAllowedHeaders are the request headers a browser may send.

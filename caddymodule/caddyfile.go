@@ -48,7 +48,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        cookie       <name>
 //	        require_permissions
 //	    }
-//	    auth trusted_header [<header>]
+//	    auth trusted_header [<header>] {
+//	        secret_header <name> <file>
+//	    }
 //	    bundle_store      <url>
 //	    trust_bundle      <file>
 //	    ui_cache          <dir> [<size>]
@@ -213,6 +215,14 @@ func (h *Handler) parseAuth(d *caddyfile.Dispenser) error {
 		}
 		if d.NextArg() {
 			return d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if d.Val() != "secret_header" {
+				return d.Errf("unrecognized auth trusted_header option '%s'", d.Val())
+			}
+			if !d.Args(&h.Auth.SecretHeader, &h.Auth.SecretHeaderFile) || d.NextArg() {
+				return d.Errf("secret_header wants a header name and a file")
+			}
 		}
 		return nil
 	case "jwt":

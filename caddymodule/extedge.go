@@ -7,9 +7,11 @@
 package caddymodule
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -158,6 +160,14 @@ type AuthConfig struct {
 	// Header is the tenant header of trusted_header mode. Default:
 	// `X-Alga-Tenant`.
 	Header string `json:"header,omitempty"`
+	// SecretHeader and SecretHeaderFile (trusted_header mode) make the
+	// gateway accept the tenant header only from a request that also
+	// carries SecretHeader with the file's content (whitespace trimmed, at
+	// least 16 bytes), set by the trusted proxy, e.g. forward_auth's
+	// `header_up`. Without them the mode trusts the header alone and logs
+	// a warning at start. The file is read at provision.
+	SecretHeader     string `json:"secret_header,omitempty"`
+	SecretHeaderFile string `json:"secret_header_file,omitempty"`
 	// KeyFile is a PEM public key (RS256, ES256 or EdDSA tokens).
 	KeyFile string `json:"key_file,omitempty"`
 	// SecretFile holds an HS256 secret.
@@ -172,6 +182,10 @@ type AuthConfig struct {
 	// TenantClaim names the tenant claim. Default: `tenant`.
 	TenantClaim string `json:"tenant_claim,omitempty"`
 	// Cookie is read for the token when there is no Authorization header.
+	// A call authenticated by the cookie with a method other than GET,
+	// HEAD or OPTIONS must come from the gateway's own origin or one in
+	// cors_origins (never `null`), by `Origin` or else
+	// `Sec-Fetch-Site: same-origin`; otherwise it is 403 forbidden (CSRF).
 	Cookie string `json:"cookie,omitempty"`
 	// RequirePermissions makes GET/HEAD need `extension:read` and other
 	// methods `extension:write` in the `perms` claim.
@@ -336,6 +350,9 @@ func (h *Handler) Validate() error {
 		if h.Auth.RequirePermissions {
 			return errors.New("extedge: require_permissions needs auth jwt (trusted_header carries no permissions)")
 		}
+		if (h.Auth.SecretHeader == "") != (h.Auth.SecretHeaderFile == "") {
+			return errors.New("extedge: auth trusted_header secret_header needs a header name and a file")
+		}
 	default:
 		return fmt.Errorf("extedge: unknown auth mode %q (want jwt or trusted_header)", h.Auth.Mode)
 	}
@@ -369,7 +386,21 @@ func (h *Handler) newAuthenticator() (auth.Authenticator, error) {
 		if hdr == "" {
 			hdr = "X-Alga-Tenant"
 		}
-		return auth.TrustedHeader{Header: hdr}, nil
+		t := auth.TrustedHeader{Header: hdr, SecretHeader: h.Auth.SecretHeader}
+		if t.SecretHeader == "" {
+			h.logger.Warn("auth trusted_header without secret_header: any request that reaches this handler can choose its tenant; route every request through forward_auth or set secret_header",
+				zap.String("header", hdr))
+			return t, nil
+		}
+		secret, err := os.ReadFile(h.Auth.SecretHeaderFile)
+		if err != nil {
+			return nil, fmt.Errorf("extedge: auth trusted_header secret_header: %w", err)
+		}
+		t.Secret = bytes.TrimSpace(secret)
+		if len(t.Secret) < 16 {
+			return nil, fmt.Errorf("extedge: auth trusted_header secret_header: %s holds fewer than 16 bytes", h.Auth.SecretHeaderFile)
+		}
+		return t, nil
 	}
 	cfg := auth.JWTConfig{KeyFile: h.Auth.KeyFile, SecretFile: h.Auth.SecretFile,
 		Issuer: h.Auth.Issuer, Audience: h.Auth.Audience, TenantClaim: h.Auth.TenantClaim, Cookie: h.Auth.Cookie}

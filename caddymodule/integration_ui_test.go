@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,67 @@ func TestCaddyTrustedHeaderBehindForwardAuth(t *testing.T) {
 	g.registry.setInstall("tenant-evil", testExt, nil)
 	if code := do("Session good", "tenant-evil"); code != 200 {
 		t.Fatalf("spoofed tenant header: %d", code)
+	}
+}
+
+// TestCaddyTrustedHeaderSecret: with secret_header, the tenant header is
+// believed only next to the proxy's shared secret, so a request that
+// reaches extedge without passing forward_auth (here a second site with
+// no forward_auth, standing for a misrouted listener) cannot pick its
+// tenant.
+func TestCaddyTrustedHeaderSecret(t *testing.T) {
+	g := newGatewayFiles(t)
+	r := startStubRunner(t, g.sockDir, "r0")
+	const secret = "s3cret-shared-with-forward-auth"
+	secretFile := filepath.Join(t.TempDir(), "proxy.secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	authSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Session good" {
+			w.WriteHeader(401)
+			return
+		}
+		w.Header().Set("X-Alga-Tenant", testTenant)
+		w.Header().Set("X-Extedge-Proxy-Secret", secret)
+	}))
+	defer authSrv.Close()
+	extedge := fmt.Sprintf(`extedge {
+		registry %s {
+			token_file %s
+		}
+		runners %s {
+			token_file %s
+		}
+		auth trusted_header X-Alga-Tenant {
+			secret_header X-Extedge-Proxy-Secret %s
+		}
+	}`, g.registry.URL, g.serviceToken, r.Addr(), g.runnerToken, secretFile)
+	guarded := testenv.Caddy(t, fmt.Sprintf(`	forward_auth %s {
+		uri /auth
+		copy_headers X-Alga-Tenant X-Extedge-Proxy-Secret
+	}
+	%s`, strings.TrimPrefix(authSrv.URL, "http://"), extedge))
+	misrouted := testenv.Caddy(t, "\t"+extedge)
+	do := func(base string, headers map[string]string) int {
+		req, _ := http.NewRequest("GET", base+"/api/ext/"+testExt+"/agreements", nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := do(guarded.URL, map[string]string{"Authorization": "Session good"}); code != 200 {
+		t.Fatalf("through forward_auth: %d\n%s", code, guarded.Log())
+	}
+	if code := do(misrouted.URL, map[string]string{"X-Alga-Tenant": testTenant}); code != 401 {
+		t.Fatalf("tenant header without the secret: %d, want 401", code)
+	}
+	if code := do(misrouted.URL, map[string]string{"X-Alga-Tenant": testTenant, "X-Extedge-Proxy-Secret": "guess"}); code != 401 {
+		t.Fatalf("tenant header with a wrong secret: %d, want 401", code)
 	}
 }

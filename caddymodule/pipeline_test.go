@@ -262,6 +262,50 @@ func TestCookieToken(t *testing.T) {
 	}
 }
 
+// TestCookieWritesNeedAnAllowedOrigin is the CSRF check (SPEC §8.2 step
+// 2): the browser attaches the session cookie to any site's request, so a
+// cookie-authenticated write must prove where it comes from.
+func TestCookieWritesNeedAnAllowedOrigin(t *testing.T) {
+	g := newGateway(t, func(h *Handler, g *gateway) { h.CORSOrigins = []string{"https://psa.example.com", "null"} })
+	for _, c := range []struct {
+		name, method string
+		headers      map[string]string
+		bearer       bool
+		want         int
+	}{
+		{"cookie POST from another site", "POST", map[string]string{"Origin": "https://evil.example"}, false, 403},
+		{"cookie POST from an opaque origin", "POST", map[string]string{"Origin": "null"}, false, 403},
+		{"cookie POST without Origin or Sec-Fetch-Site", "POST", nil, false, 403},
+		{"cookie POST cross-site by Sec-Fetch-Site", "POST", map[string]string{"Sec-Fetch-Site": "cross-site"}, false, 403},
+		{"cookie DELETE from another site", "DELETE", map[string]string{"Origin": "https://evil.example"}, false, 403},
+		{"cookie POST from the gateway's own origin", "POST", map[string]string{"Origin": "http://example.com"}, false, 200},
+		{"cookie POST from a cors origin", "POST", map[string]string{"Origin": "https://psa.example.com"}, false, 200},
+		{"cookie POST same-origin by Sec-Fetch-Site", "POST", map[string]string{"Sec-Fetch-Site": "same-origin"}, false, 200},
+		{"cookie GET from another site", "GET", map[string]string{"Origin": "https://evil.example"}, false, 200},
+		{"bearer POST from another site", "POST", map[string]string{"Origin": "https://evil.example"}, true, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := map[string]string{"GET": "/agreements", "POST": "/agreements/sync", "DELETE": "/agreements/7"}[c.method]
+			r := httptest.NewRequest(c.method, "/api/ext/"+testExt+path, strings.NewReader("{}"))
+			if c.bearer {
+				r.Header.Set("Authorization", "Bearer "+token(t, nil))
+			} else {
+				r.AddCookie(&http.Cookie{Name: "psa_session", Value: token(t, nil)})
+			}
+			for k, v := range c.headers {
+				r.Header.Set(k, v)
+			}
+			w := g.do(r)
+			if w.Code != c.want {
+				t.Fatalf("status %d, want %d: %s", w.Code, c.want, w.Body.String())
+			}
+			if c.want == 403 && errorCode(t, w) != "forbidden" {
+				t.Fatalf("code %q, want forbidden", errorCode(t, w))
+			}
+		})
+	}
+}
+
 func TestRequestHeaderPolicy(t *testing.T) {
 	g := newGateway(t, nil)
 	r := g.req(t, "PUT", "/api/ext/"+testExt+"/agreements/7", `{}`)

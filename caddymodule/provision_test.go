@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,5 +103,30 @@ func TestConcurrentCallQuota(t *testing.T) {
 	g.runner.setRespond(echoGuest)
 	if w := g.do(g.req(t, "GET", "/api/ext/"+testExt+"/agreements", "")); w.Code != 200 {
 		t.Fatalf("after release: %d", w.Code)
+	}
+}
+
+// TestTrustedHeaderSecretFileIsCheckedAtStart: a missing or short shared
+// secret fails at provision (caddy validate), naming the file, instead of
+// making every call 401.
+func TestTrustedHeaderSecretFileIsCheckedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short.secret")
+	if err := os.WriteFile(short, []byte("tiny\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{filepath.Join(dir, "missing.secret"), short} {
+		h := &Handler{
+			Registry: &RegistryConfig{URL: "http://127.0.0.1:1"},
+			Runners:  &RunnersConfig{Addresses: []string{"unix/" + filepath.Join(dir, "r.sock")}},
+			Auth:     &AuthConfig{Mode: "trusted_header", SecretHeader: "X-Proxy-Secret", SecretHeaderFile: file},
+		}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), filepath.Base(file)) {
+			t.Errorf("provision with secret file %s: %v, want an error naming it", file, err)
+		}
+		h.Cleanup()
 	}
 }

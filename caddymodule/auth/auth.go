@@ -5,6 +5,7 @@
 package auth
 
 import (
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"slices"
@@ -38,6 +39,10 @@ type Identity struct {
 	Permissions []string
 	// User fields from the claims sub, email, name and user_type.
 	UserID, Email, Name, UserType string
+	// ByCookie reports that the credential came from the session cookie,
+	// which the browser attaches by itself: such a request may have been
+	// forged by another site and needs the gateway's CSRF check.
+	ByCookie bool
 }
 
 // MayUse reports whether the token may be used for extension ext.
@@ -61,12 +66,26 @@ type Authenticator interface {
 // the site block routes every extedge request through forward_auth first;
 // Caddyfile.example shows that layout. Identities from this mode carry no
 // permissions and no user.
+//
+// With SecretHeader set, the trusted component must also send that header
+// with Secret as its value: a request that reached the gateway some other
+// way (a second listener, a misrouted site block) cannot then choose its
+// tenant. The comparison takes constant time.
 type TrustedHeader struct {
 	Header string
+	// SecretHeader names the header carrying Secret; "" means none.
+	SecretHeader string
+	Secret       []byte
 }
 
 // Authenticate implements Authenticator.
 func (t TrustedHeader) Authenticate(r *http.Request) (*Identity, error) {
+	if t.SecretHeader != "" {
+		got := r.Header.Values(t.SecretHeader)
+		if len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), t.Secret) != 1 {
+			return nil, errorsJoin("missing or wrong trusted proxy secret")
+		}
+	}
 	vals := r.Header.Values(t.Header)
 	if len(vals) != 1 || !tenantid.Valid(vals[0]) {
 		return nil, errorsJoin("missing or invalid trusted tenant header")

@@ -160,6 +160,37 @@ func TestVerifiedCacheHonoursExpiry(t *testing.T) {
 	}
 }
 
+func TestTrustedHeaderSecret(t *testing.T) {
+	a := TrustedHeader{Header: "X-Alga-Tenant", SecretHeader: "X-Proxy-Secret", Secret: []byte("0123456789abcdef")}
+	for _, c := range []struct {
+		name    string
+		secrets []string
+		ok      bool
+	}{
+		{"right secret", []string{"0123456789abcdef"}, true},
+		{"no secret", nil, false},
+		{"wrong secret", []string{"0123456789abcdeX"}, false},
+		{"prefix of the secret", []string{"0123456789"}, false},
+		{"empty secret", []string{""}, false},
+		{"two values", []string{"0123456789abcdef", "0123456789abcdef"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("X-Alga-Tenant", "t-1")
+			for _, v := range c.secrets {
+				r.Header.Add("X-Proxy-Secret", v)
+			}
+			id, err := a.Authenticate(r)
+			if (err == nil) != c.ok {
+				t.Fatalf("got %+v, %v", id, err)
+			}
+			if err != nil && !errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("error %v does not wrap ErrUnauthenticated", err)
+			}
+		})
+	}
+}
+
 func TestTrustedHeader(t *testing.T) {
 	a := TrustedHeader{Header: "X-Alga-Tenant"}
 	for _, c := range []struct {

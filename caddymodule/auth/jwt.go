@@ -112,15 +112,29 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 
 // Authenticate implements Authenticator.
 func (j *JWT) Authenticate(r *http.Request) (*Identity, error) {
-	raw := bearer(r)
+	raw, byCookie := bearer(r), false
 	if raw == "" && j.cfg.Cookie != "" {
 		if c, err := r.Cookie(j.cfg.Cookie); err == nil {
-			raw = c.Value
+			raw, byCookie = c.Value, true
 		}
 	}
 	if raw == "" {
 		return nil, errorsJoin("no session token")
 	}
+	id, err := j.verify(raw)
+	if err != nil || !byCookie {
+		return id, err
+	}
+	// Cached identities are shared between requests; the credential's
+	// source is a fact of this request.
+	cookieID := *id
+	cookieID.ByCookie = true
+	return &cookieID, nil
+}
+
+// verify checks a raw token, from the cache of verified tokens when it
+// is there.
+func (j *JWT) verify(raw string) (*Identity, error) {
 	now := j.cfg.Now()
 	if c, ok := j.verified.Get(raw); ok {
 		if now.Before(c.expires.Add(j.cfg.Leeway)) && !now.Before(c.notBefore.Add(-j.cfg.Leeway)) {
