@@ -67,6 +67,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    frame_ancestors <origin...>
 //	    content_security_policy <policy>
 //	    gateway_origin  <origin>
+//	    ui_host         <host>
+//	    ui_rate_limit   <N>r/s|r/m|r/h [burst <M>]
+//	    ui_max_lookups  <n>
 //	}
 //
 // Settings inside a block are keyword-driven, so several may share a line
@@ -148,6 +151,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := oneArg(d, &h.GatewayOrigin); err != nil {
 				return err
 			}
+		case "ui_host":
+			if err := oneArg(d, &h.UIHost); err != nil {
+				return err
+			}
+		case "ui_rate_limit":
+			spec, err := parseRateSpec(d)
+			if err != nil {
+				return err
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.UIRateLimit = spec
+		case "ui_max_lookups":
+			var s string
+			if err := oneArg(d, &s); err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n <= 0 {
+				return d.Errf("ui_max_lookups: want a positive integer, got '%s'", s)
+			}
+			h.UIMaxLookups = n
 		default:
 			return d.Errf("unrecognized extedge subdirective '%s'", d.Val())
 		}

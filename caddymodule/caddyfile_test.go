@@ -75,6 +75,24 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 }
 
+// TestREADMECaddyfileAdapts keeps the README's Caddyfile snippet (the
+// first ``` block under "### Caddyfile") valid.
+func TestREADMECaddyfileAdapts(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "### Caddyfile\n")
+	_, block, ok2 := strings.Cut(section, "```\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no Caddyfile snippet under ### Caddyfile")
+	}
+	if got := adapt(t, block); strings.HasPrefix(got, "error:") {
+		t.Fatalf("README Caddyfile snippet: %s", got)
+	}
+}
+
 func TestParseRate(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string

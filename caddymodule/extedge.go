@@ -108,13 +108,37 @@ type Handler struct {
 	// the scheme and host of the request.
 	GatewayOrigin string `json:"gateway_origin,omitempty"`
 
+	// UIHost, when set, serves /ext-ui only on this host name (compared
+	// without the port, unless UIHost has one); on other hosts /ext-ui is
+	// 404. Use a dedicated, cookieless name (`ext-ui.psa.example.com`),
+	// never the PSA's own: extension files then cannot even be fetched
+	// from the PSA's origin (SPEC §16). Set GatewayOrigin to the API origin
+	// so the UI's CSP lets it call /api/ext there. Default: any host.
+	UIHost string `json:"ui_host,omitempty"`
+
+	// UIRateLimit limits, per client IP (Caddy's client_ip, which honours
+	// trusted_proxies), the /ext-ui requests that need a registry lookup
+	// (an extension and hash not in the cache); over it they get 429
+	// rate_limited. Cached versions are never limited, so a page's many
+	// asset requests cost nothing against it. In memory, bounded by
+	// rate_limit's max_keys. Default: no limit.
+	UIRateLimit *RateSpec `json:"ui_rate_limit,omitempty"`
+
+	// UIMaxLookups bounds the registry lookups /ext-ui makes at once; a
+	// request that cannot get a slot within a second is 429 rate_limited,
+	// so made-up hashes never queue up in front of real assets or reach
+	// 5xx. Answers, including "no such version", are cached (unknown ones
+	// for 5s, in a table of their own). Default: 16.
+	UIMaxLookups int `json:"ui_max_lookups,omitempty"`
+
 	state  *sharedState
 	auth   auth.Authenticator
 	logger *zap.Logger
 	cors   map[string]bool
 	csp    string
 
-	uiSource *uiSourceLoader
+	uiSource  *uiSourceLoader
+	uiLookups chan struct{} // UIMaxLookups slots
 	// bundleLimits bound the UI bundles fetched (SPEC §2.1 defaults);
 	// now is the clock their certificates are checked against. Both are
 	// set in Provision so tests can replace them.
@@ -237,9 +261,10 @@ type UICacheConfig struct {
 
 // Defaults.
 const (
-	defaultTimeout     = 5 * time.Second
-	defaultMaxBody     = 10 << 20
-	defaultUICacheSize = 1 << 30
+	defaultTimeout      = 5 * time.Second
+	defaultUIMaxLookups = 16
+	defaultMaxBody      = 10 << 20
+	defaultUICacheSize  = 1 << 30
 	// deadlineGrace is how much longer than the guest's timeout a call
 	// may take: queueing for a runner slot, fetching and compiling the
 	// bundle count against it. The runner gets the call's deadline in the
@@ -283,6 +308,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.FrameAncestors) == 0 {
 		h.FrameAncestors = []string{"'self'"}
 	}
+	if h.UIMaxLookups == 0 {
+		h.UIMaxLookups = defaultUIMaxLookups
+	}
+	h.uiLookups = make(chan struct{}, h.UIMaxLookups)
 	h.cors = make(map[string]bool, len(h.CORSOrigins))
 	for _, o := range h.CORSOrigins {
 		h.cors[o] = true
@@ -358,6 +387,15 @@ func (h *Handler) Validate() error {
 	}
 	if h.Timeout < 0 || h.MaxRequestBody < 0 || h.MaxResponseBody < 0 {
 		return errors.New("extedge: timeout and body limits must not be negative")
+	}
+	if h.UIMaxLookups < 0 {
+		return errors.New("extedge: ui_max_lookups must not be negative")
+	}
+	if r := h.UIRateLimit; r != nil && (r.Requests <= 0 || r.Per <= 0 || r.Burst < 0) {
+		return errors.New("extedge: ui_rate_limit needs a positive rate")
+	}
+	if strings.ContainsAny(h.UIHost, "/ ") {
+		return fmt.Errorf("extedge: ui_host %q must be a host name, optionally with a port", h.UIHost)
 	}
 	if rl := h.RateLimit; rl != nil {
 		for name, r := range map[string]*RateSpec{"per_tenant": rl.PerTenant, "per_extension": rl.PerExtension} {

@@ -104,6 +104,11 @@ type stubRegistry struct {
 	down     atomic.Bool
 	resolves atomic.Int64
 	changes  chan registryapi.Change
+	// statusCalls counts bundle-status requests; statusBusy and
+	// statusMaxBusy are how many run at once and the most seen.
+	statusCalls, statusBusy, statusMaxBusy atomic.Int64
+	// holdStatus, when set, blocks bundle-status replies until closed.
+	holdStatus atomic.Pointer[chan struct{}]
 }
 
 func newStubRegistry(t testing.TB) *stubRegistry {
@@ -154,6 +159,14 @@ func (s *stubRegistry) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", etag)
 		w.Write(b)
 	case strings.HasPrefix(r.URL.Path, "/v1/bundles/"):
+		s.statusCalls.Add(1)
+		n := s.statusBusy.Add(1)
+		defer s.statusBusy.Add(-1)
+		for m := s.statusMaxBusy.Load(); n > m && !s.statusMaxBusy.CompareAndSwap(m, n); m = s.statusMaxBusy.Load() {
+		}
+		if h := s.holdStatus.Load(); h != nil {
+			<-*h
+		}
 		hash := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/bundles/"), "/status")
 		s.mu.Lock()
 		st := s.statuses[hash+"/"+r.URL.Query().Get("extension")]

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/caddymodule/uicache"
@@ -19,6 +21,7 @@ import (
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/bundle/verified"
 	"github.com/extedge/extedge/internal/manifest"
+	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/signing"
 )
 
@@ -75,6 +78,9 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	}
 	notFound := func() string { return fail(newError(codeNotFound, "not found")) }
 
+	if !h.onUIHost(r) {
+		return notFound()
+	}
 	ext, hash, rel, ok := parseUIPath(r.URL.EscapedPath()[len(prefixUI):])
 	if !ok {
 		return notFound()
@@ -84,9 +90,9 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 		ge.allow = "GET, HEAD"
 		return fail(ge)
 	}
-	st, err := h.state.registry.BundleStatus(r.Context(), hash, ext)
-	if err != nil {
-		return fail(newError(codeRegistryUnavailable, "the extension registry is unavailable"))
+	st, ge := h.uiStatus(r, hash, ext)
+	if ge != nil {
+		return fail(ge)
 	}
 	if !st.Usable() {
 		return notFound()
@@ -154,6 +160,65 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	hdr["Content-Security-Policy"] = []string{uiPolicy(ctype, html)}
 	http.ServeContent(w, r, "", time.Time{}, fh)
 	return "ok"
+}
+
+// onUIHost reports whether r may be served /ext-ui: any host without
+// ui_host, else only that one (SPEC §16).
+func (h *Handler) onUIHost(r *http.Request) bool {
+	if h.UIHost == "" {
+		return true
+	}
+	host := r.Host
+	if !strings.Contains(h.UIHost, ":") {
+		if hn, _, err := net.SplitHostPort(host); err == nil {
+			host = hn
+		}
+	}
+	return strings.EqualFold(host, h.UIHost)
+}
+
+// uiLookupWait is how long an /ext-ui request waits for a lookup slot.
+const uiLookupWait = time.Second
+
+// uiStatus is the §8.3 registry check, made cheap to refuse: a cached
+// answer (known or "no such version") costs no I/O; a lookup first
+// passes the client's ui_rate_limit and then waits at most uiLookupWait
+// for one of the ui_max_lookups slots. Refusals are 429, never 5xx.
+func (h *Handler) uiStatus(r *http.Request, hash, ext string) (*registryapi.BundleStatus, *gatewayError) {
+	reg := h.state.registry
+	if st, ok := reg.CachedBundleStatus(hash, ext); ok {
+		return st, nil
+	}
+	busy := newError(codeRateLimited, "too many lookups of uncached extension versions")
+	busy.retryAfter = time.Second
+	if spec := h.UIRateLimit; spec != nil {
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		if ip == "" { // outside a Caddy server (tests)
+			ip, _, _ = net.SplitHostPort(r.RemoteAddr)
+		}
+		d, _ := h.state.limiter.memory.Allow(r.Context(), "ui:"+ip, spec.rate())
+		if !d.Allowed {
+			rateDecisions.WithLabelValues("ui", "deny", d.Backend).Inc()
+			busy.retryAfter = max(d.RetryAfter, time.Second)
+			return nil, busy
+		}
+		rateDecisions.WithLabelValues("ui", "allow", d.Backend).Inc()
+	}
+	t := time.NewTimer(uiLookupWait)
+	defer t.Stop()
+	select {
+	case h.uiLookups <- struct{}{}:
+		defer func() { <-h.uiLookups }()
+	case <-t.C:
+		return nil, busy
+	case <-r.Context().Done():
+		return nil, busy
+	}
+	st, err := reg.BundleStatus(r.Context(), hash, ext)
+	if err != nil {
+		return nil, newError(codeRegistryUnavailable, "the extension registry is unavailable")
+	}
+	return st, nil
 }
 
 // uiBundleError is the answer when a UI tree cannot be prepared: a bundle

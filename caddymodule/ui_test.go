@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,6 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/bundle"
@@ -380,6 +384,124 @@ func TestHTMLPolicyKeepsASandbox(t *testing.T) {
 		}
 		if err != nil || got != c.want {
 			t.Errorf("htmlPolicy(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestUIUnknownHashesAreCheapToRefuse (issue 10 finding 7): a made-up
+// hash asked again costs no registry call (negative cache), and past the
+// client's ui_rate_limit lookups are refused with 429 before they reach
+// the registry, while a cached real asset is still served without one.
+func TestUIUnknownHashesAreCheapToRefuse(t *testing.T) {
+	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
+	g := newUIGateway(t, fx, func(h *Handler) {
+		h.UIRateLimit = &RateSpec{Requests: 5, Per: caddy.Duration(time.Hour), Burst: 5}
+	})
+	get := func(path string) *httptest.ResponseRecorder {
+		return g.do(httptest.NewRequest("GET", path, nil))
+	}
+	if w := get(uiURL(fx, "app.js")); w.Code != 200 {
+		t.Fatalf("real asset: %d", w.Code)
+	}
+	unknown := func(i int) string {
+		return fmt.Sprintf("/ext-ui/%s/sha256:%064x/app.js", testExt, 0xdead0000+i)
+	}
+	calls := g.registry.statusCalls.Load()
+	for range 20 {
+		if w := get(unknown(0)); w.Code != 404 {
+			t.Fatalf("unknown hash: %d", w.Code)
+		}
+	}
+	if n := g.registry.statusCalls.Load() - calls; n != 1 {
+		t.Fatalf("one unknown hash asked 20 times cost %d registry calls, want 1", n)
+	}
+	codes := map[int]int{}
+	for i := 1; i <= 30; i++ {
+		w := get(unknown(i))
+		codes[w.Code]++
+		if w.Code == 429 && (errorCode(t, w) != "rate_limited" || w.Header().Get("Retry-After") == "") {
+			t.Fatalf("refusal: code %q, Retry-After %q", errorCode(t, w), w.Header().Get("Retry-After"))
+		}
+	}
+	if codes[404]+codes[429] != 30 || codes[429] == 0 {
+		t.Fatalf("30 distinct unknown hashes got %v, want only 404s and 429s, some 429", codes)
+	}
+	if n := g.registry.statusCalls.Load() - calls; n > 5 {
+		t.Fatalf("%d registry calls for unknown hashes, want at most the burst of 5", n)
+	}
+	calls = g.registry.statusCalls.Load()
+	if w := get(uiURL(fx, "index.html")); w.Code != 200 || g.registry.statusCalls.Load() != calls {
+		t.Fatalf("real asset during the flood: %d, %d registry calls", w.Code, g.registry.statusCalls.Load()-calls)
+	}
+}
+
+// TestUILookupsAreBounded: with the registry slow, at most ui_max_lookups
+// status lookups run at once; the others are refused with 429 after a
+// short wait, and a cached real asset is served meanwhile.
+func TestUILookupsAreBounded(t *testing.T) {
+	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
+	g := newUIGateway(t, fx, func(h *Handler) { h.UIMaxLookups = 3 })
+	if w := g.do(httptest.NewRequest("GET", uiURL(fx, "app.js"), nil)); w.Code != 200 {
+		t.Fatalf("real asset: %d", w.Code)
+	}
+	hold := make(chan struct{})
+	g.registry.holdStatus.Store(&hold)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	defer release()
+	const n = 12
+	results := make(chan int, n)
+	for i := range n {
+		go func() {
+			path := fmt.Sprintf("/ext-ui/%s/sha256:%064x/app.js", testExt, 0xbeef0000+i)
+			results <- g.do(httptest.NewRequest("GET", path, nil)).Code
+		}()
+	}
+	codes := map[int]int{}
+	for range n - 3 {
+		codes[<-results]++
+	}
+	if codes[429] != n-3 {
+		t.Fatalf("while 3 lookups hang: %v, want %d × 429", codes, n-3)
+	}
+	if w := g.do(httptest.NewRequest("GET", uiURL(fx, "index.html"), nil)); w.Code != 200 {
+		t.Fatalf("cached real asset while lookups are full: %d", w.Code)
+	}
+	release()
+	for range 3 {
+		codes[<-results]++
+	}
+	if codes[404] != 3 {
+		t.Fatalf("held lookups ended with %v, want 3 × 404", codes)
+	}
+	if m := g.registry.statusMaxBusy.Load(); m > 3 {
+		t.Fatalf("%d status lookups at once, want at most 3", m)
+	}
+}
+
+// TestUIHost: with ui_host, /ext-ui answers only on that host (SPEC §16).
+func TestUIHost(t *testing.T) {
+	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
+	g := newUIGateway(t, fx, func(h *Handler) { h.UIHost = "ext-ui.example.test" })
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{"example.com", 404},
+		{"psa.example.test", 404},
+		{"ext-ui.example.test.evil", 404},
+		{"ext-ui.example.test", 200},
+		{"EXT-UI.example.test:8443", 200},
+	} {
+		r := httptest.NewRequest("GET", uiURL(fx, "app.js"), nil)
+		r.Host = c.host
+		if w := g.do(r); w.Code != c.want {
+			t.Errorf("Host %s: %d, want %d", c.host, w.Code, c.want)
 		}
 	}
 }

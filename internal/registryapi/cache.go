@@ -34,6 +34,7 @@ const (
 	DefaultCacheNegativeTTL    = 5 * time.Second
 	DefaultCacheMaxStale       = 5 * time.Minute
 	DefaultCacheMaxEntries     = 50_000
+	DefaultCacheMaxUnknown     = 10_000
 	DefaultCacheRequestTimeout = 5 * time.Second
 )
 
@@ -59,6 +60,11 @@ type CacheConfig struct {
 	// statuses); the least recently used entries go first.
 	// Default: 50000.
 	MaxEntries int
+	// MaxUnknown bounds the table of "not a published version" bundle
+	// statuses, kept apart from the known ones so that lookups of made-up
+	// hashes (anyone can send them to /ext-ui) never evict a real
+	// version's status. Default: 10000.
+	MaxUnknown int
 	// RequestTimeout bounds one registry call. Default: `5s`.
 	RequestTimeout time.Duration
 	// OnRevoked, when set, is called from the change-feed goroutine with
@@ -102,7 +108,8 @@ type Cache struct {
 	client   *Client
 
 	installs *lru.Cache[string, *installEntry]
-	statuses *lru.Cache[string, *statusEntry]
+	statuses *lru.Cache[string, *statusEntry] // published versions (revoked or not)
+	unknown  *lru.Cache[string, *statusEntry] // not a published version of that extension
 	sf       singleflight.Group
 	// gen counts feed invalidations, so that an answer fetched while one
 	// happened is not trusted for a whole TTL.
@@ -149,6 +156,9 @@ func NewCache(cfg CacheConfig) *Cache {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = DefaultCacheMaxEntries
 	}
+	if cfg.MaxUnknown <= 0 {
+		cfg.MaxUnknown = DefaultCacheMaxUnknown
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultCacheRequestTimeout
 	}
@@ -161,16 +171,19 @@ func NewCache(cfg CacheConfig) *Cache {
 	}
 	c.installs, _ = lru.New[string, *installEntry](cfg.MaxEntries)
 	c.statuses, _ = lru.New[string, *statusEntry](cfg.MaxEntries)
+	c.unknown, _ = lru.New[string, *statusEntry](cfg.MaxUnknown)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
 // CacheStats are a Cache's sizes and counters, for admin APIs and metrics.
 type CacheStats struct {
-	Installs       int   `json:"installs"`
-	BundleStatuses int   `json:"bundle_statuses"`
-	Hits           int64 `json:"hits"`
-	Misses         int64 `json:"misses"`
+	Installs       int `json:"installs"`
+	BundleStatuses int `json:"bundle_statuses"`
+	// UnknownStatuses counts cached "not a published version" answers.
+	UnknownStatuses int   `json:"unknown_statuses"`
+	Hits            int64 `json:"hits"`
+	Misses          int64 `json:"misses"`
 	// HitRate is Hits / (Hits + Misses), 0 before any lookup.
 	HitRate   float64 `json:"hit_rate"`
 	StaleHits int64   `json:"stale_hits"`
@@ -184,7 +197,7 @@ type CacheStats struct {
 
 // Stats reports sizes and counters.
 func (c *Cache) Stats() CacheStats {
-	st := CacheStats{Installs: c.installs.Len(), BundleStatuses: c.statuses.Len(),
+	st := CacheStats{Installs: c.installs.Len(), BundleStatuses: c.statuses.Len(), UnknownStatuses: c.unknown.Len(),
 		Hits: c.hits.Load(), Misses: c.misses.Load(), StaleHits: c.staleHits.Load(),
 		Failures: c.failures.Load(), RegistryCalls: c.calls.Load(),
 		FeedEvents: c.feedEvents.Load(), FeedReconnects: c.feedReconnects.Load()}
@@ -369,15 +382,8 @@ func isNotFound(err error) bool {
 func (c *Cache) BundleStatus(ctx context.Context, hash, ext string) (*BundleStatus, error) {
 	c.feedOnce.Do(c.startFeed)
 	key := statusKey(hash, ext)
-	if e, ok := c.statuses.Get(key); ok {
-		ttl := c.cfg.TTL
-		if !e.status.Published {
-			ttl = c.cfg.NegativeTTL
-		}
-		if e.fresh(c.cfg.Now(), ttl) {
-			c.hits.Add(1)
-			return e.status, nil
-		}
+	if st, ok := c.freshStatus(key); ok {
+		return st, nil
 	}
 	c.misses.Add(1)
 	v, err := c.share(ctx, "s\x00"+key, func() (any, error) { return c.refreshStatus(hash, ext, key) })
@@ -387,9 +393,40 @@ func (c *Cache) BundleStatus(ctx context.Context, hash, ext string) (*BundleStat
 	return v.(*statusEntry).status, nil
 }
 
+// CachedBundleStatus returns a fresh cached status without any I/O, so
+// that a caller can refuse or throttle lookups that would reach the
+// registry (the gateway's /ext-ui, SPEC §8.3).
+func (c *Cache) CachedBundleStatus(hash, ext string) (*BundleStatus, bool) {
+	return c.freshStatus(statusKey(hash, ext))
+}
+
+// freshStatus is a cache hit: an entry within its TTL (NegativeTTL for
+// unknown versions) that nothing invalidated.
+func (c *Cache) freshStatus(key string) (*BundleStatus, bool) {
+	e, ok := c.statuses.Get(key)
+	ttl := c.cfg.TTL
+	if !ok {
+		e, ok = c.unknown.Get(key)
+		ttl = c.cfg.NegativeTTL
+	}
+	if !ok || !e.fresh(c.cfg.Now(), ttl) {
+		return nil, false
+	}
+	c.hits.Add(1)
+	return e.status, true
+}
+
+// peekStatus returns the cached entry of key from either table.
+func (c *Cache) peekStatus(key string) (*statusEntry, bool) {
+	if e, ok := c.statuses.Peek(key); ok {
+		return e, true
+	}
+	return c.unknown.Peek(key)
+}
+
 func (c *Cache) refreshStatus(hash, ext, key string) (*statusEntry, error) {
 	gen := c.gen.Load()
-	prev, _ := c.statuses.Peek(key)
+	prev, _ := c.peekStatus(key)
 	client, err := c.getClient()
 	if err == nil {
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
@@ -401,13 +438,19 @@ func (c *Cache) refreshStatus(hash, ext, key string) (*statusEntry, error) {
 			st, err = &BundleStatus{ContentHash: hash, Extension: ext}, nil
 		}
 		if err == nil {
-			if cur, ok := c.statuses.Peek(key); ok && cur != prev && cur.fromFeed {
+			if cur, ok := c.peekStatus(key); ok && cur != prev && cur.fromFeed {
 				// Revoked by the feed while we asked: the reply may predate it.
 				return cur, nil
 			}
 			e := &statusEntry{status: st}
 			c.confirmed(&e.entryState, gen)
-			c.statuses.Add(key, e)
+			if st.Published {
+				c.unknown.Remove(key)
+				c.statuses.Add(key, e)
+			} else {
+				c.statuses.Remove(key)
+				c.unknown.Add(key, e)
+			}
 			return e, nil
 		}
 	}
@@ -456,9 +499,11 @@ func (c *Cache) MarkAllStale() {
 			e.stale.Store(true)
 		}
 	}
-	for _, k := range c.statuses.Keys() {
-		if e, ok := c.statuses.Peek(k); ok {
-			e.stale.Store(true)
+	for _, t := range []*lru.Cache[string, *statusEntry]{c.statuses, c.unknown} {
+		for _, k := range t.Keys() {
+			if e, ok := t.Peek(k); ok {
+				e.stale.Store(true)
+			}
 		}
 	}
 }

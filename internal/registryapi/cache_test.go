@@ -39,6 +39,9 @@ type registry struct {
 	statuses  atomic.Int64
 	notMod    atomic.Int64
 	changes   chan Change
+	// unknownPrefix, when set before the first request, makes hashes
+	// with that prefix "not a published version".
+	unknownPrefix string
 	// hold, when set, blocks resolve and status replies until closed.
 	hold atomic.Pointer[chan struct{}]
 }
@@ -86,8 +89,9 @@ func newRegistry(t *testing.T) *registry {
 		default:
 			r.statuses.Add(1)
 			hash := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/v1/bundles/"), "/status")
+			unknown := r.unknownPrefix != "" && strings.HasPrefix(hash, r.unknownPrefix)
 			json.NewEncoder(w).Encode(BundleStatus{ContentHash: hash, Extension: req.URL.Query().Get("extension"),
-				Published: r.published.Load()})
+				Published: r.published.Load() && !unknown})
 		}
 	}))
 	t.Cleanup(r.Close)
@@ -289,6 +293,44 @@ func TestLRUBoundsEachTable(t *testing.T) {
 			t.Fatalf("evicted status not asked again: %v", err)
 		}
 	})
+}
+
+// TestUnknownHashesNeverEvictKnownStatuses: made-up hashes (anyone can
+// send them to /ext-ui) fill a table of their own, so a real version's
+// status stays cached and CachedBundleStatus answers it without I/O.
+func TestUnknownHashesNeverEvictKnownStatuses(t *testing.T) {
+	ctx := context.Background()
+	r := newRegistry(t)
+	r.unknownPrefix = "sha256:ff"
+	c := NewCache(CacheConfig{
+		Client:     func() (*Client, error) { return New(r.URL, "t", nil), nil },
+		MaxEntries: 4, MaxUnknown: 8,
+		Now: (&clock{t: time.Unix(1e9, 0)}).Now,
+	})
+	t.Cleanup(func() { c.Close() })
+	if _, ok := c.CachedBundleStatus("sha256:aa", "com.a.b"); ok {
+		t.Fatal("CachedBundleStatus answered before any lookup")
+	}
+	if st, err := c.BundleStatus(ctx, "sha256:aa", "com.a.b"); err != nil || !st.Usable() {
+		t.Fatalf("known hash: %+v, %v", st, err)
+	}
+	for i := 0; i < 100; i++ {
+		if st, err := c.BundleStatus(ctx, fmt.Sprintf("sha256:ff%04d", i), "com.a.b"); err != nil || st.Published {
+			t.Fatalf("unknown hash %d: %+v, %v", i, st, err)
+		}
+	}
+	st := c.Stats()
+	if st.BundleStatuses != 1 || st.UnknownStatuses != 8 {
+		t.Fatalf("tables hold %d known and %d unknown statuses, want 1 and 8", st.BundleStatuses, st.UnknownStatuses)
+	}
+	before := r.statuses.Load()
+	got, ok := c.CachedBundleStatus("sha256:aa", "com.a.b")
+	if !ok || !got.Usable() || r.statuses.Load() != before {
+		t.Fatalf("known status after 100 unknown lookups: %+v, %v (registry asked %d times)", got, ok, r.statuses.Load()-before)
+	}
+	if _, ok := c.CachedBundleStatus("sha256:ff0099", "com.a.b"); !ok {
+		t.Fatal("the newest unknown answer is not cached")
+	}
 }
 
 func TestBundleStatusCaching(t *testing.T) {
