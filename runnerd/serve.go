@@ -63,7 +63,9 @@ type options struct {
 	maxHostCalls                     int
 	maxLogBytes                      int64
 	maxConcurrency, maxPerTenant     int
+	maxQueuePerTenant                int
 	queueWait, grace, epochTick      time.Duration
+	demoteAfter                      time.Duration
 
 	registryCacheTTL, registryMaxStale time.Duration
 	logLevel                           string
@@ -162,7 +164,9 @@ func parseOptions(args []string) (*options, error) {
 	fs.Var(sizeFlag{&o.maxLogBytes}, "max-log-bytes", "log bytes per invocation")
 	fs.IntVar(&o.maxConcurrency, "max-concurrency", 16, "calls in flight in this process (run one runnerd per core)")
 	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default a quarter of --max-concurrency, at least 1)")
+	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
+	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (nice 19) so that short calls of other tenants go first; 0 disables")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -330,7 +334,7 @@ func (d *daemon) buildEngine() error {
 	if err != nil {
 		return err
 	}
-	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel}, hosts)
+	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter}, hosts)
 	return err
 }
 
@@ -369,7 +373,7 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 		MaxLimits:       engine.Limits{Timeout: o.maxTimeout, MemoryBytes: int64(o.maxMemoryMB) << 20, Fuel: o.maxFuel},
 		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
 		MaxRequestBytes: int(o.maxRequestBytes),
-		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, QueueWait: o.queueWait,
+		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, MaxQueuePerTenant: o.maxQueuePerTenant, QueueWait: o.queueWait,
 		Ready: d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
 	}
 	if d.reg != nil {

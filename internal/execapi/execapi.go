@@ -217,6 +217,12 @@ type Response struct {
 	Body    []byte            `json:"body_b64"`
 }
 
+// HeaderCPU is the execute reply header carrying the guest's CPU time in
+// whole microseconds, on every reply of a call whose guest ran (success or
+// error); the gateway charges it to the install's cpu_ms_per_minute
+// quota (SPEC §17). Canonical form, for direct map access.
+const HeaderCPU = "X-Extedge-Cpu-Us"
+
 // Error is the error object of every failed call.
 type Error struct {
 	Code      string `json:"code"`

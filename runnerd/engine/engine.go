@@ -34,7 +34,17 @@ type Config struct {
 	// MaxWasmStack bounds the native stack wasm may use; deeper recursion
 	// traps with a stack overflow. Default: 512 KiB.
 	MaxWasmStack int
+	// DemoteAfter is the CPU time after which a call's thread runs at the
+	// lowest priority for the rest of the call (see onThread), so that
+	// long calls yield the cores to short ones (SPEC §17). Negative
+	// disables it. Default: DefaultDemoteAfter.
+	DemoteAfter time.Duration
 }
+
+// DefaultDemoteAfter is the default Config.DemoteAfter: well above a real
+// handler call (a Go guest's fresh instance costs about 2 ms), well below
+// a timeout.
+const DefaultDemoteAfter = 10 * time.Millisecond
 
 func (c Config) withDefaults() Config {
 	if c.EpochTick <= 0 {
@@ -42,6 +52,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxWasmStack <= 0 {
 		c.MaxWasmStack = 512 << 10
+	}
+	if c.DemoteAfter == 0 {
+		c.DemoteAfter = DefaultDemoteAfter
 	}
 	return c
 }

@@ -67,6 +67,12 @@ type Stats struct {
 	// PeakMemoryBytes is the instance's final linear memory size (memory
 	// only grows, so it is the peak).
 	PeakMemoryBytes int64
+	// CPU is the CPU time of the thread that ran the call (instantiation,
+	// handler and host calls); 0 where the platform cannot measure it.
+	CPU time.Duration
+	// Demoted reports that the call used more than Config.DemoteAfter of
+	// CPU and finished at the lowest thread priority.
+	Demoted bool
 }
 
 // Result is a call's outcome. Response is set on success.
@@ -94,8 +100,15 @@ type callState struct {
 // so that stats and the host report can be recorded.
 func (e *Engine) Run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
 	lim = lim.withDefaults()
-	var stdio *stdioCapture
-	res, err := e.run(ctx, m, export, request, lim, inv, &stdio)
+	var (
+		stdio *stdioCapture
+		res   *Result
+		err   error
+	)
+	cpu, demoted := onThread(e.cfg.DemoteAfter, func() {
+		res, err = e.run(ctx, m, export, request, lim, inv, &stdio)
+	})
+	res.Stats.CPU, res.Stats.Demoted = cpu, demoted
 	if stdio != nil {
 		// The store is closed now, so wasmtime's ends of the pipes are too.
 		stdio.finish(e.hosts, inv)

@@ -23,6 +23,9 @@ type metrics struct {
 	fuel        prometheus.Counter
 	egress      prometheus.Counter
 	rejected    prometheus.Counter
+	queueWait   prometheus.Histogram
+	cpu         prometheus.Counter
+	demoted     prometheus.Counter
 
 	reg          prometheus.Registerer
 	guestMu      sync.Mutex
@@ -58,13 +61,22 @@ func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
 		fuel:        prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_fuel_consumed_total", Help: "Fuel consumed by metered calls."}),
 		egress:      prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_egress_bytes_total", Help: "Bytes sent and received by http.fetch."}),
 		rejected:    prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_concurrency_rejections_total", Help: "Calls refused with concurrency_limited."}),
-		guestVecs:   map[string]*guestVec{},
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_queue_wait_seconds",
+			Help: "Time calls waited for a concurrency slot (only calls that had to wait).", Buckets: buckets}),
+		cpu: prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_guest_cpu_seconds_total",
+			Help: "CPU time of the threads that ran guests."}),
+		demoted: prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_demoted_calls_total",
+			Help: "Calls whose thread ran at low priority after using more CPU than the demotion threshold."}),
+		guestVecs: map[string]*guestVec{},
 		guestDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_guest_metrics_dropped_total",
 			Help: "metrics.emit samples dropped by the name and label-cardinality caps."}),
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "extedge_runner_in_flight", Help: "Calls holding a concurrency slot."},
 		func() float64 { return float64(lim.inFlight()) })
-	for _, c := range []prometheus.Collector{m.invocations, m.duration, m.instantiate, m.guest, m.memory, m.fuel, m.egress, m.rejected, m.guestDropped, inFlight} {
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "extedge_runner_queued", Help: "Calls waiting for a concurrency slot."},
+		func() float64 { return float64(lim.waiting()) })
+	for _, c := range []prometheus.Collector{m.invocations, m.duration, m.instantiate, m.guest, m.memory, m.fuel, m.egress, m.rejected,
+		m.queueWait, m.cpu, m.demoted, m.guestDropped, inFlight, queued} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

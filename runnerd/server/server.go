@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,8 +81,12 @@ type Config struct {
 	// Default: a quarter of MaxConcurrency, at least 1, so one tenant's
 	// runaway calls hold at most a quarter of the slots.
 	MaxConcurrencyPerTenant int
+	// MaxQueuePerTenant caps one tenant's calls waiting for a slot; more
+	// are refused at once. Default: MaxConcurrencyPerTenant.
+	MaxQueuePerTenant int
 	// QueueWait is how long a call waits for a slot before
-	// concurrency_limited. Default: 100ms.
+	// concurrency_limited. Slots go to waiting tenants fairly (the one
+	// with the fewest calls running first). Default: 100ms.
 	QueueWait time.Duration
 
 	// Ready reports whether the runner can serve (/readyz); nil means yes.
@@ -124,6 +129,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConcurrencyPerTenant <= 0 {
 		cfg.MaxConcurrencyPerTenant = max(1, cfg.MaxConcurrency/4)
 	}
+	if cfg.MaxQueuePerTenant <= 0 {
+		cfg.MaxQueuePerTenant = cfg.MaxConcurrencyPerTenant
+	}
 	if cfg.QueueWait <= 0 {
 		cfg.QueueWait = 100 * time.Millisecond
 	}
@@ -144,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		token:  []byte(strings.TrimSpace(cfg.Token)),
-		limits: newLimiter(cfg.MaxConcurrency, cfg.MaxConcurrencyPerTenant, cfg.QueueWait),
+		limits: newLimiter(cfg.MaxConcurrency, cfg.MaxConcurrencyPerTenant, cfg.MaxQueuePerTenant, cfg.QueueWait),
 		log:    cfg.Logger,
 	}
 	var err error
@@ -241,7 +249,11 @@ func (s *Server) serveExecute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &execapi.Error{Code: execapi.CodeBadRequest, Message: msg}, 0)
 		return
 	}
-	resp, eerr := s.Execute(r.Context(), &env)
+	resp, stats, eerr := s.call(r.Context(), &env)
+	if stats.ran {
+		// The guest's CPU time, for the gateway's cpu_ms_per_minute quota.
+		w.Header()[execapi.HeaderCPU] = []string{strconv.FormatInt(stats.CPU.Microseconds(), 10)}
+	}
 	if eerr != nil {
 		eerr.RequestID = env.Context.RequestID
 		writeError(w, eerr, 0)
@@ -293,12 +305,18 @@ func (s *Server) serveWarmup(w http.ResponseWriter, r *http.Request) {
 // outlives the gateway's answer; the guest's own timeout starts later,
 // just before the handler export, and is cut to what is left of it.
 func (s *Server) Execute(ctx context.Context, env *execapi.Request) (*execapi.Response, *execapi.Error) {
+	resp, _, eerr := s.call(ctx, env)
+	return resp, eerr
+}
+
+// call is Execute with the call's stats.
+func (s *Server) call(ctx context.Context, env *execapi.Request) (*execapi.Response, *callStats, *execapi.Error) {
 	started := time.Now()
 	ctx, cancel := env.Limits.Deadline(ctx)
 	defer cancel()
 	resp, stats, eerr := s.execute(ctx, env)
 	s.finish(env, started, resp, stats, eerr)
-	return resp, eerr
+	return resp, stats, eerr
 }
 
 type callStats struct {
@@ -306,6 +324,15 @@ type callStats struct {
 	egress int64
 	valid  bool // the envelope passed validation: the call gets a record
 	ran    bool // the guest was instantiated
+}
+
+// cpu is the call's CPU time; the guest's wall time where the platform
+// cannot measure CPU.
+func (st *callStats) cpu() time.Duration {
+	if st.CPU > 0 {
+		return st.CPU
+	}
+	return st.Instantiate + st.Guest
 }
 
 func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Response, *callStats, *execapi.Error) {
@@ -322,7 +349,10 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 		return nil, stats, &execapi.Error{Code: execapi.CodePayloadTooLarge, Message: fmt.Sprintf("guest request is %d bytes, more than %d", len(request), s.cfg.MaxRequestBytes)}
 	}
 
-	release := s.limits.acquire(ctx, env.Context.TenantID)
+	release, waited := s.limits.acquire(ctx, env.Context.TenantID)
+	if waited > 0 {
+		s.metrics.queueWait.Observe(waited.Seconds())
+	}
 	if release == nil {
 		if ctx.Err() != nil {
 			return nil, stats, callOver("while waiting for a runner slot")
@@ -454,7 +484,7 @@ func (s *Server) finish(env *execapi.Request, started time.Time, resp *execapi.R
 			Outcome:         outcome,
 			HTTPStatus:      status,
 			DurationMS:      float64(finished.Sub(started).Microseconds()) / 1000,
-			CPUMS:           float64(st.Guest.Microseconds()) / 1000,
+			CPUMS:           float64(st.cpu().Microseconds()) / 1000,
 			Fuel:            st.FuelUsed,
 			PeakMemoryBytes: st.PeakMemoryBytes,
 			EgressBytes:     st.egress,

@@ -624,7 +624,7 @@ func TestTelemetry(t *testing.T) {
 
 func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, newLimiter(1, 1, time.Millisecond))
+	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
