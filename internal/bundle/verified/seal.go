@@ -35,7 +35,8 @@ const sealVersion = 1
 // ErrSealBroken is wrapped by every failure of Open and Bundle.ReadFile
 // that means the tree on disk is not, or no longer, what was verified: no
 // seal, a seal for another content hash or trust bundle, or a file that is
-// missing, added or changed. Fetch it again.
+// missing, added or changed. Fetch it again. A missing seal (no tree, or
+// a tree never sealed) also wraps fs.ErrNotExist.
 var ErrSealBroken = errors.New("verified tree does not match its seal")
 
 // seal is the on-disk record.
@@ -171,7 +172,7 @@ func (b *Bundle) ReadFile(dir, name string) ([]byte, error) {
 func readSeal(dir, hash, trust string) (*seal, error) {
 	data, err := os.ReadFile(filepath.Join(dir, sealName))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrSealBroken, err)
+		return nil, fmt.Errorf("%w: %w", ErrSealBroken, err)
 	}
 	var s seal
 	if err := json.Unmarshal(data, &s); err != nil || s.V != sealVersion {
