@@ -5,9 +5,11 @@
 // records every file's size and SHA-256 (the strong ETag) and evicts whole
 // trees least recently used first when their total size exceeds the bound.
 // Trees are bound to the fingerprint of the trust bundle that verified
-// them: a restarted gateway reuses a tree on disk only if its seal names
-// the current trust bundle and every file still has its sealed SHA-256
-// (verified.Open); anything else is rebuilt, never served.
+// them: a tree is served only for that trust bundle (the cache outlives
+// config reloads, which may bring another), and a restarted gateway reuses
+// a tree on disk only if its seal names the current trust bundle and every
+// file still has its sealed SHA-256 (verified.Open); anything else is
+// rebuilt, never served.
 package uicache
 
 import (

@@ -58,6 +58,8 @@ type Config struct {
 	// Store is the blob store bundles come from. Required.
 	Store blobstore.Store
 	// Trust verifies signatures. Required: runnerd never runs unsigned code.
+	// Bundles on disk sealed under another trust bundle are fetched and
+	// verified again.
 	Trust *signing.TrustBundle
 	// Registry, when set, configures the registryapi.Cache that is asked
 	// whether a hash is published and not revoked before it runs (its TTL,
