@@ -62,8 +62,9 @@ type Handler struct {
 	BundleStore string `json:"bundle_store,omitempty"`
 
 	// TrustBundle is a PEM file of trusted publisher keys; UI assets are
-	// served only from bundles whose signature verifies against it.
-	// Required for /ext-ui.
+	// served only from bundles whose signature verifies against it. UI
+	// trees cached on disk are bound to its fingerprint: those verified by
+	// another trust bundle are rebuilt. Required for /ext-ui.
 	TrustBundle string `json:"trust_bundle,omitempty"`
 
 	// UICache is where extracted UI trees are kept.

@@ -97,7 +97,7 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 	if !st.Usable() {
 		return notFound()
 	}
-	tree, err := h.state.ui.Get(r.Context(), hash, h.buildUITree)
+	tree, err := h.uiTree(r.Context(), hash)
 	if err != nil {
 		rid = requestID(r)
 		h.logger.Warn("preparing ui bundle", zap.String("request_id", rid), zap.String("content_hash", hash), zap.Error(err))
@@ -123,7 +123,7 @@ func (h *Handler) serveUIFile(w http.ResponseWriter, r *http.Request) string {
 		// place (§8.3: a corrupt or missing cache entry is rebuilt).
 		h.state.ui.Invalidate(hash)
 		h.logger.Warn("ui cache file missing, rebuilding", zap.String("content_hash", hash), zap.Error(err))
-		if tree, err = h.state.ui.Get(r.Context(), hash, h.buildUITree); err == nil {
+		if tree, err = h.uiTree(r.Context(), hash); err == nil {
 			if f, ok = tree.Files[rel]; !ok {
 				err = errors.New("file missing from the rebuilt tree")
 			} else {
@@ -301,28 +301,28 @@ type uiSource struct {
 	err   error
 }
 
-// buildUITree fetches and verifies the bundle of hash with the one
-// verified-bundle pipeline (internal/bundle/verified) and extracts its
-// ui/** under dest (uicache.Builder), under the §2.1 limits and the
-// handler's clock.
-func (h *Handler) buildUITree(ctx context.Context, hash, dest string) ([]bundle.Entry, string, error) {
+// uiTree returns the UI tree of hash from the cache, bound to the trust
+// bundle of this config: a tree verified by another one is rebuilt.
+func (h *Handler) uiTree(ctx context.Context, hash string) (*uicache.Tree, error) {
 	src := h.uiSrc()
 	if src.err != nil {
-		return nil, "", src.err
+		return nil, src.err
 	}
-	b, err := verified.Fetch(ctx, src.store, src.trust, hash, dest, verified.Options{
-		Limits: h.bundleLimits,
-		Keep:   func(name string) bool { return strings.HasPrefix(name, "ui/") },
-		Now:    h.now,
-	})
-	if err != nil {
-		return nil, "", err
+	return h.state.ui.Get(ctx, hash, src.trust.Fingerprint(), h.buildUITree(src))
+}
+
+// buildUITree fetches and verifies bundles with the one verified-bundle
+// pipeline (internal/bundle/verified), which extracts and seals their
+// ui/** under dest, under the §2.1 limits, src's trust bundle and the
+// handler's clock.
+func (h *Handler) buildUITree(src *uiSource) uicache.Builder {
+	return func(ctx context.Context, hash, dest string) (*verified.Bundle, error) {
+		return verified.Fetch(ctx, src.store, src.trust, hash, dest, verified.Options{
+			Limits: h.bundleLimits,
+			Keep:   func(name string) bool { return strings.HasPrefix(name, "ui/") },
+			Now:    h.now,
+		})
 	}
-	entry := ""
-	if b.Manifest.UI != nil {
-		entry = b.Manifest.UI.Entry
-	}
-	return b.Files, entry, nil
 }
 
 // uiSrc opens the blob store and loads the trust bundle on first use; a
@@ -347,5 +347,3 @@ func (h *Handler) uiSrc() *uiSource {
 	src.trust, src.err = signing.LoadTrustBundle(h.TrustBundle)
 	return src
 }
-
-var _ uicache.Builder = (&Handler{}).buildUITree

@@ -339,6 +339,31 @@ func TestUICorruptCacheEntryIsRebuilt(t *testing.T) {
 	}
 }
 
+func TestUITreesAreBoundToTheTrustBundle(t *testing.T) {
+	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
+	first := newUIGateway(t, fx, nil)
+	if w := first.do(httptest.NewRequest("GET", uiURL(fx, "app.js"), nil)); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
+	// A reload (or restart) over the same cache directory with a trust
+	// bundle that does not trust the publisher's key: the tree verified by
+	// the first one is not served.
+	other, _ := signing.GenerateKey(signing.AlgEd25519)
+	pub, err := signing.MarshalPublicKeyPEM(other.Public(), "Acme Inc.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTrust := writeFile(t, t.TempDir(), "trust.pem", string(pub))
+	second := newUIGateway(t, fx, func(h *Handler) {
+		h.TrustBundle = otherTrust
+		h.UICache.Dir = first.h.UICache.Dir
+	})
+	w := second.do(httptest.NewRequest("GET", uiURL(fx, "app.js"), nil))
+	if w.Code != 502 || errorCode(t, w) != "integrity_failed" {
+		t.Fatalf("tree verified by another trust bundle: %d %s", w.Code, w.Body.String())
+	}
+}
+
 func TestUIRegistryUnavailable(t *testing.T) {
 	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
 	g := newUIGateway(t, fx, nil)

@@ -1,19 +1,23 @@
 // Package uicache keeps the extracted `ui/**` trees of verified bundles on
 // disk for the gateway's /ext-ui route (SPEC §8.3). A tree is built once
-// per content hash (single flight), by a Builder that fetches, verifies
-// and extracts into a fresh directory; the cache records every file's
-// size and SHA-256 (the strong ETag) and evicts whole trees least recently
-// used first when their total size exceeds the bound. An index file next
-// to each tree lets a restarted gateway reuse it; a tree whose files do not
-// match its index, or whose files vanish, is rebuilt.
+// per content hash (single flight), by a Builder that fetches, verifies,
+// extracts and seals it into a fresh directory (verified.Fetch); the cache
+// records every file's size and SHA-256 (the strong ETag) and evicts whole
+// trees least recently used first when their total size exceeds the bound.
+// Trees are bound to the fingerprint of the trust bundle that verified
+// them: a tree is served only for that trust bundle (the cache outlives
+// config reloads, which may bring another), and a restarted gateway reuses
+// a tree on disk only if its seal names the current trust bundle and every
+// file still has its sealed SHA-256 (verified.Open); anything else is
+// rebuilt, never served.
 package uicache
 
 import (
 	"container/list"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +29,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/bundle/verified"
 )
 
 // Config configures a Cache.
@@ -37,10 +42,10 @@ type Config struct {
 	Logger *zap.Logger
 }
 
-// Builder fetches and verifies the bundle of hash and extracts its UI
-// files under dest (which must not exist; bundle.Extract semantics). It
-// returns the extracted entries and the manifest's ui.entry.
-type Builder func(ctx context.Context, hash, dest string) (entries []bundle.Entry, uiEntry string, err error)
+// Builder fetches and verifies the bundle of hash and extracts and seals
+// at least its manifest.json and ui/** under dest, which must not exist
+// (verified.Fetch semantics).
+type Builder func(ctx context.Context, hash, dest string) (*verified.Bundle, error)
 
 // File is one servable file of a tree.
 type File struct {
@@ -54,7 +59,9 @@ type File struct {
 // Tree is the UI of one content hash. Files maps paths relative to ui/
 // (e.g. "index.html", "assets/app.js").
 type Tree struct {
-	Hash  string
+	Hash string
+	// Trust is the fingerprint of the trust bundle that verified it.
+	Trust string
 	Dir   string
 	Files map[string]*File
 	// Entry is ui.entry relative to ui/ ("" if the manifest has none).
@@ -128,13 +135,20 @@ func (c *Cache) Stats() Stats {
 	return st
 }
 
-// Get returns the tree of hash, building it with build on a miss.
-func (c *Cache) Get(ctx context.Context, hash string, build Builder) (*Tree, error) {
+// Get returns the tree of hash verified by the trust bundle of
+// fingerprint trust (signing.TrustBundle.Fingerprint), building it with
+// build, which must verify with that trust bundle, on a miss. A tree
+// verified by another trust bundle is a miss: the cache outlives config
+// reloads, which may change the trust bundle.
+func (c *Cache) Get(ctx context.Context, hash, trust string, build Builder) (*Tree, error) {
 	if !bundle.ValidHash(hash) {
 		return nil, fmt.Errorf("invalid content hash")
 	}
+	if trust == "" {
+		return nil, errors.New("ui cache: no trust bundle fingerprint")
+	}
 	c.mu.Lock()
-	if t, ok := c.trees[hash]; ok {
+	if t, ok := c.trees[hash]; ok && t.Trust == trust {
 		c.lru.MoveToFront(t.elem)
 		c.mu.Unlock()
 		c.hits.Add(1)
@@ -146,14 +160,19 @@ func (c *Cache) Get(ctx context.Context, hash string, build Builder) (*Tree, err
 		c.mu.Lock()
 		t, ok := c.trees[hash]
 		c.mu.Unlock()
-		if ok {
+		if ok && t.Trust == trust {
 			return t, nil
 		}
 		// Detached from the caller: other waiters share this build.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		return c.load(bctx, hash, build)
+		return c.load(bctx, hash, trust, build)
 	})
+	if err == nil && v.(*Tree).Trust != trust {
+		// Joined a build for another trust bundle (two configs during a
+		// reload): not ours to serve.
+		err = errors.New("ui cache: tree is being built for another trust bundle")
+	}
 	if err != nil {
 		c.failures.Add(1)
 		return nil, err
@@ -179,71 +198,48 @@ func (c *Cache) treeDir(hash string) string {
 	return filepath.Join(c.dir, strings.TrimPrefix(hash, bundle.HashPrefix))
 }
 
-func (c *Cache) indexPath(hash string) string { return c.treeDir(hash) + ".index.json" }
-
-// index is the on-disk record of a tree.
-type index struct {
-	Hash    string         `json:"hash"`
-	Entry   string         `json:"entry"`
-	Entries []bundle.Entry `json:"entries"`
-}
-
-func (c *Cache) load(ctx context.Context, hash string, build Builder) (*Tree, error) {
+// load reuses the sealed tree of hash on disk or builds it.
+func (c *Cache) load(ctx context.Context, hash, trust string, build Builder) (*Tree, error) {
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("ui cache: %v", err)
 	}
-	if t, err := c.reuse(hash); err == nil {
+	dir := c.treeDir(hash)
+	b, err := verified.Open(dir, hash, trust)
+	if err == nil {
+		t := newTree(dir, b)
 		c.insert(t)
 		return t, nil
 	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		c.logger.Info("ui tree on disk not reusable, rebuilding", zap.String("content_hash", hash), zap.Error(err))
+	}
 	c.removeFiles(hash)
-	dest := c.treeDir(hash)
 	c.builds.Add(1)
-	entries, entry, err := build(ctx, hash, dest)
+	b, err = build(ctx, hash, dir)
 	if err != nil {
 		return nil, err
 	}
-	idx := index{Hash: hash, Entry: entry}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name, "ui/") {
-			idx.Entries = append(idx.Entries, e)
-		}
+	if b.Hash != hash || b.Trust != trust {
+		c.removeFiles(hash)
+		return nil, fmt.Errorf("ui cache: builder verified %s with trust bundle %s, want %s with %s", b.Hash, b.Trust, hash, trust)
 	}
-	b, _ := json.Marshal(idx)
-	tmp := c.indexPath(hash) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		_ = os.Rename(tmp, c.indexPath(hash))
-	}
-	t := newTree(hash, dest, idx)
+	t := newTree(dir, b)
 	c.insert(t)
 	return t, nil
 }
 
-// reuse loads a tree left by an earlier process, if its files match the
-// index.
-func (c *Cache) reuse(hash string) (*Tree, error) {
-	b, err := os.ReadFile(c.indexPath(hash))
-	if err != nil {
-		return nil, err
+// newTree is the servable view of the verified bundle b at dir: its ui/
+// files and ui.entry.
+func newTree(dir string, b *verified.Bundle) *Tree {
+	t := &Tree{Hash: b.Hash, Trust: b.Trust, Dir: dir, Files: make(map[string]*File)}
+	if b.Manifest != nil && b.Manifest.UI != nil {
+		t.Entry = strings.TrimPrefix(b.Manifest.UI.Entry, "ui/")
 	}
-	var idx index
-	if err := json.Unmarshal(b, &idx); err != nil || idx.Hash != hash {
-		return nil, errors.New("bad index")
-	}
-	dir := c.treeDir(hash)
-	for _, e := range idx.Entries {
-		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(e.Name)))
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.Size {
-			return nil, errors.New("tree does not match its index")
+	for _, e := range b.Files {
+		rel, ok := strings.CutPrefix(e.Name, "ui/")
+		if !ok {
+			continue
 		}
-	}
-	return newTree(hash, dir, idx), nil
-}
-
-func newTree(hash, dir string, idx index) *Tree {
-	t := &Tree{Hash: hash, Dir: dir, Files: make(map[string]*File, len(idx.Entries)), Entry: strings.TrimPrefix(idx.Entry, "ui/")}
-	for _, e := range idx.Entries {
-		rel := strings.TrimPrefix(e.Name, "ui/")
 		t.Files[rel] = &File{Path: filepath.Join(dir, filepath.FromSlash(e.Name)), Size: e.Size, ETag: `"sha256-` + e.SHA256 + `"`}
 		t.Bytes += e.Size
 	}
@@ -278,10 +274,9 @@ func (c *Cache) removeLocked(t *Tree) {
 	c.bytes -= t.Bytes
 }
 
-// removeFiles deletes a tree and its index. Open files being served keep
-// working (POSIX unlink semantics).
+// removeFiles deletes a tree (its seal included). Open files being served
+// keep working (POSIX unlink semantics).
 func (c *Cache) removeFiles(hash string) {
-	_ = os.Remove(c.indexPath(hash))
 	if err := os.RemoveAll(c.treeDir(hash)); err != nil {
 		c.logger.Warn("removing ui tree", zap.String("content_hash", hash), zap.Error(err))
 	}

@@ -356,3 +356,67 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+func TestTrustBundleFingerprint(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	edKey, _ := GenerateKey(AlgEd25519)
+	ecKey, _ := GenerateKey(AlgECDSAP256)
+	certKey, _ := GenerateKey(AlgECDSAP256)
+	otherKey, _ := GenerateKey(AlgEd25519)
+	ed, ec := pubPEM(t, edKey, "acme"), pubPEM(t, ecKey, "")
+	cert := selfSigned(t, certKey, pkix.Name{Organization: []string{"Globex"}}, now.Add(-time.Hour), now.Add(time.Hour))
+	cat := func(blocks ...[]byte) []byte { return bytes.Join(blocks, []byte("\n")) }
+	fp := func(pemData []byte) string {
+		t.Helper()
+		tb, err := ParseTrustBundle(pemData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tb.Fingerprint()
+	}
+	base := fp(cat(ed, ec, cert))
+	if !strings.HasPrefix(base, "sha256:") || len(base) != len("sha256:")+64 {
+		t.Fatalf("fingerprint %q is not sha256:<hex>", base)
+	}
+	if (*TrustBundle)(nil).Fingerprint() != "" {
+		t.Fatal("nil trust bundle has a fingerprint")
+	}
+	for _, c := range []struct {
+		name string
+		pem  []byte
+		same bool
+	}{
+		{"same content parsed again is equal", cat(ed, ec, cert), true},
+		{"block order does not count", cat(cert, ec, ed), true},
+		{"comments between blocks do not count", cat([]byte("# trust\n"), ed, []byte("note\n"), ec, cert), true},
+		{"a repeated block does not count", cat(ed, ec, cert, ed), true},
+		{"a reissued certificate (new serial) with the same validity does not count",
+			cat(ed, ec, selfSigned(t, certKey, pkix.Name{Organization: []string{"Globex"}}, now.Add(-time.Hour), now.Add(time.Hour))), true},
+		{"an added key changes it", cat(ed, ec, cert, pubPEM(t, otherKey, "acme")), false},
+		{"another key in place of one changes it", cat(ed, pubPEM(t, otherKey, ""), cert), false},
+		{"a removed key changes it", cat(ed, cert), false},
+		{"another publisher binding changes it", cat(pubPEM(t, edKey, "globex"), ec, cert), false},
+		{"unbinding a key changes it", cat(pubPEM(t, edKey, ""), ec, cert), false},
+		{"another certificate validity changes it",
+			cat(ed, ec, selfSigned(t, certKey, pkix.Name{Organization: []string{"Globex"}}, now.Add(-time.Hour), now.Add(2*time.Hour))), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := fp(c.pem); (got == base) != c.same {
+				t.Fatalf("fingerprint %s, base %s, want same = %v", got, base, c.same)
+			}
+		})
+	}
+	t.Run("loading from a file gives the parsed fingerprint", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "trust.pem")
+		if err := os.WriteFile(path, cat(ec, cert, ed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tb, err := LoadTrustBundle(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tb.Fingerprint() != base {
+			t.Fatalf("loaded %s, parsed %s", tb.Fingerprint(), base)
+		}
+	})
+}

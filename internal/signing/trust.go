@@ -7,12 +7,17 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/extedge/extedge/internal/bundle"
 )
 
 // Verification error codes (VerifyError.Code).
@@ -57,7 +62,8 @@ func CodeOf(err error) string {
 // no CA is consulted. A key may appear several times (for example a renewed
 // certificate); verification succeeds if any of its entries accepts.
 type TrustBundle struct {
-	keys map[string][]trustedKey
+	keys        map[string][]trustedKey
+	fingerprint string
 }
 
 // trustedKey is one trust bundle entry.
@@ -97,7 +103,50 @@ func ParseTrustBundle(pemData []byte) (*TrustBundle, error) {
 	if len(tb.keys) == 0 {
 		return nil, errors.New("trust bundle holds no PUBLIC KEY or CERTIFICATE block")
 	}
+	tb.fingerprint = fingerprint(tb.keys)
 	return tb, nil
+}
+
+// Fingerprint identifies what the trust bundle trusts, as
+// "sha256:<hex>": the SHA-256 of the sorted, deduplicated list of its
+// entries, each a key id with its algorithm, the publisher it is bound to
+// and, for a certificate, its validity period. Block order, comments
+// between blocks, PEM line wrapping and certificate fields that do not
+// change trust (serial, extensions) do not count, so two bundles trusting
+// the same keys for the same publishers in the same periods share a
+// fingerprint. Verification results kept on disk are bound to it (SPEC
+// §8.3). A nil bundle has fingerprint "".
+func (tb *TrustBundle) Fingerprint() string {
+	if tb == nil {
+		return ""
+	}
+	return tb.fingerprint
+}
+
+func fingerprint(keys map[string][]trustedKey) string {
+	type canonicalEntry struct {
+		KeyID     string `json:"key_id"`
+		Alg       string `json:"alg"`
+		Publisher string `json:"publisher"`
+		NotBefore string `json:"not_before,omitempty"`
+		NotAfter  string `json:"not_after,omitempty"`
+	}
+	var lines []string
+	for id, entries := range keys {
+		for _, tk := range entries {
+			ce := canonicalEntry{KeyID: id, Alg: tk.alg, Publisher: tk.publisher}
+			if tk.cert != nil {
+				ce.NotBefore = tk.cert.NotBefore.UTC().Format(time.RFC3339)
+				ce.NotAfter = tk.cert.NotAfter.UTC().Format(time.RFC3339)
+			}
+			b, _ := json.Marshal(ce)
+			lines = append(lines, string(b))
+		}
+	}
+	slices.Sort(lines)
+	lines = slices.Compact(lines)
+	sum := sha256.Sum256([]byte("extedge trust bundle v1\n" + strings.Join(lines, "\n")))
+	return bundle.HashPrefix + hex.EncodeToString(sum[:])
 }
 
 func parseTrustBlock(block *pem.Block) (trustedKey, error) {

@@ -1,20 +1,25 @@
 // Package cache turns a content hash into compiled handler modules (SPEC
 // §6.3, §6.4). A bundle is fetched from the blob store once, its hash and
 // signature are verified against the trust bundle and the manifest's
-// publisher, and its dist/ tree is extracted under the cache directory.
+// publisher, and its dist/ tree is extracted and sealed under the cache
+// directory (verified.Fetch). A restarted runner reuses a bundle on disk
+// only if its seal names the current trust bundle and every file still
+// has its sealed SHA-256 (verified.Open, SPEC §8.3); otherwise the bundle
+// and its compiled modules are deleted and fetched and verified again.
 // When a registry is configured, every call first asks whether the hash is
 // a published, non-revoked version of the extension, through the shared
 // registryapi.Cache (SPEC §7.5), which also follows the change feed: a
 // revoked version is refused and its files evicted within about a second. Modules are
 // compiled on first use, kept in an in-memory LRU, and serialized to disk
 // under the engine fingerprint so that a fresh runner deserializes instead
-// of recompiling. Concurrent cold requests share one fetch/verify and one
-// compile per key (single flight, no global lock).
+// of recompiling; each serialized module has a SHA-256 beside it that is
+// checked before it is loaded. Concurrent cold requests share one
+// fetch/verify and one compile per key (single flight, no global lock).
 //
 // Disk layout under Config.Dir:
 //
-//	bundles/<hex>/            verified bundle: manifest.json, dist/**, .verified
-//	compiled/<fingerprint>/<hex>/<sha256 of module path>.cwasm
+//	bundles/<hex>/            verified bundle: manifest.json, dist/**, .seal.json
+//	compiled/<fingerprint>/<hex>/<sha256 of module path>.cwasm{,.sha256}
 //	staging/                  extractions and downloads in progress
 package cache
 
@@ -38,7 +43,6 @@ import (
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/bundle/verified"
 	"github.com/extedge/extedge/internal/execapi"
-	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/signing"
 	"github.com/extedge/extedge/runnerd/engine"
@@ -54,6 +58,8 @@ type Config struct {
 	// Store is the blob store bundles come from. Required.
 	Store blobstore.Store
 	// Trust verifies signatures. Required: runnerd never runs unsigned code.
+	// Bundles on disk sealed under another trust bundle are fetched and
+	// verified again.
 	Trust *signing.TrustBundle
 	// Registry, when set, configures the registryapi.Cache that is asked
 	// whether a hash is published and not revoked before it runs (its TTL,
@@ -112,11 +118,19 @@ type Cache struct {
 	fetches, verifications, bundleDiskHits, compiles, diskHits, memHits atomic.Int64
 }
 
+// verifiedBundle is a bundle on disk whose seal held when it was loaded.
 type verifiedBundle struct {
-	hash     string
-	dir      string
-	manifest *manifest.Manifest
-	files    map[string]bool
+	*verified.Bundle
+	dir   string
+	files map[string]bool // names of b.Files
+}
+
+func newVerifiedBundle(b *verified.Bundle, dir string) *verifiedBundle {
+	vb := &verifiedBundle{Bundle: b, dir: dir, files: make(map[string]bool, len(b.Files))}
+	for _, f := range b.Files {
+		vb.files[f.Name] = true
+	}
+	return vb
 }
 
 // New prepares the cache directories and indexes what is already on disk.
@@ -161,9 +175,7 @@ func New(cfg Config) (*Cache, error) {
 	}
 	c.disk, err = lru.NewWithEvict(1<<20, func(hash string, size int64) {
 		c.diskSum -= size
-		os.RemoveAll(c.bundleDir(hash))
-		// Unlinking is safe for modules still mapped by running calls.
-		os.RemoveAll(c.compiledDir(hash))
+		c.removeBundleFiles(hash)
 	})
 	if err != nil {
 		return nil, err
@@ -219,6 +231,9 @@ func (c *Cache) compiledDir(hash string) string {
 	return filepath.Join(c.cfg.Dir, "compiled", c.cfg.Engine.Fingerprint(), strings.TrimPrefix(hash, bundle.HashPrefix))
 }
 
+// indexDisk accounts for the bundles left by an earlier run. Bundles not
+// sealed under this trust bundle are deleted with their modules; the files
+// of the others are checked when they are first used (loadBundle).
 func (c *Cache) indexDisk() {
 	ents, err := os.ReadDir(filepath.Join(c.cfg.Dir, "bundles"))
 	if err != nil {
@@ -229,8 +244,8 @@ func (c *Cache) indexDisk() {
 		if !bundle.ValidHash(hash) {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(c.bundleDir(hash), verifiedMarker)); err != nil {
-			os.RemoveAll(c.bundleDir(hash))
+		if !verified.SealedUnder(c.bundleDir(hash), hash, c.cfg.Trust.Fingerprint()) {
+			c.removeBundleFiles(hash)
 			continue
 		}
 		c.mu.Lock()
@@ -258,8 +273,6 @@ func (c *Cache) Ready() error {
 	return os.Remove(name)
 }
 
-const verifiedMarker = ".verified"
-
 func (c *Cache) bundleDir(hash string) string {
 	return filepath.Join(c.cfg.Dir, "bundles", strings.TrimPrefix(hash, bundle.HashPrefix))
 }
@@ -282,10 +295,10 @@ func (c *Cache) Module(ctx context.Context, hash, extension, handler string) (*e
 	if err != nil {
 		return nil, "", err
 	}
-	if extension != "" && b.manifest.Name != extension {
+	if extension != "" && b.Manifest.Name != extension {
 		return nil, "", integrity("bundle %s is not a version of %s", hash, extension)
 	}
-	ref, err := b.manifest.HandlerTarget(handler, func(p string) bool { return b.files[p] })
+	ref, err := b.Manifest.HandlerTarget(handler, func(p string) bool { return b.files[p] })
 	if err != nil {
 		return nil, "", &execapi.Error{Code: execapi.CodeBadHandler, Message: err.Error()}
 	}
@@ -302,7 +315,7 @@ func (c *Cache) Warmup(ctx context.Context, hash string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.checkStatus(ctx, hash, b.manifest.Name); err != nil {
+	if err := c.checkStatus(ctx, hash, b.Manifest.Name); err != nil {
 		return err
 	}
 	for f := range b.files {
@@ -389,42 +402,37 @@ func (c *Cache) bundle(ctx context.Context, hash string) (*verifiedBundle, error
 	})
 }
 
+// loadBundle returns the bundle on disk if its seal holds for this trust
+// bundle (every file re-hashed), else fetches and verifies it again. A
+// bundle whose seal fails is deleted with its compiled modules first: they
+// were made from files that can no longer be vouched for.
 func (c *Cache) loadBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
 	dir := c.bundleDir(hash)
-	if _, err := os.Stat(filepath.Join(dir, verifiedMarker)); err == nil {
-		if b, err := readBundle(hash, dir); err == nil {
-			c.bundleDiskHits.Add(1)
-			return b, nil
-		}
-		os.RemoveAll(dir) // corrupt entry: rebuild
+	b, err := verified.Open(dir, hash, c.cfg.Trust.Fingerprint())
+	if err == nil {
+		c.bundleDiskHits.Add(1)
+		return newVerifiedBundle(b, dir), nil
 	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn("bundle on disk fails its seal, fetching it again", zap.String("content_hash", hash), zap.Error(err))
+	}
+	c.mu.Lock()
+	c.disk.Remove(hash) // deletes the files
+	c.mu.Unlock()
+	c.removeBundleFiles(hash)
 	return c.fetchBundle(ctx, hash)
 }
 
-func readBundle(hash, dir string) (*verifiedBundle, error) {
-	data, err := os.ReadFile(filepath.Join(dir, bundle.ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	m, err := manifest.Parse(data, manifest.Options{})
-	if err != nil {
-		return nil, err
-	}
-	b := &verifiedBundle{hash: hash, dir: dir, manifest: m, files: map[string]bool{}}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		b.files[filepath.ToSlash(rel)] = true
-		return nil
-	})
-	return b, err
+// removeBundleFiles deletes a bundle and its compiled modules from disk.
+func (c *Cache) removeBundleFiles(hash string) {
+	os.RemoveAll(c.bundleDir(hash))
+	// Unlinking is safe for modules still mapped by running calls.
+	os.RemoveAll(c.compiledDir(hash))
 }
 
-// fetchBundle fetches and verifies a bundle with the one verified-bundle
-// pipeline (internal/bundle/verified), keeping manifest.json, dist/ and
-// (with TrustPrecompiled) precompiled/, marks the tree verified and only
+// fetchBundle fetches, verifies and seals a bundle with the one
+// verified-bundle pipeline (internal/bundle/verified), keeping
+// manifest.json, dist/ and (with TrustPrecompiled) precompiled/, and only
 // then moves it into place.
 func (c *Cache) fetchBundle(ctx context.Context, hash string) (*verifiedBundle, error) {
 	c.fetches.Add(1)
@@ -438,27 +446,21 @@ func (c *Cache) fetchBundle(ctx context.Context, hash string) (*verifiedBundle, 
 	keep := func(name string) bool {
 		return strings.HasPrefix(name, "dist/") || (c.cfg.TrustPrecompiled && strings.HasPrefix(name, "precompiled/"))
 	}
-	if _, err := verified.Fetch(ctx, c.cfg.Store, c.cfg.Trust, hash, extracted,
-		verified.Options{Limits: c.cfg.Limits, Keep: keep, Now: c.cfg.Now}); err != nil {
+	b, err := verified.Fetch(ctx, c.cfg.Store, c.cfg.Trust, hash, extracted,
+		verified.Options{Limits: c.cfg.Limits, Keep: keep, Now: c.cfg.Now})
+	if err != nil {
 		return nil, c.fetchError(hash, err)
 	}
 	c.verifications.Add(1)
-	if err := os.WriteFile(filepath.Join(extracted, verifiedMarker), []byte(hash+"\n"), 0o640); err != nil {
-		return nil, c.localError("marking the bundle verified", err)
-	}
 	dir := c.bundleDir(hash)
 	os.RemoveAll(dir)
 	if err := os.Rename(extracted, dir); err != nil {
 		return nil, c.localError("moving the bundle into place", err)
 	}
-	b, err := readBundle(hash, dir)
-	if err != nil {
-		return nil, c.localError("reading the extracted bundle", err)
-	}
 	c.mu.Lock()
 	c.addDiskLocked(hash, dirSize(dir))
 	c.mu.Unlock()
-	return b, nil
+	return newVerifiedBundle(b, dir), nil
 }
 
 // fetchError maps a verified.Fetch error to the runner's codes (SPEC

@@ -574,3 +574,151 @@ func TestCallerStopsWaitingForASlowFetchAtItsDeadline(t *testing.T) {
 		t.Fatalf("bundle downloaded %d times, want once", n)
 	}
 }
+
+func TestBundleOnDiskIsBoundToTrustBundleAndFileHashes(t *testing.T) {
+	// warm leaves a verified bundle and its compiled module in e.dir, the
+	// way a runner that ran it before a restart does.
+	warm := func(t *testing.T, e *env) string {
+		t.Helper()
+		hash := e.pub.Publish(t, e.store, okFiles(t))
+		if err := e.cache(t, newEngine(t), nil).Warmup(context.Background(), hash); err != nil {
+			t.Fatal(err)
+		}
+		return hash
+	}
+	t.Run("restart with a trust bundle that no longer trusts the key refuses the bundle", func(t *testing.T) {
+		e := newEnv(t)
+		hash := warm(t, e)
+		other := bundletest.NewPublisher(t, "Acme Inc.")
+		c := e.cache(t, newEngine(t), func(cfg *Config) { cfg.Trust = other.Trust })
+		_, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+		if codeOf(err) != execapi.CodeIntegrityFailed {
+			t.Fatalf("bundle verified under another trust bundle: err = %v, want integrity_failed", err)
+		}
+		if got := c.Counters(); got.BundleDiskHits != 0 || got.Fetches != 1 {
+			t.Fatalf("counters %+v; want a re-fetch and no disk hit", got)
+		}
+		if _, err := os.Stat(c.bundleDir(hash)); !os.IsNotExist(err) {
+			t.Fatal("bundle that fails the new trust bundle left on disk")
+		}
+		if _, err := os.Stat(c.compiledDir(hash)); !os.IsNotExist(err) {
+			t.Fatal("modules compiled from a bundle that fails the new trust bundle left on disk")
+		}
+	})
+	t.Run("restart with another trust bundle that still trusts the key re-verifies", func(t *testing.T) {
+		e := newEnv(t)
+		hash := warm(t, e)
+		other := bundletest.NewPublisher(t, "Other Ltd.")
+		both, err := signing.ParseTrustBundle(append(append([]byte(nil), e.pub.TrustPEM...), other.TrustPEM...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.cache(t, newEngine(t), func(cfg *Config) { cfg.Trust = both })
+		if _, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Counters(); got.BundleDiskHits != 0 || got.Fetches != 1 || got.Verifications != 1 {
+			t.Fatalf("counters %+v; want one re-fetch and verification", got)
+		}
+		// Sealed under the new trust bundle, it is reused by the next start.
+		again := e.cache(t, newEngine(t), func(cfg *Config) { cfg.Trust = both })
+		if _, _, err := again.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+			t.Fatal(err)
+		}
+		if got := again.Counters(); got.BundleDiskHits != 1 || got.Fetches != 0 {
+			t.Fatalf("counters %+v; want a disk hit", got)
+		}
+	})
+	t.Run("a file changed in place with the same size is re-fetched, not served", func(t *testing.T) {
+		e := newEnv(t)
+		hash := warm(t, e)
+		eng := newEngine(t)
+		probe := e.cache(t, eng, nil)
+		wasm := filepath.Join(probe.bundleDir(hash), "dist", "handlers", "ok.wasm")
+		orig, err := os.ReadFile(wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tampered := append([]byte(nil), orig...)
+		tampered[len(tampered)-1] ^= 0xff
+		if err := os.WriteFile(wasm, tampered, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c := e.cache(t, eng, nil)
+		m, export, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Counters(); got.BundleDiskHits != 0 || got.Fetches != 1 || got.DiskHits != 0 || got.Compiles != 1 {
+			t.Fatalf("counters %+v; want a re-fetch and a fresh compile", got)
+		}
+		if now, _ := os.ReadFile(wasm); string(now) != string(orig) {
+			t.Fatal("tampered file still on disk")
+		}
+		if r := runModule(t, eng, m, export); r.Status != 201 {
+			t.Fatalf("response %+v", r)
+		}
+	})
+	t.Run("a module changed after its bundle was loaded is not compiled", func(t *testing.T) {
+		e := newEnv(t)
+		files := okFiles(t)
+		files["manifest.json"] = bundletest.Manifest(ext, "Acme Inc.", "dist/handlers/ok", "dist/handlers/two")
+		files["dist/handlers/two.wasm"] = files["dist/handlers/ok.wasm"]
+		hash := e.pub.Publish(t, e.store, files)
+		eng := newEngine(t)
+		c := e.cache(t, eng, nil)
+		if _, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok"); err != nil {
+			t.Fatal(err)
+		}
+		wasm := filepath.Join(c.bundleDir(hash), "dist", "handlers", "two.wasm")
+		data, _ := os.ReadFile(wasm)
+		data[len(data)-1] ^= 0xff
+		if err := os.WriteFile(wasm, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Module(context.Background(), hash, ext, "dist/handlers/two"); codeOf(err) != execapi.CodeBundleUnavailable {
+			t.Fatalf("changed module: err = %v, want bundle_unavailable", err)
+		}
+		// The bundle was evicted: the next call fetches and verifies it again.
+		m, export, err := c.Module(context.Background(), hash, ext, "dist/handlers/two")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Counters(); got.Fetches != 2 || got.Compiles != 2 {
+			t.Fatalf("counters %+v; want a second fetch and the module compiled from it", got)
+		}
+		if r := runModule(t, eng, m, export); r.Status != 201 {
+			t.Fatalf("response %+v", r)
+		}
+	})
+	t.Run("a compiled module changed in place with the same size is recompiled, not loaded", func(t *testing.T) {
+		e := newEnv(t)
+		hash := warm(t, e)
+		probe := e.cache(t, newEngine(t), nil)
+		cpath := probe.compiledPath(hash, "dist/handlers/ok.wasm")
+		data, err := os.ReadFile(cpath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A byte in the middle: native code, not the header wasmtime checks.
+		data[len(data)/2] ^= 0xff
+		if err := os.WriteFile(cpath+".new", data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cpath+".new", cpath); err != nil {
+			t.Fatal(err)
+		}
+		eng := newEngine(t)
+		c := e.cache(t, eng, nil)
+		m, export, err := c.Module(context.Background(), hash, ext, "dist/handlers/ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Counters(); got.DiskHits != 0 || got.Compiles != 1 {
+			t.Fatalf("counters %+v; want the changed module discarded and recompiled", got)
+		}
+		if r := runModule(t, eng, m, export); r.Status != 201 {
+			t.Fatalf("response %+v", r)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -57,6 +58,9 @@ type Options struct {
 type Bundle struct {
 	// Hash is the content hash.
 	Hash string
+	// Trust is the fingerprint of the trust bundle that verified it
+	// (signing.TrustBundle.Fingerprint).
+	Trust string
 	// Manifest is the bundle's parsed manifest.json.
 	Manifest *manifest.Manifest
 	// Files are the files extracted under the destination, with size and
@@ -69,9 +73,9 @@ type Bundle struct {
 // stops at the compressed limit), checks the content hash, fetches and
 // parses its SIGNATURE, parses its manifest, verifies signature and
 // publisher binding with trust at opts.Now(), and only then extracts the
-// kept files under the §2.1 rules and renames them atomically into dest,
-// which must not exist (bundle.Extract). On any failure nothing is left
-// behind: no download, no partial tree, no dest.
+// kept files under the §2.1 rules, renames them atomically into dest,
+// which must not exist (bundle.Extract), and seals dest (Seal). On any
+// failure nothing is left behind: no download, no partial tree, no dest.
 //
 // Errors wrap ErrIntegrity or ErrUnavailable (see there), keeping the
 // underlying *signing.VerifyError, *bundle.RuleError or blob store error
@@ -110,13 +114,17 @@ func Fetch(ctx context.Context, store blobstore.Store, trust *signing.TrustBundl
 	if err != nil {
 		return nil, archiveError(err)
 	}
-	var files []bundle.Entry
+	b := &Bundle{Hash: hash, Trust: trust.Fingerprint(), Manifest: m}
 	for _, e := range entries {
 		if keep(e.Name) {
-			files = append(files, e)
+			b.Files = append(b.Files, e)
 		}
 	}
-	return &Bundle{Hash: hash, Manifest: m, Files: files}, nil
+	if err := Seal(dest, b); err != nil {
+		os.RemoveAll(dest)
+		return nil, err
+	}
+	return b, nil
 }
 
 // download spools the bundle archive of hash into dir.

@@ -212,3 +212,129 @@ func TestFetchNeedsAClock(t *testing.T) {
 		t.Fatalf("err = %v, want a local error", err)
 	}
 }
+
+func TestSeal(t *testing.T) {
+	pub := bundletest.NewPublisher(t, publisher)
+	other := bundletest.NewPublisher(t, publisher)
+	archive, hash := bundletest.Pack(t, goodFiles)
+	sig, err := signing.Sign(pub.Key, hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := bundletest.LocalStore(t)
+	bundletest.Put(t, store, hash, archive, nil, sig.Marshal())
+	// fetch extracts and seals a fresh tree of the good bundle.
+	fetch := func(t *testing.T) (string, *verified.Bundle) {
+		t.Helper()
+		dest := filepath.Join(t.TempDir(), "tree")
+		v, err := verified.Fetch(context.Background(), store, pub.Trust, hash, dest, verified.Options{Now: time.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dest, v
+	}
+	fp := pub.Trust.Fingerprint()
+	sameSize := func(t *testing.T, p string) {
+		t.Helper()
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)-1] ^= 0x01
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("fetched tree opens with its manifest and files", func(t *testing.T) {
+		dest, v := fetch(t)
+		if v.Trust != fp {
+			t.Fatalf("Fetch recorded trust %q, want %q", v.Trust, fp)
+		}
+		got, err := verified.Open(dest, hash, fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hash != hash || got.Trust != fp || got.Manifest.Name != v.Manifest.Name || len(got.Files) != len(v.Files) {
+			t.Fatalf("opened %+v, fetched %+v", got, v)
+		}
+		if !verified.SealedUnder(dest, hash, fp) {
+			t.Fatal("SealedUnder = false for the trust bundle that verified it")
+		}
+		data, err := got.ReadFile(dest, "ui/index.html")
+		if err != nil || string(data) != string(goodFiles["ui/index.html"]) {
+			t.Fatalf("ReadFile = %q, %v", data, err)
+		}
+	})
+	for _, c := range []struct {
+		name   string
+		hash   string
+		trust  string
+		damage func(t *testing.T, dest string)
+	}{
+		{name: "another trust bundle is refused", trust: other.Trust.Fingerprint()},
+		{name: "an empty trust fingerprint is refused", trust: ""},
+		{name: "another content hash is refused", hash: "sha256:" + strings.Repeat("0", 64), trust: fp},
+		{name: "a file changed with the same size is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			sameSize(t, filepath.Join(dest, "ui", "big.bin"))
+		}},
+		{name: "a manifest changed with the same size is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			sameSize(t, filepath.Join(dest, "manifest.json"))
+		}},
+		{name: "a missing file is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			os.Remove(filepath.Join(dest, "ui", "index.html"))
+		}},
+		{name: "an added file is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			os.WriteFile(filepath.Join(dest, "ui", "extra.js"), []byte("alert(1)"), 0o644)
+		}},
+		{name: "a symlink in place of a file is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			p := filepath.Join(dest, "ui", "big.bin")
+			copyTo := filepath.Join(t.TempDir(), "big.bin")
+			os.WriteFile(copyTo, goodFiles["ui/big.bin"], 0o644)
+			os.Remove(p)
+			if err := os.Symlink(copyTo, p); err != nil {
+				t.Skip(err)
+			}
+		}},
+		{name: "a missing seal is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			os.Remove(filepath.Join(dest, ".seal.json"))
+		}},
+		{name: "an unreadable seal is refused", trust: fp, damage: func(t *testing.T, dest string) {
+			os.WriteFile(filepath.Join(dest, ".seal.json"), []byte("{"), 0o644)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dest, _ := fetch(t)
+			h := hash
+			if c.hash != "" {
+				h = c.hash
+			}
+			if c.damage != nil {
+				c.damage(t, dest)
+			}
+			if _, err := verified.Open(dest, h, c.trust); !errors.Is(err, verified.ErrSealBroken) {
+				t.Fatalf("Open: err = %v, want ErrSealBroken", err)
+			}
+		})
+	}
+	t.Run("a file changed after Open is refused by ReadFile", func(t *testing.T) {
+		dest, _ := fetch(t)
+		b, err := verified.Open(dest, hash, fp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameSize(t, filepath.Join(dest, "ui", "index.html"))
+		if data, err := b.ReadFile(dest, "ui/index.html"); !errors.Is(err, verified.ErrSealBroken) {
+			t.Fatalf("ReadFile = %q, %v; want ErrSealBroken", data, err)
+		}
+		if _, err := b.ReadFile(dest, "ui/missing.js"); !errors.Is(err, verified.ErrSealBroken) {
+			t.Fatalf("ReadFile of an unsealed name: %v", err)
+		}
+	})
+	t.Run("SealedUnder is false for another trust bundle", func(t *testing.T) {
+		dest, _ := fetch(t)
+		if verified.SealedUnder(dest, hash, other.Trust.Fingerprint()) {
+			t.Fatal("SealedUnder = true for another trust bundle")
+		}
+	})
+}
