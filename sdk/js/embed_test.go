@@ -56,3 +56,42 @@ func TestVersionIsV1(t *testing.T) {
 		t.Errorf("Version = %q, want v1 (the gateway serves /ext-sdk/v1/)", Version)
 	}
 }
+
+// TestAPIPathRuleIsIdenticalInBothModules holds the two copies of
+// checkApiPath together: api.fetch (iframe.js) and apiproxy (host.js) must
+// refuse the same paths (SPEC §16), and the modules cannot share code because
+// each stands alone (SPEC §9).
+func TestAPIPathRuleIsIdenticalInBothModules(t *testing.T) {
+	extract := func(file string) string {
+		b, err := fs.ReadFile(FS, file)
+		if err != nil {
+			t.Fatalf("reading %s: %v", file, err)
+		}
+		src := string(b)
+		start := strings.Index(src, "// checkApiPath returns")
+		if start < 0 {
+			t.Fatalf("%s has no checkApiPath comment", file)
+		}
+		end := strings.Index(src[start:], "\n}\n")
+		if end < 0 {
+			t.Fatalf("%s: checkApiPath has no end", file)
+		}
+		rule := src[start : start+end+3]
+		// The constants the rule uses are part of it.
+		for _, c := range []string{"const CONTROL_RE = ", "const MAX_PATH_LENGTH = "} {
+			i := strings.Index(src, c)
+			if i < 0 {
+				t.Fatalf("%s does not define %s", file, c)
+			}
+			rule += src[i:i+strings.Index(src[i:], "\n")] + "\n"
+		}
+		return rule
+	}
+	host, iframe := extract("host.js"), extract("iframe.js")
+	if !strings.Contains(host, "function checkApiPath(path) {") {
+		t.Fatalf("host.js: the extracted rule is not checkApiPath:\n%s", host)
+	}
+	if host != iframe {
+		t.Errorf("checkApiPath differs between host.js and iframe.js:\nhost.js:\n%s\niframe.js:\n%s", host, iframe)
+	}
+}

@@ -7,8 +7,10 @@
 //     container: document.getElementById("ext"),
 //     extensionId: "com.acme.agreements",
 //     contentHash: "sha256:…",
-//     gatewayBase: "https://psa.example.com",
+//     gatewayBase: "https://psa.example.com",     // API origin (/api/ext)
+//     uiBase: "https://ext-ui.psa-content.net",   // cookieless UI origin (/ext-ui)
 //     getToken: async () => ({ token, expires_at }),
+//     apiProxy: true, // the iframe gets no token; the host calls the API for it
 //     themeTokens: { "primary-color": "#0055aa" },
 //     onNavigate: (path) => router.push(`/ext/acme${path}`),
 //   });
@@ -17,7 +19,9 @@
 // opaque origin: it cannot read the PSA's cookies, storage or DOM, and the PSA
 // talks to it only through postMessage. The host accepts a message only when
 // it comes from that iframe's own window, and sends the session token only to
-// that window, only after the window said "ready". See README.md.
+// that window, only after the window said "ready" — or, with apiProxy, never
+// sends it and performs the extension's API calls itself (SPEC §16). See
+// README.md.
 //
 // Plain ES module, no dependencies, no build step. Importing it touches no DOM,
 // so it is safe to import during server-side rendering.
@@ -59,7 +63,34 @@ const RETRY_FIRST_MS = 5_000;
 const RETRY_MAX_MS = 60_000;
 const DEFAULT_READY_TIMEOUT_MS = 15_000;
 
-const IFRAME_TO_HOST_TYPES = new Set(["ready", "resize", "navigate", "session_expiring"]);
+// apiproxy bounds (SPEC §16). The header allowlist is the gateway's CORS
+// allowlist for browsers (caddymodule corsAllowedHeaders) without
+// Authorization, which only the host sets; names starting with "x-ext-" are
+// allowed too, as the gateway allows them.
+const PROXY_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]);
+const PROXY_HEADERS = new Set([
+  "accept",
+  "accept-language",
+  "content-type",
+  "if-none-match",
+  "if-modified-since",
+  "x-request-id",
+  "x-idempotency-key",
+  "idempotency-key",
+]);
+const PROXY_HEADER_PREFIX = "x-ext-";
+const HEADER_NAME_RE = /^[!#$%&'*+.^_`|~0-9a-z-]{1,64}$/;
+const MAX_PROXY_HEADERS = 32;
+const MAX_PROXY_HEADER_VALUE = 4096;
+/** Largest request body, in bytes, an apiproxy request may carry. */
+export const MAX_PROXY_BODY_BYTES = 1 << 20;
+/** Largest response body, in bytes, the host relays to the iframe. */
+export const MAX_PROXY_RESPONSE_BYTES = 8 << 20;
+/** Most apiproxy requests one mounted iframe may have in flight. */
+export const MAX_PROXY_IN_FLIGHT = 16;
+const DEFAULT_PROXY_TIMEOUT_MS = 30_000;
+
+const IFRAME_TO_HOST_TYPES = new Set(["ready", "resize", "navigate", "session_expiring", "apiproxy"]);
 
 /**
  * Reports whether id is a valid extension id (the manifest name rule).
@@ -117,7 +148,11 @@ export function buildExtUiSrc(base, extensionId, contentHash, path = "") {
  * Options:
  * - container (Element, required): the iframe is appended to it.
  * - extensionId, contentHash (required): see buildExtUiSrc.
- * - gatewayBase (required): absolute http(s) URL of the extedge gateway.
+ * - gatewayBase (required): absolute http(s) URL of the extedge gateway's API
+ *   (/api/ext). Sent to the iframe as gateway_base.
+ * - uiBase (optional): absolute http(s) URL the iframe's page is loaded from
+ *   (/ext-ui), i.e. the gateway's dedicated, cookieless `ui_host` origin
+ *   (SPEC §16). Default: gatewayBase.
  * - getToken (required): `() => {token, expires_at} | Promise<…>`. token is the
  *   bearer token the iframe sends to /api/ext/{extensionId}/…; it should be a
  *   short-lived token scoped to this extension (an `ext` claim). expires_at is
@@ -134,10 +169,23 @@ export function buildExtUiSrc(base, extensionId, contentHash, path = "") {
  *   Its `code` is "token_failed", "invalid_session" or "ready_timeout".
  * - readyTimeoutMs (number, optional): default 15000; 0 disables the check.
  * - title (string, optional): the iframe's accessible title.
+ * - apiProxy (boolean, optional, default false): answer the iframe's
+ *   "apiproxy" requests by calling `${gatewayBase}/api/ext/${extensionId}${path}`
+ *   with the current token (SPEC §16). Off by default: it is a new capability
+ *   of the host page, granted per mount. When off, apiproxy requests are
+ *   answered with the error "apiproxy_disabled".
+ * - shareToken (boolean, optional, default !apiProxy): send the session token
+ *   to the iframe (bootstrap.session and "session" messages). With apiProxy
+ *   the default is false, so the extension's code never holds a token;
+ *   shareToken false without apiProxy is a TypeError (the iframe could not
+ *   call its API at all).
+ * - apiProxyTimeoutMs (number, optional, default 30000): an apiproxy call
+ *   still running after this long is aborted and answered with "timeout".
  *
  * Returns `{iframe, setThemeTokens(tokens), unmount()}`. setThemeTokens
  * re-sends theme_tokens when the tokens changed and returns whether they did.
- * unmount removes the iframe, the message listener and every timer; it is
+ * unmount removes the iframe, the message listener and every timer, and
+ * aborts the apiproxy calls in flight without answering them; it is
  * idempotent. Throws a TypeError synchronously for invalid options.
  *
  * @param {object} options
@@ -156,6 +204,10 @@ export function mountExtension(options) {
     onError,
     readyTimeoutMs = DEFAULT_READY_TIMEOUT_MS,
     title,
+    uiBase,
+    apiProxy = false,
+    shareToken = !apiProxy,
+    apiProxyTimeoutMs = DEFAULT_PROXY_TIMEOUT_MS,
   } = options ?? {};
   if (!container || typeof container.appendChild !== "function") {
     throw new TypeError("alga: mountExtension: container must be a DOM element");
@@ -172,9 +224,19 @@ export function mountExtension(options) {
   if (typeof readyTimeoutMs !== "number" || !(readyTimeoutMs >= 0)) {
     throw new TypeError("alga: mountExtension: readyTimeoutMs must be a non-negative number");
   }
+  if (typeof apiProxy !== "boolean" || typeof shareToken !== "boolean") {
+    throw new TypeError("alga: mountExtension: apiProxy and shareToken must be booleans");
+  }
+  if (!apiProxy && !shareToken) {
+    throw new TypeError("alga: mountExtension: shareToken false needs apiProxy true, or the iframe cannot call its API");
+  }
+  if (typeof apiProxyTimeoutMs !== "number" || !(apiProxyTimeoutMs > 0)) {
+    throw new TypeError("alga: mountExtension: apiProxyTimeoutMs must be a positive number");
+  }
   const base = normalizeBase(gatewayBase);
+  const ui = uiBase === undefined ? base : normalizeBase(uiBase, "UI base");
   const cleanPath = cleanUiPath(path);
-  const src = buildExtUiSrc(base, extensionId, contentHash, cleanPath);
+  const src = buildExtUiSrc(ui, extensionId, contentHash, cleanPath);
   let theme = normalizeTheme(themeTokens);
 
   // The iframe's messages arrive at the window that owns the container.
@@ -198,6 +260,10 @@ export function mountExtension(options) {
   let retryDelayMs = RETRY_FIRST_MS;
   let refreshTimer = 0;
   let readyTimer = 0;
+  // apiproxy calls in flight: request_id → {controller, timer}. At most
+  // MAX_PROXY_IN_FLIGHT; each ends by its reply, its timeout, a new "ready"
+  // (a new document must not get the old one's replies) or unmount.
+  const proxyCalls = new Map();
 
   const reportError = (code, message, cause) => {
     if (disposed || !onError) return;
@@ -212,12 +278,16 @@ export function mountExtension(options) {
     }
   };
 
-  const post = (type, payload) => {
+  const post = (type, payload, requestId) => {
     const win = iframe.contentWindow;
     if (disposed || !win) return;
-    // The sandboxed document's origin is opaque ("null"), so no target origin
-    // can name it; the message goes to this exact window object instead.
-    win.postMessage({ alga: true, version: PROTOCOL_VERSION, type, payload }, "*");
+    const msg = { alga: true, version: PROTOCOL_VERSION, type, payload };
+    if (requestId !== undefined) msg.request_id = requestId;
+    // The sandboxed document's origin is opaque ("null") whatever uiBase is,
+    // so no target origin can name it (uiBase's origin would never match and
+    // the message would be dropped); the message goes to this exact window
+    // object instead.
+    win.postMessage(msg, "*");
   };
 
   const wireSession = () => ({ token: session.token, expires_at: new Date(session.expiresAtMs).toISOString() });
@@ -251,8 +321,9 @@ export function mountExtension(options) {
       retryDelayMs = RETRY_FIRST_MS;
       const lifetime = s.expiresAtMs - s.receivedAtMs;
       schedule(s.expiresAtMs - Math.min(REFRESH_LEAD_MS, lifetime / 2) - Date.now());
-      if (bootstrapped) post("session", wireSession());
-      else if (readySeen) postBootstrap();
+      if (bootstrapped) {
+        if (shareToken) post("session", wireSession());
+      } else if (readySeen) postBootstrap();
     })().finally(() => {
       refreshing = null;
     });
@@ -266,13 +337,14 @@ export function mountExtension(options) {
     retryDelayMs = Math.min(RETRY_MAX_MS, retryDelayMs * 2);
   };
 
-  // postBootstrap sends the bootstrap message with the current session; the
-  // caller has checked that a "ready" arrived from the iframe's window.
+  // postBootstrap sends the bootstrap message with the current session (null
+  // without shareToken); the caller has checked that a "ready" arrived from
+  // the iframe's window.
   const postBootstrap = () => {
-    if (disposed || !session) return;
+    if (disposed || (shareToken && !session)) return;
     bootstrapped = true;
     post("bootstrap", {
-      session: wireSession(),
+      session: shareToken ? wireSession() : null,
       theme_tokens: { ...theme },
       navigation: { path: "/" + cleanPath },
       gateway_base: base,
@@ -294,11 +366,13 @@ export function mountExtension(options) {
         // bootstrap, never a bare session message.
         readySeen = true;
         bootstrapped = false;
+        abortProxyCalls();
         clearTimeout(readyTimer);
         readyTimer = 0;
         // A valid session goes out now; otherwise the refresh in flight (or
-        // the one started here) bootstraps the iframe when it succeeds.
-        if (session && session.expiresAtMs > Date.now()) postBootstrap();
+        // the one started here) bootstraps the iframe when it succeeds. A
+        // bootstrap without a token needs no session.
+        if (!shareToken || (session && session.expiresAtMs > Date.now())) postBootstrap();
         else refresh();
         return;
       case "resize": {
@@ -332,6 +406,94 @@ export function mountExtension(options) {
         refresh();
         return;
       }
+      case "apiproxy":
+        startProxyCall(msg.request_id, msg.payload);
+        return;
+    }
+  };
+
+  // currentToken returns a valid token for an apiproxy call, refreshing the
+  // session when it is missing or expired, or null.
+  const currentToken = async () => {
+    const valid = () => session !== null && session.expiresAtMs > Date.now();
+    if (!valid()) await refresh();
+    return !disposed && valid() ? session.token : null;
+  };
+
+  // startProxyCall checks one apiproxy request and performs it; the answer is
+  // exactly one apiproxy_response with the same request_id, unless the
+  // iframe's document changed or the mount was removed meanwhile. A request
+  // without a request_id cannot be answered and is ignored.
+  const startProxyCall = (requestId, payload) => {
+    if (typeof requestId !== "string" || requestId === "") return;
+    const refuse = (error, message) => post("apiproxy_response", { error, message }, requestId);
+    if (!apiProxy) return refuse("apiproxy_disabled", "this host does not proxy API calls (mountExtension apiProxy)");
+    if (!bootstrapped) return refuse("not_ready", "apiproxy before bootstrap");
+    if (proxyCalls.has(requestId)) return refuse("invalid_request", "request_id is already in flight");
+    if (proxyCalls.size >= MAX_PROXY_IN_FLIGHT) {
+      return refuse("too_many_requests", `at most ${MAX_PROXY_IN_FLIGHT} apiproxy calls in flight`);
+    }
+    const req = parseProxyRequest(payload);
+    if (req.error) return refuse(req.error, req.message);
+
+    const call = { controller: new AbortController(), timer: 0 };
+    const finish = (reply) => {
+      if (proxyCalls.get(requestId) !== call) return; // timed out, aborted or unmounted
+      proxyCalls.delete(requestId);
+      clearTimeout(call.timer);
+      post("apiproxy_response", reply, requestId);
+    };
+    call.timer = setTimeout(() => {
+      finish({ error: "timeout", message: `no response within ${apiProxyTimeoutMs} ms` });
+      call.controller.abort();
+    }, apiProxyTimeoutMs);
+    proxyCalls.set(requestId, call);
+
+    (async () => {
+      const token = await currentToken();
+      if (!token) return finish({ error: "token_unavailable", message: "getToken gave no valid session" });
+      const headers = new Headers(req.headers);
+      headers.set("Authorization", `Bearer ${token}`);
+      let res;
+      try {
+        res = await fetch(`${base}/api/ext/${extensionId}${req.path}`, {
+          method: req.method,
+          headers,
+          body: req.body,
+          // Never the PSA's cookies: the gateway often shares its origin.
+          credentials: "omit",
+          mode: "cors",
+          // A redirect is not followed from the PSA's origin on the
+          // extension's behalf; the iframe gets an error instead.
+          redirect: "manual",
+          referrerPolicy: "no-referrer",
+          cache: "no-store",
+          signal: call.controller.signal,
+        });
+      } catch (e) {
+        return finish({ error: "network_error", message: String(e && e.message ? e.message : e) });
+      }
+      if (res.type === "opaqueredirect") return finish({ error: "redirect", message: "the gateway answered with a redirect" });
+      let body;
+      try {
+        body = await readBodyCapped(res, MAX_PROXY_RESPONSE_BYTES);
+      } catch (e) {
+        return finish({ error: "network_error", message: String(e && e.message ? e.message : e) });
+      }
+      if (!body) return finish({ error: "response_too_large", message: `response body over ${MAX_PROXY_RESPONSE_BYTES} bytes` });
+      const outHeaders = {};
+      for (const [k, v] of res.headers) if (k !== "set-cookie" && k !== "set-cookie2") outHeaders[k] = v;
+      finish({ status: res.status, headers: outHeaders, body_b64: bytesToBase64(body) });
+    })();
+  };
+
+  // abortProxyCalls ends every apiproxy call without answering it.
+  const abortProxyCalls = () => {
+    const calls = [...proxyCalls.values()];
+    proxyCalls.clear();
+    for (const call of calls) {
+      clearTimeout(call.timer);
+      call.controller.abort();
     }
   };
 
@@ -360,6 +522,7 @@ export function mountExtension(options) {
       if (disposed) return;
       disposed = true;
       hostWindow.removeEventListener("message", onMessage);
+      abortProxyCalls();
       clearTimeout(refreshTimer);
       clearTimeout(readyTimer);
       refreshTimer = 0;
@@ -386,6 +549,93 @@ function parseEnvelope(data) {
   return { type: data.type, request_id: data.request_id, payload };
 }
 
+// parseProxyRequest checks an apiproxy payload {method, path, headers,
+// body_b64} and returns {method, path, headers, body} (headers a plain object
+// of lowercase names, body a Uint8Array or undefined), or {error, message}.
+function parseProxyRequest(p) {
+  const bad = (error, message) => ({ error, message });
+  const method = typeof p.method === "string" ? p.method.toUpperCase() : p.method === undefined ? "GET" : null;
+  if (!PROXY_METHODS.has(method)) return bad("invalid_method", `method ${JSON.stringify(String(p.method))} is not one of ${[...PROXY_METHODS].join(", ")}`);
+  const why = checkApiPath(p.path);
+  if (why) return bad("invalid_path", `path ${JSON.stringify(String(p.path))} ${why}`);
+  const raw = p.headers === undefined || p.headers === null ? {} : p.headers;
+  if (typeof raw !== "object" || Array.isArray(raw)) return bad("invalid_request", "headers must be an object");
+  const entries = Object.entries(raw);
+  if (entries.length > MAX_PROXY_HEADERS) return bad("invalid_request", `more than ${MAX_PROXY_HEADERS} headers`);
+  const headers = {};
+  for (const [k, v] of entries) {
+    const name = k.toLowerCase();
+    if (!HEADER_NAME_RE.test(name) || !(PROXY_HEADERS.has(name) || name.startsWith(PROXY_HEADER_PREFIX))) {
+      return bad("forbidden_header", `header ${JSON.stringify(k)} is not allowed`);
+    }
+    if (typeof v !== "string" || v.length > MAX_PROXY_HEADER_VALUE || /[\u0000-\u0008\u000a-\u001f\u007f]/.test(v)) {
+      return bad("invalid_request", `header ${JSON.stringify(k)} has an invalid value`);
+    }
+    headers[name] = v;
+  }
+  let body;
+  if (p.body_b64 !== undefined && p.body_b64 !== null) {
+    if (typeof p.body_b64 !== "string") return bad("invalid_request", "body_b64 must be a string");
+    if (p.body_b64.length > Math.ceil(MAX_PROXY_BODY_BYTES / 3) * 4) {
+      return bad("body_too_large", `body over ${MAX_PROXY_BODY_BYTES} bytes`);
+    }
+    body = base64ToBytes(p.body_b64);
+    if (!body) return bad("invalid_request", "body_b64 is not base64");
+    if (body.length > MAX_PROXY_BODY_BYTES) return bad("body_too_large", `body over ${MAX_PROXY_BODY_BYTES} bytes`);
+    if (method === "GET" || method === "HEAD") return bad("invalid_request", `a ${method} request has no body`);
+  }
+  return { method, path: p.path, headers, body };
+}
+
+// readBodyCapped reads a response body into a Uint8Array, or returns null
+// (and cancels the stream) when it is longer than max bytes.
+async function readBodyCapped(res, max) {
+  const declared = Number(res.headers.get("content-length"));
+  if (Number.isFinite(declared) && declared > max) {
+    if (res.body) res.body.cancel().catch(() => {});
+    return null;
+  }
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > max) {
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function bytesToBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function base64ToBytes(b64) {
+  let s;
+  try {
+    s = atob(b64);
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
 // parseSession validates a getToken result and returns
 // {token, expiresAtMs, receivedAtMs}, or a string that says what is wrong.
 function parseSession(raw, nowMs) {
@@ -410,18 +660,21 @@ function parseExpiry(exp) {
   return Number.isFinite(ms) ? ms : null;
 }
 
-function normalizeBase(base) {
+// normalizeBase checks an absolute http(s) base URL without query or
+// credentials and returns it without trailing slashes; what names it in the
+// TypeError.
+function normalizeBase(base, what = "gateway base") {
   if (typeof base !== "string" || base === "") {
-    throw new TypeError("alga: gateway base must be an absolute http(s) URL");
+    throw new TypeError(`alga: ${what} must be an absolute http(s) URL`);
   }
   let u;
   try {
     u = new URL(base);
   } catch {
-    throw new TypeError(`alga: gateway base ${JSON.stringify(base)} is not an absolute URL`);
+    throw new TypeError(`alga: ${what} ${JSON.stringify(base)} is not an absolute URL`);
   }
   if ((u.protocol !== "https:" && u.protocol !== "http:") || u.search || u.hash || u.username || u.password) {
-    throw new TypeError(`alga: gateway base ${JSON.stringify(base)} must be an http(s) URL without query or credentials`);
+    throw new TypeError(`alga: ${what} ${JSON.stringify(base)} must be an http(s) URL without query or credentials`);
   }
   return (u.origin + u.pathname).replace(/\/+$/, "");
 }
@@ -460,6 +713,39 @@ function checkNavigationPath(p) {
   if (typeof p !== "string" || p.length > MAX_PATH_LENGTH) return "not a string of at most 2048 characters";
   if (!p.startsWith("/") || p.startsWith("//")) return "must start with a single /";
   if (p.includes("\\") || CONTROL_RE.test(p)) return "must not contain a backslash or control characters";
+  return "";
+}
+
+// checkApiPath returns "" for an acceptable API path, else the reason: the
+// rule of api.fetch and of apiproxy (SPEC §9, §16), so a path the iframe SDK
+// refuses is refused by the host too.
+// host.js and iframe.js each stand alone (no imports, SPEC §9), so the
+// function is written out in both, byte for byte: change both together
+// (embed_test.go fails when they differ).
+function checkApiPath(path) {
+  if (typeof path !== "string") return "must be a string";
+  if (path.length > MAX_PATH_LENGTH) return "is too long";
+  if (!path.startsWith("/")) return "must start with /";
+  if (path.startsWith("//")) return "must not start with //";
+  if (path.includes("\\") || CONTROL_RE.test(path)) return "must not contain a backslash or control characters";
+  const cut = path.search(/[?#]/);
+  const pathPart = cut < 0 ? path : path.slice(0, cut);
+  if (pathPart.includes("://")) return "must not contain a scheme";
+  let decoded;
+  try {
+    decoded = decodeURIComponent(pathPart);
+  } catch {
+    return "has invalid percent-encoding";
+  }
+  if (decoded.includes("\\") || CONTROL_RE.test(decoded)) return "must not contain an encoded backslash or control character";
+  if (decoded.includes("://")) return "must not contain a scheme";
+  const segs = decoded.split("/").slice(1);
+  for (let i = 0; i < segs.length; i++) {
+    const seg = segs[i];
+    if (seg === "." || seg === "..") return "must not contain . or .. segments";
+    // A trailing slash is fine ("/items/"); an empty inner segment is not.
+    if (seg === "" && i !== segs.length - 1) return "must not contain //";
+  }
   return "";
 }
 

@@ -14,7 +14,9 @@
 // context the host sends back. The SDK accepts messages only from
 // window.parent and only in the protocol's envelope. The bearer token lives in
 // this module's memory only (never in storage or the DOM) and is replaced when
-// the host sends a refreshed session. See README.md.
+// the host sends a refreshed session. When the host sends no token (its
+// apiProxy mode, SPEC §16), api.fetch asks the host to make the call
+// ("apiproxy") and builds a Response from the answer. See README.md.
 //
 // Plain ES module, no dependencies, no build step. Importing it touches no DOM.
 
@@ -34,7 +36,13 @@ const EXPIRING_LEAD_MS = 30_000;
 // A resize waits for the next animation frame, or this long when frames are
 // throttled (hidden or off-screen frames).
 const RESIZE_FALLBACK_MS = 100;
-const HOST_TO_IFRAME_TYPES = new Set(["bootstrap", "theme_tokens", "session"]);
+const HOST_TO_IFRAME_TYPES = new Set(["bootstrap", "theme_tokens", "session", "apiproxy_response"]);
+// apiproxy bounds; the host enforces its own (the same numbers) as well.
+const MAX_PROXY_IN_FLIGHT = 16;
+const MAX_PROXY_BODY_BYTES = 1 << 20;
+const DEFAULT_PROXY_TIMEOUT_MS = 30_000;
+// Statuses whose Response must have a null body.
+const NULL_BODY_STATUSES = new Set([204, 205, 304]);
 
 // Module state: one page talks to one host.
 let connecting = null; // Promise of connect()
@@ -52,6 +60,11 @@ let observer = null;
 let lastHeight = -1;
 let resizeFrame = 0;
 let resizeTimer = 0;
+let forceProxy = false; // connect({apiProxy: true})
+let proxyTimeoutMs = DEFAULT_PROXY_TIMEOUT_MS;
+let proxySeq = 0;
+// apiproxy requests waiting for the host: request_id → {resolve, reject, timer}.
+const proxyPending = new Map();
 
 /**
  * Connects to the host page. Posts "ready" to window.parent and resolves with
@@ -65,16 +78,27 @@ let resizeTimer = 0;
  *   using a ResizeObserver on document.documentElement (default true).
  * - hostOrigin: when set, accept host messages only from this origin, in
  *   addition to the window.parent check.
+ * - apiProxy: send api.fetch calls through the host ("apiproxy") even when
+ *   the bootstrap carries a token (default false: the proxy is used only
+ *   when it carries none).
+ * - apiProxyTimeoutMs: reject an api.fetch through the host that got no
+ *   answer within this many ms (default 30000).
  *
  * Calling connect() again returns the same promise; after a rejection a new
  * call tries again.
  *
- * @param {{timeoutMs?: number, autoResize?: boolean, hostOrigin?: string}} [options]
+ * @param {{timeoutMs?: number, autoResize?: boolean, hostOrigin?: string, apiProxy?: boolean, apiProxyTimeoutMs?: number}} [options]
  * @returns {Promise<object>}
  */
 export function connect(options = {}) {
   if (connecting) return connecting;
-  const { timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS, autoResize = true, hostOrigin } = options;
+  const {
+    timeoutMs = DEFAULT_CONNECT_TIMEOUT_MS,
+    autoResize = true,
+    hostOrigin,
+    apiProxy = false,
+    apiProxyTimeoutMs = DEFAULT_PROXY_TIMEOUT_MS,
+  } = options;
   connecting = new Promise((resolve, reject) => {
     if (typeof window === "undefined" || window.parent === window) {
       reject(new Error("alga: connect: this page is not inside an iframe"));
@@ -84,7 +108,13 @@ export function connect(options = {}) {
       reject(new TypeError("alga: connect: hostOrigin must be a string"));
       return;
     }
+    if (typeof apiProxy !== "boolean" || typeof apiProxyTimeoutMs !== "number" || !(apiProxyTimeoutMs > 0)) {
+      reject(new TypeError("alga: connect: apiProxy must be a boolean and apiProxyTimeoutMs a positive number"));
+      return;
+    }
     expectedHostOrigin = hostOrigin ?? null;
+    forceProxy = apiProxy;
+    proxyTimeoutMs = apiProxyTimeoutMs;
     if (!listening) {
       window.addEventListener("message", onMessage);
       listening = true;
@@ -118,6 +148,14 @@ export const api = {
    * empty segments, a backslash or control characters, or when connect() was
    * never called. Waits for a pending connect().
    *
+   * When the host sent no token (or connect({apiProxy: true})), the call goes
+   * through the host instead ("apiproxy"): init's method, headers (without
+   * Authorization) and body (at most 1 MiB) are sent to the host, which calls
+   * the same URL with the token; the result is a Response built from the
+   * answer (its url is ""). It rejects with an Error whose code is the
+   * host's error ("invalid_path", "forbidden_header", …), "timeout" or
+   * "too_many_requests" (16 in flight).
+   *
    * @param {string} path
    * @param {RequestInit} [init]
    * @returns {Promise<Response>}
@@ -130,12 +168,99 @@ export const api = {
       await connecting;
     }
     const opts = init ?? {};
+    const url = `${context.gateway_base}/api/ext/${context.extension_id}${path}`;
+    if (!session || forceProxy) return fetchViaHost(url, path, opts);
     const headers = new Headers(opts.headers);
     headers.set("Authorization", `Bearer ${session.token}`);
-    const url = `${context.gateway_base}/api/ext/${context.extension_id}${path}`;
     return fetch(url, { ...opts, headers, credentials: "omit", mode: "cors" });
   },
 };
+
+// fetchViaHost performs api.fetch through the host's apiproxy bridge.
+async function fetchViaHost(url, path, opts) {
+  if (proxyPending.size >= MAX_PROXY_IN_FLIGHT) {
+    throw proxyError("too_many_requests", `at most ${MAX_PROXY_IN_FLIGHT} apiproxy requests in flight`);
+  }
+  const requestId = `apiproxy-${++proxySeq}`;
+  // The slot is taken before the body is read, so the bound holds for
+  // concurrent callers too.
+  const entry = { resolve: null, reject: null, timer: 0 };
+  proxyPending.set(requestId, entry);
+  let payload;
+  try {
+    // A Request serializes every BodyInit the way fetch would (and sets
+    // content-type for strings, URLSearchParams, FormData and Blobs).
+    const req = new Request(url, { method: opts.method ?? "GET", headers: opts.headers, body: opts.body });
+    const headers = {};
+    for (const [k, v] of req.headers) if (k !== "authorization") headers[k] = v;
+    payload = { method: req.method, path, headers };
+    if (req.body !== null) {
+      const body = new Uint8Array(await req.arrayBuffer());
+      if (body.length > MAX_PROXY_BODY_BYTES) throw proxyError("body_too_large", `body over ${MAX_PROXY_BODY_BYTES} bytes`);
+      payload.body_b64 = bytesToBase64(body);
+    }
+  } catch (e) {
+    proxyPending.delete(requestId);
+    throw e;
+  }
+  const signal = opts.signal;
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      proxyPending.delete(requestId);
+      clearTimeout(entry.timer);
+      if (signal) signal.removeEventListener("abort", onAbort);
+    };
+    const onAbort = () => {
+      done();
+      reject(signal.reason ?? new DOMException("aborted", "AbortError"));
+    };
+    entry.resolve = (v) => {
+      done();
+      resolve(v);
+    };
+    entry.reject = (e) => {
+      done();
+      reject(e);
+    };
+    entry.timer = setTimeout(
+      () => entry.reject(proxyError("timeout", `no apiproxy answer from the host within ${proxyTimeoutMs} ms`)),
+      proxyTimeoutMs,
+    );
+    if (signal) {
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort);
+    }
+    post("apiproxy", payload, requestId);
+  });
+}
+
+// settleProxy answers the pending api.fetch of an apiproxy_response.
+function settleProxy(requestId, p) {
+  const entry = proxyPending.get(requestId);
+  if (!entry || !entry.resolve) return;
+  if (typeof p.error === "string") {
+    entry.reject(proxyError(p.error, typeof p.message === "string" ? p.message : "the host refused the call"));
+    return;
+  }
+  const { status, headers } = p;
+  const body = p.body_b64 === undefined || p.body_b64 === null ? new Uint8Array(0) : base64ToBytes(p.body_b64);
+  if (!Number.isInteger(status) || status < 200 || status > 599 || !body) {
+    entry.reject(proxyError("invalid_response", "the host sent an invalid apiproxy_response"));
+    return;
+  }
+  try {
+    const h = new Headers(headers && typeof headers === "object" && !Array.isArray(headers) ? headers : {});
+    entry.resolve(new Response(NULL_BODY_STATUSES.has(status) ? null : body, { status, headers: h }));
+  } catch (e) {
+    entry.reject(proxyError("invalid_response", `the host sent an unusable apiproxy_response: ${e && e.message}`));
+  }
+}
+
+function proxyError(code, message) {
+  const err = new Error(`alga: api.fetch: apiproxy ${code}: ${message}`);
+  err.code = code;
+  return err;
+}
 
 /**
  * Subscribes to theme tokens. cb is called with a copy of the tokens when
@@ -205,11 +330,14 @@ export function getSession() {
   return session ? { token: session.token, expires_at: session.expires_at } : null;
 }
 
-function post(type, payload) {
+function post(type, payload, requestId) {
   if (typeof window === "undefined" || window.parent === window) return;
+  const msg = { alga: true, version: PROTOCOL_VERSION, type, payload };
+  if (requestId !== undefined) msg.request_id = requestId;
   // The parent's origin is not known to a sandboxed page; nothing secret goes
-  // out through these messages.
-  window.parent.postMessage({ alga: true, version: PROTOCOL_VERSION, type, payload }, "*");
+  // out through these messages (apiproxy carries the extension's own request,
+  // for the host to check).
+  window.parent.postMessage(msg, "*");
 }
 
 function onMessage(event) {
@@ -220,21 +348,24 @@ function onMessage(event) {
   const p = msg.payload;
   switch (msg.type) {
     case "bootstrap": {
-      const s = parseSession(p.session);
-      if (!s) return;
+      // session null: the host keeps the token and proxies api.fetch.
+      const tokenless = p.session === null;
+      const s = tokenless ? null : parseSession(p.session);
+      if (!s && !tokenless) return;
       if (!EXTENSION_ID_RE.test(String(p.extension_id))) return;
       const base = parseGatewayBase(p.gateway_base);
       if (!base) return;
       const tokens = parseTheme(p.theme_tokens ?? {});
       if (!tokens) return;
       const navPath = p.navigation && typeof p.navigation.path === "string" ? p.navigation.path : "/";
-      setSession(s);
+      if (s) setSession(s);
+      else clearSession();
       context = Object.freeze({
         extension_id: p.extension_id,
         gateway_base: base,
         navigation: Object.freeze({ path: navPath }),
         theme_tokens: Object.freeze({ ...tokens }),
-        session: Object.freeze({ token: s.token, expires_at: s.expires_at }),
+        session: s ? Object.freeze({ token: s.token, expires_at: s.expires_at }) : null,
       });
       setTheme(tokens);
       if (settle) settle.resolve(context);
@@ -252,7 +383,16 @@ function onMessage(event) {
       if (s) setSession(s);
       return;
     }
+    case "apiproxy_response":
+      if (typeof msg.request_id === "string") settleProxy(msg.request_id, p);
+      return;
   }
+}
+
+function clearSession() {
+  session = null;
+  clearTimeout(expiringTimer);
+  expiringTimer = 0;
 }
 
 function setSession(s) {
@@ -342,7 +482,12 @@ function measureHeight() {
   return Math.ceil(document.documentElement.getBoundingClientRect().height);
 }
 
-// checkApiPath returns "" for an acceptable api.fetch path, else the reason.
+// checkApiPath returns "" for an acceptable API path, else the reason: the
+// rule of api.fetch and of apiproxy (SPEC §9, §16), so a path the iframe SDK
+// refuses is refused by the host too.
+// host.js and iframe.js each stand alone (no imports, SPEC §9), so the
+// function is written out in both, byte for byte: change both together
+// (embed_test.go fails when they differ).
 function checkApiPath(path) {
   if (typeof path !== "string") return "must be a string";
   if (path.length > MAX_PATH_LENGTH) return "is too long";
@@ -382,7 +527,7 @@ function parseEnvelope(data) {
   }
   const payload = data.payload === undefined ? {} : data.payload;
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return null;
-  return { type: data.type, payload };
+  return { type: data.type, request_id: data.request_id, payload };
 }
 
 // parseSession accepts {token, expires_at} with expires_at an ISO 8601 string
@@ -421,6 +566,25 @@ function parseTheme(tokens) {
     if (typeof v === "string") out[k] = v;
     else if (typeof v === "number" && Number.isFinite(v)) out[k] = String(v);
   }
+  return out;
+}
+
+function bytesToBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function base64ToBytes(b64) {
+  if (typeof b64 !== "string") return null;
+  let s;
+  try {
+    s = atob(b64);
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
 }
 

@@ -2,7 +2,8 @@
 // in a real headless Chromium. Its tests serve a PSA host page from one
 // origin and the gateway (the SDK, a test extension's UI under /ext-ui/ and a
 // fake /api/ext/ endpoint) from another, then drive both through the DevTools
-// protocol. It has no non-test code.
+// protocol. A third listener plays the gateway's dedicated UI origin
+// (mountExtension's uiBase, SPEC §16). It has no non-test code.
 //
 // The tests need Chromium (/usr/bin/chromium, or the path in EXTEDGE_CHROMIUM).
 // Without it they fail with an install hint, unless EXTEDGE_SKIP_BROWSER is

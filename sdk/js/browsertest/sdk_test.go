@@ -42,7 +42,8 @@ type connectResult struct {
 		GatewayBase string                `json:"gateway_base"`
 		Navigation  struct{ Path string } `json:"navigation"`
 		ThemeTokens map[string]string     `json:"theme_tokens"`
-		Session     sessionValue          `json:"session"`
+		Session     *sessionValue         `json:"session"` // nil: the host keeps the token
+
 	} `json:"ctx"`
 }
 
@@ -53,14 +54,13 @@ type sessionValue struct {
 
 // fetchResult is what app.js's "fetch" command returns for api.fetch.
 type fetchResult struct {
-	OK     bool   `json:"ok"`
-	Error  string `json:"error"`
-	Status int    `json:"status"`
-	Body   struct {
-		Path  string `json:"path"`
-		Query string `json:"query"`
-		Auth  string `json:"auth"`
-	} `json:"body"`
+	OK         bool              `json:"ok"`
+	Error      string            `json:"error"`
+	Code       string            `json:"code"` // the rejection's err.code
+	IsResponse bool              `json:"isResponse"`
+	Status     int               `json:"status"`
+	Headers    map[string]string `json:"headers"`
+	Body       apiEcho           `json:"body"`
 }
 
 type receivedMsg struct {
@@ -149,6 +149,11 @@ func TestSDKInBrowser(t *testing.T) {
 	g := newFakeGateway(t)
 	hs := newHostServer(t)
 	g.hostOrigin = hs.URL
+	// ui plays the gateway's dedicated ui_host origin (SPEC §16): another
+	// listener on 127.0.0.1, so another origin; its pages call g's API.
+	ui := newFakeGateway(t)
+	ui.hostOrigin = hs.URL
+	ui.apiOrigin = g.URL()
 	p := startBrowser(t)
 	q := url.Values{"gw": {g.URL()}, "ext": {testExtensionID}, "hash": {testContentHash}}
 	p.navigate(t, hs.URL+"/host.html?"+q.Encode(), "window.T_READY === true")
@@ -206,6 +211,9 @@ func TestSDKInBrowser(t *testing.T) {
 		wantTheme := map[string]string{"primaryColor": "#112233", "Brand_Color": "red", "spacing": "4"}
 		if fmt.Sprint(c.ThemeTokens) != fmt.Sprint(wantTheme) {
 			t.Errorf("theme_tokens = %v, want %v", c.ThemeTokens, wantTheme)
+		}
+		if c.Session == nil {
+			t.Fatalf("session = null, want the token (shareToken is the default without apiProxy)")
 		}
 		if want := fmt.Sprintf("tok-%d-1", m); c.Session.Token != want {
 			t.Errorf("session.token = %q, want %q", c.Session.Token, want)
@@ -269,6 +277,16 @@ func TestSDKInBrowser(t *testing.T) {
 		if after := len(g.Calls()); after != before {
 			t.Errorf("the gateway got %d requests from rejected paths, want 0", after-before)
 		}
+	})
+
+	t.Run("an iframe loaded from the UI origin connects and calls the API origin directly", func(t *testing.T) {
+		testUIOnItsOwnOrigin(t, s, ui)
+	})
+	t.Run("an iframe without a token calls the API through apiproxy", func(t *testing.T) {
+		testTokenlessProxy(t, s, hs.URL)
+	})
+	t.Run("apiproxy refuses unsafe requests without calling the gateway", func(t *testing.T) {
+		testProxyRejects(t, s, m)
 	})
 
 	t.Run("theme tokens become CSS variables and follow setThemeTokens", func(t *testing.T) {
@@ -662,6 +680,21 @@ func TestSDKInBrowser(t *testing.T) {
 		}
 	})
 
+	// These start from no mount at all (the subtest above unmounted
+	// everything), so listener and timer counts are exact.
+	t.Run("unmount aborts the host's apiproxy calls in flight", func(t *testing.T) {
+		testProxyUnmount(t, s)
+	})
+	t.Run("apiproxy requests in flight are bounded in the iframe and in the host", func(t *testing.T) {
+		testProxyInFlightBound(t, s)
+	})
+	t.Run("an apiproxy call the host does not answer in time is rejected in the iframe", func(t *testing.T) {
+		testProxyIframeTimeout(t, s)
+	})
+	t.Run("the host aborts an apiproxy call after apiProxyTimeoutMs", func(t *testing.T) {
+		testProxyHostTimeout(t, s)
+	})
+
 	t.Run("buildExtUiSrc validates extension id, content hash and path", func(t *testing.T) {
 		base := g.URL()
 		prefix := base + "/ext-ui/" + testExtensionID + "/" + testContentHash + "/"
@@ -731,6 +764,40 @@ func TestSDKInBrowser(t *testing.T) {
 		p.call(t, &r, "tryMount", map[string]any{"path": "../x"})
 		if !r.Threw || r.Iframes != 0 {
 			t.Errorf("mountExtension with a ../ path: %+v, want a TypeError and no iframe", r)
+		}
+	})
+
+	t.Run("mountExtension validates uiBase and the apiproxy options", func(t *testing.T) {
+		for _, tt := range []struct {
+			name    string
+			opts    map[string]any
+			wantErr string // "" = mounts
+		}{
+			{"a second origin as uiBase mounts", map[string]any{"uiBase": ui.URL()}, ""},
+			{"apiProxy without a shared token mounts", map[string]any{"apiProxy": true}, ""},
+			{"non-http uiBase is rejected", map[string]any{"uiBase": "javascript:alert(1)"}, "UI base"},
+			{"relative uiBase is rejected", map[string]any{"uiBase": "/ui"}, "UI base"},
+			{"no token and no proxy is rejected", map[string]any{"shareToken": false}, "shareToken false needs apiProxy"},
+			{"non-boolean apiProxy is rejected", map[string]any{"apiProxy": "yes"}, "apiProxy and shareToken must be booleans"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var r struct {
+					Threw   bool
+					Name    string
+					Error   string
+					Iframes int
+				}
+				p.call(t, &r, "tryMount", tt.opts)
+				if tt.wantErr == "" {
+					if r.Threw || r.Iframes != 1 {
+						t.Errorf("mountExtension(%v) = %+v, want one iframe", tt.opts, r)
+					}
+					return
+				}
+				if !r.Threw || r.Name != "TypeError" || !strings.Contains(r.Error, tt.wantErr) || r.Iframes != 0 {
+					t.Errorf("mountExtension(%v) = %+v, want a TypeError about %q and no iframe", tt.opts, r, tt.wantErr)
+				}
+			})
 		}
 	})
 

@@ -1,15 +1,20 @@
 package browsertest
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	sdkjs "github.com/extedge/extedge/sdk/js"
 )
@@ -27,18 +32,39 @@ type apiCall struct {
 	Query  string
 	Auth   string // the Authorization header
 	Origin string // the Origin header
+	Cookie string // the Cookie header
+}
+
+// apiEcho is the JSON body the fake /api/ext/ endpoint answers with.
+type apiEcho struct {
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Query       string `json:"query"`
+	Auth        string `json:"auth"`
+	Cookie      string `json:"cookie"`
+	ContentType string `json:"contentType"`
+	Trace       string `json:"trace"`   // the X-Ext-Trace header
+	BodyHex     string `json:"bodyHex"` // the request body, hex-encoded
 }
 
 // fakeGateway plays the parts of the extedge gateway the SDK talks to:
 // /ext-sdk/v1/ (the embedded SDK), /ext-ui/ (the test extension's pages with
 // the SPEC §8.3 default Content-Security-Policy) and /api/ext/ (records the
-// call and echoes it back as JSON, with CORS for the sandbox's origin "null").
+// call and echoes it back as JSON, with CORS for the sandbox's origin "null"
+// and for the host page's origin, whose bridge calls it for apiproxy).
+//
+// Under /api/ext/{ext}/slow the endpoint holds the request until the client
+// goes away (at most 10 s) and counts both. A request header X-Ext-Status
+// sets the answer's status.
 type fakeGateway struct {
 	srv        *httptest.Server
-	hostOrigin string // for frame-ancestors; set before any page loads
+	hostOrigin string // for frame-ancestors and CORS; set before any page loads
+	apiOrigin  string // connect-src of the UI pages; default: this gateway
 
 	mu    sync.Mutex
 	calls []apiCall
+
+	slowStarted, slowCanceled atomic.Int32
 }
 
 func newFakeGateway(t *testing.T) *fakeGateway {
@@ -100,7 +126,7 @@ func (g *fakeGateway) serveUI(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; "+
 			"style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "+
-			"connect-src 'self' "+g.srv.URL+"; object-src 'none'; base-uri 'self'; "+
+			"connect-src 'self' "+g.connectSrc()+"; object-src 'none'; base-uri 'self'; "+
 			"form-action 'self'; frame-ancestors "+g.hostOrigin)
 	case ".js":
 		h.Set("Content-Type", "text/javascript; charset=utf-8")
@@ -111,17 +137,26 @@ func (g *fakeGateway) serveUI(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
+func (g *fakeGateway) connectSrc() string {
+	if g.apiOrigin != "" {
+		return g.apiOrigin
+	}
+	return g.srv.URL
+}
+
 func (g *fakeGateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Vary", "Origin")
-	allowed := r.Header.Get("Origin") == "null"
+	origin := r.Header.Get("Origin")
+	allowed := origin == "null" || (origin != "" && origin == g.hostOrigin)
 	if allowed {
-		h.Set("Access-Control-Allow-Origin", "null")
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "X-Ext-Reply")
 	}
 	if r.Method == http.MethodOptions {
 		if allowed {
-			h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
-			h.Set("Access-Control-Allow-Headers", "authorization, content-type")
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE")
+			h.Set("Access-Control-Allow-Headers", "authorization, content-type, x-ext-trace, x-ext-status")
 			h.Set("Access-Control-Max-Age", "600")
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -132,15 +167,50 @@ func (g *fakeGateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 		Path:   r.URL.EscapedPath(),
 		Query:  r.URL.RawQuery,
 		Auth:   r.Header.Get("Authorization"),
-		Origin: r.Header.Get("Origin"),
+		Origin: origin,
+		Cookie: r.Header.Get("Cookie"),
 	}
 	g.mu.Lock()
 	g.calls = append(g.calls, c)
 	g.mu.Unlock()
+	if strings.HasSuffix(c.Path, "/slow") {
+		g.slowStarted.Add(1)
+		select {
+		case <-r.Context().Done():
+			g.slowCanceled.Add(1)
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]string{"path": c.Path, "query": c.Query, "auth": c.Auth})
+	h.Set("X-Ext-Reply", "echo-"+r.Method)
+	status := http.StatusOK
+	if s, err := strconv.Atoi(r.Header.Get("X-Ext-Status")); err == nil && s >= 200 && s <= 599 {
+		status = s
+	}
+	w.WriteHeader(status)
+	if status == http.StatusNoContent || r.Method == http.MethodHead {
+		return
+	}
+	json.NewEncoder(w).Encode(apiEcho{
+		Method:      r.Method,
+		Path:        c.Path,
+		Query:       c.Query,
+		Auth:        c.Auth,
+		Cookie:      c.Cookie,
+		ContentType: r.Header.Get("Content-Type"),
+		Trace:       r.Header.Get("X-Ext-Trace"),
+		BodyHex:     hex.EncodeToString(body),
+	})
 }
+
+// hostCookie is the PSA session cookie the host page's response sets. Cookies
+// are scoped to the host name, not the port, so a request from the host page
+// to either gateway listener on 127.0.0.1 carries it if it includes
+// credentials: the tests assert that the SDK's requests never do.
+const hostCookie = "psa_session=secret"
 
 // newHostServer serves the PSA host page, testdata/host.html, from its own
 // origin.
@@ -153,6 +223,7 @@ func newHostServer(t *testing.T) *httptest.Server {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Set-Cookie", hostCookie+"; Path=/; SameSite=Lax")
 		w.Write(b)
 	})
 	srv := httptest.NewServer(mux)

@@ -7,6 +7,8 @@ import { connect, api, onTheme, navigate, resize, getSession } from "/ext-sdk/v1
 const params = new URLSearchParams(location.search);
 const timeoutMs = Number(params.get("timeout") || 5000);
 const hostOrigin = params.get("hostOrigin") || undefined;
+const apiProxy = params.get("proxy") === "1";
+const apiProxyTimeoutMs = params.get("proxyTimeout") ? Number(params.get("proxyTimeout")) : undefined;
 
 // Every protocol envelope this window receives, from any source, so tests can
 // tell that a message arrived even when the SDK ignored it.
@@ -17,10 +19,40 @@ window.addEventListener("message", (e) => {
   }
 });
 
+const started = new Map();
+const proxyWaiters = new Map();
+window.addEventListener("message", (e) => {
+  const d = e.data;
+  if (e.source !== window.parent || !d || d.type !== "apiproxy_response") return;
+  const w = proxyWaiters.get(d.request_id);
+  if (w) {
+    proxyWaiters.delete(d.request_id);
+    w(d.payload);
+  }
+});
+
+async function runFetch(path, init) {
+  try {
+    const opts = init && init.bytes ? { ...init, body: new Uint8Array(init.bytes) } : init;
+    if (opts) delete opts.bytes;
+    const r = await api.fetch(path, opts);
+    const text = await r.text();
+    return {
+      ok: true,
+      isResponse: r instanceof Response,
+      status: r.status,
+      headers: Object.fromEntries(r.headers),
+      body: text ? JSON.parse(text) : null,
+    };
+  } catch (e) {
+    return { ok: false, error: String(e && e.message), code: e && e.code };
+  }
+}
+
 const themeCalls = [];
 onTheme((tokens) => themeCalls.push(tokens));
 
-const connected = connect({ timeoutMs, hostOrigin }).then(
+const connected = connect({ timeoutMs, hostOrigin, apiProxy, apiProxyTimeoutMs }).then(
   (ctx) => ({ ok: true, ctx }),
   (err) => ({ ok: false, error: String(err && err.message) }),
 );
@@ -35,13 +67,34 @@ const commands = {
       return "blocked: " + e.name;
     }
   },
-  fetch: async (path, init) => {
-    try {
-      const r = await api.fetch(path, init);
-      return { ok: true, status: r.status, body: await r.json() };
-    } catch (e) {
-      return { ok: false, error: String(e && e.message) };
+  // fetch runs api.fetch; init.bytes (an array of numbers) becomes a
+  // Uint8Array body.
+  fetch: (path, init) => runFetch(path, init),
+  // fetchStart starts api.fetch without waiting; fetchResult(key) waits.
+  fetchStart: (key, path, init) => {
+    started.set(key, runFetch(path, init));
+    return true;
+  },
+  fetchResult: (key) => started.get(key),
+  // rawProxy posts an apiproxy envelope past iframe.js and waits up to 5 s
+  // for the host's apiproxy_response with the same request_id. payload.bigBody
+  // = n replaces the body with n bytes.
+  rawProxy: (requestId, payload) => {
+    if (payload && payload.bigBody) {
+      payload = { ...payload, body_b64: btoa("x".repeat(payload.bigBody)) };
+      delete payload.bigBody;
     }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        proxyWaiters.delete(requestId);
+        resolve({ answered: false });
+      }, 5000);
+      proxyWaiters.set(requestId, (p) => {
+        clearTimeout(timer);
+        resolve({ answered: true, payload: p });
+      });
+      window.parent.postMessage({ alga: true, version: "1", type: "apiproxy", request_id: requestId, payload }, "*");
+    });
   },
   cssVar: (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim(),
   themeCalls: () => themeCalls,
