@@ -91,11 +91,11 @@ func TestBrowserExtensionContentNeverActsOnThePSAOrigin(t *testing.T) {
 
 	ctx := testenv.Chromium(t, 1024, 768)
 	b := &tab{ctx: ctx}
-	b.open(t, c.URL + "/login")
+	b.open(t, c.URL+"/login")
 	origin := c.URL
 
 	t.Run("control: the PSA's own page reads /whoami with the cookie", func(t *testing.T) {
-		b.open(t, origin + "/control.html")
+		b.open(t, origin+"/control.html")
 		got := b.waitResult(t)
 		if !strings.HasPrefix(got, "READ "+psaSecret) || !strings.Contains(got, "origin="+origin) {
 			t.Fatalf("control page: %q, want READ %s with origin %s (else the probes below prove nothing)", got, psaSecret, origin)
@@ -112,7 +112,7 @@ func TestBrowserExtensionContentNeverActsOnThePSAOrigin(t *testing.T) {
 		}
 	})
 	t.Run("control: an SVG served by the PSA runs its script on the PSA origin", func(t *testing.T) {
-		b.open(t, origin + "/control.svg")
+		b.open(t, origin+"/control.svg")
 		if got := b.eval(t, `String(window.ran)`); got != origin {
 			t.Fatalf("control SVG: window.ran = %q, want %q (else the probe below proves nothing)", got, origin)
 		}
@@ -126,7 +126,7 @@ func TestBrowserExtensionContentNeverActsOnThePSAOrigin(t *testing.T) {
 		})
 	}
 	t.Run("a guest's text/html answer opened at the top level runs no script", func(t *testing.T) {
-		b.open(t, origin + "/api/ext/" + testExt + "/agreements")
+		b.open(t, origin+"/api/ext/"+testExt+"/agreements")
 		if got := b.eval(t, `String(window.ran) + " " + String(window.result)`); got != "undefined undefined" {
 			t.Fatalf("guest HTML: window.ran, window.result = %q, want the script not to run", got)
 		}
