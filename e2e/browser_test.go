@@ -51,7 +51,7 @@ func testBrowser(t *testing.T, st *stack) {
 	}
 	b.evalPage(t, &attrs, `(() => { const f = document.querySelector("#ext iframe");
 		return {sandbox: f.getAttribute("sandbox"), src: f.src, tenant: document.getElementById("tenant").textContent}; })()`)
-	uiPrefix := st.GatewayURL + "/ext-ui/" + st.ExtensionID + "/" + st.ContentHash + "/"
+	uiPrefix := st.uiBase() + "/ext-ui/" + st.ExtensionID + "/" + st.ContentHash + "/"
 	if attrs.Sandbox != "allow-scripts" || !strings.HasPrefix(attrs.Src, uiPrefix) || attrs.Tenant != "demo" {
 		t.Fatalf("host page iframe: sandbox %q, src %q, tenant %q; want sandbox \"allow-scripts\", src under %s, tenant demo",
 			attrs.Sandbox, attrs.Src, attrs.Tenant, uiPrefix)

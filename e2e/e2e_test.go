@@ -195,9 +195,15 @@ func (st *stack) apiURL(path string) string {
 	return st.GatewayURL + "/api/ext/" + st.ExtensionID + path
 }
 
+// uiBase is the demo's UI origin: the gateway under the other loopback
+// name (`ui_host localhost`).
+func (st *stack) uiBase() string {
+	return strings.Replace(st.GatewayURL, "127.0.0.1", "localhost", 1)
+}
+
 // uiURL is the gateway URL of a file of the sample's UI.
 func (st *stack) uiURL(path string) string {
-	return st.GatewayURL + "/ext-ui/" + st.ExtensionID + "/" + st.ContentHash + "/" + path
+	return st.uiBase() + "/ext-ui/" + st.ExtensionID + "/" + st.ContentHash + "/" + path
 }
 
 // reply is one HTTP answer, read whole.
@@ -463,6 +469,14 @@ func testAPI(t *testing.T, st *stack) {
 		}
 		if r := do(t, "GET", st.uiURL("index.html"), "", map[string]string{"If-None-Match": `"sha256-00"`}); r.status != 200 {
 			t.Errorf("GET with a stale If-None-Match = %d, want 200", r.status)
+		}
+	})
+
+	t.Run("extension UIs are not served on the API and PSA origin", func(t *testing.T) {
+		// The demo's Caddyfile has `ui_host localhost` (SPEC §16).
+		u := st.GatewayURL + "/ext-ui/" + st.ExtensionID + "/" + st.ContentHash + "/index.html"
+		if r := do(t, "GET", u, "", nil); r.status != 404 {
+			t.Errorf("GET %s = %d, want 404 off the UI host", u, r.status)
 		}
 	})
 

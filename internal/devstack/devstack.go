@@ -384,6 +384,10 @@ func (st *Stack) caddyfile(sockets []string) string {
 		}
 		cors_origins null %s %s
 		frame_ancestors %s %s
+		# Extension UIs only on the second loopback name (two origins,
+		# SPEC §16); their pages call the API on %s.
+		ui_host localhost
+		gateway_origin %s
 	}
 	reverse_proxy %s
 }
@@ -394,7 +398,7 @@ func (st *Stack) caddyfile(sockets []string) string {
 		filepath.Join(d, "keys", "session.secret"),
 		filepath.Join(d, "bundles"), filepath.Join(d, "keys", "trust.pem"),
 		filepath.Join(d, "cache", "ui"),
-		origin, localhost, origin, localhost,
+		origin, localhost, origin, localhost, origin, origin,
 		strings.TrimPrefix(st.PSAURL, "http://"))
 }
 
