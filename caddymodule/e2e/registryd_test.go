@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +106,17 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 		t.Fatalf("call: %d %s\ncaddy:\n%s\nregistryd:\n%s", code, body, c.Log(), b)
 	}
 
+	feedEvents := func() int {
+		st, _ := c.Admin("/extedge/status")
+		m := regexp.MustCompile(`"feed_events":(\d+)`).FindSubmatch(st)
+		if m == nil {
+			return -1
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	eventsBefore := feedEvents()
+
 	// Change feed: disabling the install is seen well within the TTL would
 	// allow — we wait at most 3s, and cache_ttl alone would also do it, so
 	// check the feed's effect in the status counters too.
@@ -128,6 +141,20 @@ func TestGatewayWithRealRegistryAndRunner(t *testing.T) {
 	st, _ := c.Admin("/extedge/status")
 	if !strings.Contains(string(st), `"feed_events":`) || strings.Contains(string(st), `"feed_events":0`) {
 		t.Errorf("change feed events not seen by the gateway: %s", st)
+	}
+
+	// Both events must have arrived before the registry dies: an event
+	// that lands after a refetch marks the entry invalid, and an
+	// invalidated entry never serves stale (the call after the kill would
+	// then rightly be 503).
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if n := feedEvents(); n < eventsBefore+2 {
+			return fmt.Errorf("feed events %d, want at least %d", n, eventsBefore+2)
+		}
+		return nil
+	})
+	if code, body := call(); code != 200 {
+		t.Fatalf("after the enable event: %d %s", code, body)
 	}
 
 	// Registry down: cached install keeps serving until max_stale (4s).
