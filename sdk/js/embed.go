@@ -11,7 +11,8 @@ import "embed"
 // /ext-sdk/v1/. It changes only with an incompatible message protocol.
 const Version = "v1"
 
-// FS holds host.js and iframe.js at its root.
+// FS holds host.js, iframe.js and protocol.js (the envelope, id, token and
+// API path rules both import) at its root.
 //
-//go:embed host.js iframe.js
+//go:embed host.js iframe.js protocol.js
 var FS embed.FS

@@ -7,8 +7,9 @@ import (
 	"testing"
 )
 
-// importLine matches a static import statement (not one in a comment).
-var importLine = regexp.MustCompile(`(?m)^\s*import[\s{*"']`)
+// importLine matches a static import statement (not one in a comment) and
+// captures its module specifier.
+var importLine = regexp.MustCompile(`(?m)^\s*import\b[^"'\n]*["']([^"']+)["']`)
 
 func TestFSHoldsBothModules(t *testing.T) {
 	tests := []struct {
@@ -30,8 +31,10 @@ func TestFSHoldsBothModules(t *testing.T) {
 					t.Errorf("%s does not contain %q", tt.file, e)
 				}
 			}
-			if importLine.Match(b) {
-				t.Errorf("%s imports another module; the SDK must be dependency-free", tt.file)
+			for _, m := range importLine.FindAllSubmatch(b, -1) {
+				if string(m[1]) != "./protocol.js" {
+					t.Errorf("%s imports %s; the SDK imports only its sibling ./protocol.js", tt.file, m[1])
+				}
 			}
 		})
 	}
@@ -46,8 +49,8 @@ func TestFSHoldsNothingElse(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if got := strings.Join(names, ","); got != "host.js,iframe.js" {
-		t.Errorf("FS holds %s, want host.js,iframe.js", got)
+	if got := strings.Join(names, ","); got != "host.js,iframe.js,protocol.js" {
+		t.Errorf("FS holds %s, want host.js,iframe.js,protocol.js", got)
 	}
 }
 
@@ -57,41 +60,34 @@ func TestVersionIsV1(t *testing.T) {
 	}
 }
 
-// TestAPIPathRuleIsIdenticalInBothModules holds the two copies of
-// checkApiPath together: api.fetch (iframe.js) and apiproxy (host.js) must
-// refuse the same paths (SPEC §16), and the modules cannot share code because
-// each stands alone (SPEC §9).
-func TestAPIPathRuleIsIdenticalInBothModules(t *testing.T) {
-	extract := func(file string) string {
+// TestBothSidesTakeTheProtocolFromOneModule: api.fetch (iframe.js) and
+// apiproxy (host.js) must refuse the same paths, and both sides must accept
+// the same envelopes (SPEC §9, §16), so the rules live in protocol.js only.
+func TestBothSidesTakeTheProtocolFromOneModule(t *testing.T) {
+	proto, err := fs.ReadFile(FS, "protocol.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if importLine.Match(proto) {
+		t.Error("protocol.js imports another module; it must stand alone")
+	}
+	for _, name := range []string{"checkApiPath", "parseEnvelope", "validToken"} {
+		if !strings.Contains(string(proto), "export function "+name+"(") {
+			t.Errorf("protocol.js does not export %s", name)
+		}
+	}
+	for _, file := range []string{"host.js", "iframe.js"} {
 		b, err := fs.ReadFile(FS, file)
 		if err != nil {
-			t.Fatalf("reading %s: %v", file, err)
+			t.Fatal(err)
 		}
-		src := string(b)
-		start := strings.Index(src, "// checkApiPath returns")
-		if start < 0 {
-			t.Fatalf("%s has no checkApiPath comment", file)
-		}
-		end := strings.Index(src[start:], "\n}\n")
-		if end < 0 {
-			t.Fatalf("%s: checkApiPath has no end", file)
-		}
-		rule := src[start : start+end+3]
-		// The constants the rule uses are part of it.
-		for _, c := range []string{"const CONTROL_RE = ", "const MAX_PATH_LENGTH = "} {
-			i := strings.Index(src, c)
-			if i < 0 {
-				t.Fatalf("%s does not define %s", file, c)
+		for _, name := range []string{"checkApiPath", "parseEnvelope"} {
+			if strings.Contains(string(b), "function "+name+"(") {
+				t.Errorf("%s defines its own %s; import it from protocol.js", file, name)
 			}
-			rule += src[i:i+strings.Index(src[i:], "\n")] + "\n"
+			if !strings.Contains(string(b), name+"(") {
+				t.Errorf("%s does not use %s", file, name)
+			}
 		}
-		return rule
-	}
-	host, iframe := extract("host.js"), extract("iframe.js")
-	if !strings.Contains(host, "function checkApiPath(path) {") {
-		t.Fatalf("host.js: the extracted rule is not checkApiPath:\n%s", host)
-	}
-	if host != iframe {
-		t.Errorf("checkApiPath differs between host.js and iframe.js:\nhost.js:\n%s\niframe.js:\n%s", host, iframe)
 	}
 }

@@ -23,11 +23,13 @@
 // sends it and performs the extension's API calls itself (SPEC §16). See
 // README.md.
 //
-// Plain ES module, no dependencies, no build step. Importing it touches no DOM,
+// Plain ES module, no build step, no dependencies beyond its sibling
+// protocol.js (the rules both sides of the bridge share). Importing it touches no DOM,
 // so it is safe to import during server-side rendering.
 
-/** Version of the message protocol carried in every envelope. */
-export const PROTOCOL_VERSION = "1";
+import { PROTOCOL_VERSION, EXTENSION_ID_RE, CONTROL_RE, MAX_PATH_LENGTH, parseEnvelope, checkApiPath, validToken } from "./protocol.js";
+
+export { PROTOCOL_VERSION };
 
 /** Smallest iframe height, in CSS pixels, that a resize request can set. */
 export const MIN_HEIGHT = 100;
@@ -38,17 +40,9 @@ export const MAX_HEIGHT = 4000;
 /** The value of the iframe's sandbox attribute. Never add allow-same-origin. */
 export const SANDBOX = "allow-scripts";
 
-// Manifest name rule (SPEC §4): reverse-domain, lowercase, labels of [a-z0-9]
-// with inner "-", at least two labels, at most 128 characters.
-const EXTENSION_ID_RE =
-  /^(?=.{1,128}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/;
 // Content hash rule (SPEC §2.2).
 const CONTENT_HASH_RE = /^sha256:[0-9a-f]{64}$/;
 const SCHEME_RE = /^[a-zA-Z][a-zA-Z0-9+.-]*:/;
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
-const MAX_PATH_LENGTH = 2048;
-const MAX_TOKEN_LENGTH = 16384;
-const MAX_REQUEST_ID_LENGTH = 128;
 
 // Refresh timing. The host refreshes the session min(60 s, lifetime/2) before
 // expires_at; the iframe asks for a refresh (session_expiring) only later, at
@@ -532,22 +526,6 @@ export function mountExtension(options) {
   };
 }
 
-// parseEnvelope returns the message if data is a valid protocol envelope, else
-// null.
-function parseEnvelope(data) {
-  if (data === null || typeof data !== "object" || Array.isArray(data)) return null;
-  if (data.alga !== true || data.version !== PROTOCOL_VERSION) return null;
-  if (typeof data.type !== "string" || data.type === "") return null;
-  if (
-    data.request_id !== undefined &&
-    (typeof data.request_id !== "string" || data.request_id.length > MAX_REQUEST_ID_LENGTH)
-  ) {
-    return null;
-  }
-  const payload = data.payload === undefined ? {} : data.payload;
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return null;
-  return { type: data.type, request_id: data.request_id, payload };
-}
 
 // parseProxyRequest checks an apiproxy payload {method, path, headers,
 // body_b64} and returns {method, path, headers, body} (headers a plain object
@@ -641,7 +619,7 @@ function base64ToBytes(b64) {
 function parseSession(raw, nowMs) {
   if (raw === null || typeof raw !== "object") return "no {token, expires_at} object";
   const { token, expires_at: exp } = raw;
-  if (typeof token !== "string" || token === "" || token.length > MAX_TOKEN_LENGTH || CONTROL_RE.test(token)) {
+  if (!validToken(token)) {
     return "an invalid token";
   }
   const expiresAtMs = parseExpiry(exp);
@@ -713,39 +691,6 @@ function checkNavigationPath(p) {
   if (typeof p !== "string" || p.length > MAX_PATH_LENGTH) return "not a string of at most 2048 characters";
   if (!p.startsWith("/") || p.startsWith("//")) return "must start with a single /";
   if (p.includes("\\") || CONTROL_RE.test(p)) return "must not contain a backslash or control characters";
-  return "";
-}
-
-// checkApiPath returns "" for an acceptable API path, else the reason: the
-// rule of api.fetch and of apiproxy (SPEC §9, §16), so a path the iframe SDK
-// refuses is refused by the host too.
-// host.js and iframe.js each stand alone (no imports, SPEC §9), so the
-// function is written out in both, byte for byte: change both together
-// (embed_test.go fails when they differ).
-function checkApiPath(path) {
-  if (typeof path !== "string") return "must be a string";
-  if (path.length > MAX_PATH_LENGTH) return "is too long";
-  if (!path.startsWith("/")) return "must start with /";
-  if (path.startsWith("//")) return "must not start with //";
-  if (path.includes("\\") || CONTROL_RE.test(path)) return "must not contain a backslash or control characters";
-  const cut = path.search(/[?#]/);
-  const pathPart = cut < 0 ? path : path.slice(0, cut);
-  if (pathPart.includes("://")) return "must not contain a scheme";
-  let decoded;
-  try {
-    decoded = decodeURIComponent(pathPart);
-  } catch {
-    return "has invalid percent-encoding";
-  }
-  if (decoded.includes("\\") || CONTROL_RE.test(decoded)) return "must not contain an encoded backslash or control character";
-  if (decoded.includes("://")) return "must not contain a scheme";
-  const segs = decoded.split("/").slice(1);
-  for (let i = 0; i < segs.length; i++) {
-    const seg = segs[i];
-    if (seg === "." || seg === "..") return "must not contain . or .. segments";
-    // A trailing slash is fine ("/items/"); an empty inner segment is not.
-    if (seg === "" && i !== segs.length - 1) return "must not contain //";
-  }
   return "";
 }
 

@@ -18,17 +18,13 @@
 // apiProxy mode, SPEC §16), api.fetch asks the host to make the call
 // ("apiproxy") and builds a Response from the answer. See README.md.
 //
-// Plain ES module, no dependencies, no build step. Importing it touches no DOM.
+// Plain ES module, no build step, no dependencies beyond its sibling
+// protocol.js (the rules both sides of the bridge share). Importing it touches no DOM.
 
-/** Version of the message protocol carried in every envelope. */
-export const PROTOCOL_VERSION = "1";
+import { PROTOCOL_VERSION, EXTENSION_ID_RE, CONTROL_RE, MAX_PATH_LENGTH, parseEnvelope, checkApiPath, validToken } from "./protocol.js";
 
-const EXTENSION_ID_RE =
-  /^(?=.{1,128}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/;
-const CONTROL_RE = /[\u0000-\u001f\u007f]/;
-const MAX_PATH_LENGTH = 2048;
-const MAX_TOKEN_LENGTH = 16384;
-const MAX_REQUEST_ID_LENGTH = 128;
+export { PROTOCOL_VERSION };
+
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 // session_expiring goes out min(30 s, lifetime/4) before expires_at, later than
 // the host's own refresh (min(60 s, lifetime/2) before), so it is a fallback.
@@ -482,60 +478,13 @@ function measureHeight() {
   return Math.ceil(document.documentElement.getBoundingClientRect().height);
 }
 
-// checkApiPath returns "" for an acceptable API path, else the reason: the
-// rule of api.fetch and of apiproxy (SPEC §9, §16), so a path the iframe SDK
-// refuses is refused by the host too.
-// host.js and iframe.js each stand alone (no imports, SPEC §9), so the
-// function is written out in both, byte for byte: change both together
-// (embed_test.go fails when they differ).
-function checkApiPath(path) {
-  if (typeof path !== "string") return "must be a string";
-  if (path.length > MAX_PATH_LENGTH) return "is too long";
-  if (!path.startsWith("/")) return "must start with /";
-  if (path.startsWith("//")) return "must not start with //";
-  if (path.includes("\\") || CONTROL_RE.test(path)) return "must not contain a backslash or control characters";
-  const cut = path.search(/[?#]/);
-  const pathPart = cut < 0 ? path : path.slice(0, cut);
-  if (pathPart.includes("://")) return "must not contain a scheme";
-  let decoded;
-  try {
-    decoded = decodeURIComponent(pathPart);
-  } catch {
-    return "has invalid percent-encoding";
-  }
-  if (decoded.includes("\\") || CONTROL_RE.test(decoded)) return "must not contain an encoded backslash or control character";
-  if (decoded.includes("://")) return "must not contain a scheme";
-  const segs = decoded.split("/").slice(1);
-  for (let i = 0; i < segs.length; i++) {
-    const seg = segs[i];
-    if (seg === "." || seg === "..") return "must not contain . or .. segments";
-    // A trailing slash is fine ("/items/"); an empty inner segment is not.
-    if (seg === "" && i !== segs.length - 1) return "must not contain //";
-  }
-  return "";
-}
-
-function parseEnvelope(data) {
-  if (data === null || typeof data !== "object" || Array.isArray(data)) return null;
-  if (data.alga !== true || data.version !== PROTOCOL_VERSION) return null;
-  if (typeof data.type !== "string" || data.type === "") return null;
-  if (
-    data.request_id !== undefined &&
-    (typeof data.request_id !== "string" || data.request_id.length > MAX_REQUEST_ID_LENGTH)
-  ) {
-    return null;
-  }
-  const payload = data.payload === undefined ? {} : data.payload;
-  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) return null;
-  return { type: data.type, request_id: data.request_id, payload };
-}
 
 // parseSession accepts {token, expires_at} with expires_at an ISO 8601 string
 // or epoch seconds; it returns null when either is invalid.
 function parseSession(raw) {
   if (raw === null || typeof raw !== "object") return null;
   const { token, expires_at } = raw;
-  if (typeof token !== "string" || token === "" || token.length > MAX_TOKEN_LENGTH || CONTROL_RE.test(token)) {
+  if (!validToken(token)) {
     return null;
   }
   let ms = NaN;
