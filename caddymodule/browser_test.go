@@ -140,14 +140,7 @@ func TestBrowserExtensionContentNeverActsOnThePSAOrigin(t *testing.T) {
 type tab struct{ ctx context.Context }
 
 // open navigates and waits for the load event.
-func (b *tab) open(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("loading %s: %v", url, err)
-	}
-}
+func (b *tab) open(t *testing.T, url string) { t.Helper(); testenv.Navigate(t, b.ctx, url) }
 
 // eval evaluates expr (awaiting a promise) as a string.
 func (b *tab) eval(t *testing.T, expr string) string {

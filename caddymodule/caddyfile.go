@@ -165,15 +165,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.UIRateLimit = spec
 		case "ui_max_lookups":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+			if err := positiveIntArg(d, &h.UIMaxLookups); err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n <= 0 {
-				return d.Errf("ui_max_lookups: want a positive integer, got '%s'", s)
-			}
-			h.UIMaxLookups = n
 		default:
 			return d.Errf("unrecognized extedge subdirective '%s'", d.Val())
 		}
@@ -311,15 +305,9 @@ func (h *Handler) parseRateLimit(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "max_keys":
-			var s string
-			if err := oneArg(d, &s); err != nil {
+			if err := positiveIntArg(d, &h.RateLimit.MaxKeys); err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(s)
-			if err != nil || n <= 0 {
-				return d.Errf("max_keys: want a positive integer, got '%s'", s)
-			}
-			h.RateLimit.MaxKeys = n
 		default:
 			return d.Errf("unrecognized rate_limit option '%s'", d.Val())
 		}
@@ -342,14 +330,9 @@ func parseRateSpec(d *caddyfile.Dispenser) (*RateSpec, error) {
 			d.Prev()
 			return spec, nil
 		}
-		if !d.NextArg() {
-			return nil, d.ArgErr()
+		if err := positiveIntArg(d, &spec.Burst); err != nil {
+			return nil, err
 		}
-		n, err := strconv.Atoi(d.Val())
-		if err != nil || n <= 0 {
-			return nil, d.Errf("burst: want a positive integer, got '%s'", d.Val())
-		}
-		spec.Burst = n
 	}
 	return spec, nil
 }
@@ -386,6 +369,21 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.ArgErr()
 	}
 	*dst = d.Val()
+	return nil
+}
+
+// positiveIntArg reads the argument of the option d is at as a positive
+// integer.
+func positiveIntArg(d *caddyfile.Dispenser, dst *int) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n <= 0 {
+		return d.Errf("%s: want a positive integer, got '%s'", name, d.Val())
+	}
+	*dst = n
 	return nil
 }
 

@@ -223,14 +223,7 @@ func (b *browser) consoleText() string {
 }
 
 // navigate loads url in the tab.
-func (b *browser) navigate(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("loading %s: %v", url, err)
-	}
-}
+func (b *browser) navigate(t *testing.T, url string) { t.Helper(); testenv.Navigate(t, b.ctx, url) }
 
 func (b *browser) evalPage(t *testing.T, out any, expr string) {
 	t.Helper()

@@ -77,3 +77,14 @@ func Chromium(t testing.TB, width, height int) context.Context {
 	}
 	return ctx
 }
+
+// Navigate loads url in the tab of ctx (from Chromium) and waits for its
+// load event, failing the test after 20s.
+func Navigate(t testing.TB, ctx context.Context, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("loading %s: %v", url, err)
+	}
+}

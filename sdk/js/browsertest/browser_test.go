@@ -29,11 +29,7 @@ func startBrowser(t *testing.T) *browserPage {
 // navigate loads url and waits until expr is truthy.
 func (p *browserPage) navigate(t *testing.T, url, readyExpr string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatalf("loading %s: %v", url, err)
-	}
+	testenv.Navigate(t, p.ctx, url)
 	p.waitFor(t, "page ready ("+readyExpr+")", readyExpr, 10*time.Second)
 }
 
