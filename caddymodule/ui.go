@@ -181,14 +181,32 @@ func (h *Handler) onUIHost(r *http.Request) bool {
 const uiLookupWait = time.Second
 
 // uiStatus is the §8.3 registry check, made cheap to refuse: a cached
-// answer (known or "no such version") costs no I/O; a lookup first
-// passes the client's ui_rate_limit and then waits at most uiLookupWait
-// for one of the ui_max_lookups slots. Refusals are 429, never 5xx.
+// answer (known or "no such version") costs no I/O; revalidating a known
+// version goes straight to the registry; any other lookup first passes the
+// client's ui_rate_limit and then waits at most uiLookupWait for one of the
+// ui_max_lookups slots. Refusals are 429, never 5xx.
 func (h *Handler) uiStatus(r *http.Request, hash, ext string) (*registryapi.BundleStatus, *gatewayError) {
 	reg := h.state.registry
 	if st, ok := reg.CachedBundleStatus(hash, ext); ok {
 		return st, nil
 	}
+	if !reg.KnownBundleStatus(hash, ext) {
+		if ge := h.admitUILookup(r); ge != nil {
+			return nil, ge
+		}
+		defer func() { <-h.uiLookups }()
+	}
+	st, err := reg.BundleStatus(r.Context(), hash, ext)
+	if err != nil {
+		return nil, newError(codeRegistryUnavailable, "the extension registry is unavailable")
+	}
+	return st, nil
+}
+
+// admitUILookup lets a lookup of a version the cache does not know reach
+// the registry: within the client's ui_rate_limit, and holding one of the
+// ui_max_lookups slots (the caller releases it) within uiLookupWait.
+func (h *Handler) admitUILookup(r *http.Request) *gatewayError {
 	busy := newError(codeRateLimited, "too many lookups of uncached extension versions")
 	busy.retryAfter = time.Second
 	if spec := h.UIRateLimit; spec != nil {
@@ -200,7 +218,7 @@ func (h *Handler) uiStatus(r *http.Request, hash, ext string) (*registryapi.Bund
 		if !d.Allowed {
 			rateDecisions.WithLabelValues("ui", "deny", d.Backend).Inc()
 			busy.retryAfter = max(d.RetryAfter, time.Second)
-			return nil, busy
+			return busy
 		}
 		rateDecisions.WithLabelValues("ui", "allow", d.Backend).Inc()
 	}
@@ -208,17 +226,11 @@ func (h *Handler) uiStatus(r *http.Request, hash, ext string) (*registryapi.Bund
 	defer t.Stop()
 	select {
 	case h.uiLookups <- struct{}{}:
-		defer func() { <-h.uiLookups }()
+		return nil
 	case <-t.C:
-		return nil, busy
 	case <-r.Context().Done():
-		return nil, busy
 	}
-	st, err := reg.BundleStatus(r.Context(), hash, ext)
-	if err != nil {
-		return nil, newError(codeRegistryUnavailable, "the extension registry is unavailable")
-	}
-	return st, nil
+	return busy
 }
 
 // uiBundleError is the answer when a UI tree cannot be prepared: a bundle

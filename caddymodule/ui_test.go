@@ -530,3 +530,29 @@ func TestUIHost(t *testing.T) {
 		}
 	}
 }
+
+// TestUIKnownVersionIsRevalidatedPastTheRateLimit: ui_rate_limit and the
+// lookup slots are for versions the cache does not know; a real version
+// whose cached status is due for revalidation is not refused with them.
+func TestUIKnownVersionIsRevalidatedPastTheRateLimit(t *testing.T) {
+	fx := publishUIBundle(t, uiFiles, "Acme Inc.", "")
+	g := newUIGateway(t, fx, func(h *Handler) {
+		h.Registry.CacheTTL = caddy.Duration(time.Millisecond)
+		h.UIRateLimit = &RateSpec{Requests: 1, Per: caddy.Duration(time.Hour), Burst: 1}
+	})
+	if w := g.do(httptest.NewRequest("GET", uiURL(fx, "app.js"), nil)); w.Code != 200 {
+		t.Fatalf("real asset: %d", w.Code)
+	}
+	unknown := fmt.Sprintf("/ext-ui/%s/sha256:%064x/app.js", testExt, 0xfeed)
+	if w := g.do(httptest.NewRequest("GET", unknown, nil)); w.Code != 429 {
+		t.Fatalf("unknown hash past the limit: %d, want 429", w.Code)
+	}
+	time.Sleep(5 * time.Millisecond) // past the 1ms TTL: the real status must be revalidated
+	calls := g.registry.statusCalls.Load()
+	if w := g.do(httptest.NewRequest("GET", uiURL(fx, "app.js"), nil)); w.Code != 200 {
+		t.Fatalf("real asset after its status expired, client over its limit: %d, want 200", w.Code)
+	}
+	if g.registry.statusCalls.Load() == calls {
+		t.Fatal("the expired status was not revalidated with the registry")
+	}
+}

@@ -400,6 +400,14 @@ func (c *Cache) CachedBundleStatus(hash, ext string) (*BundleStatus, bool) {
 	return c.freshStatus(statusKey(hash, ext))
 }
 
+// KnownBundleStatus reports whether the cache holds the status of a
+// published version (revoked or not) for hash and ext, fresh or due for
+// revalidation. Such a lookup is not of a made-up hash, so the gateway
+// does not throttle it. No I/O.
+func (c *Cache) KnownBundleStatus(hash, ext string) bool {
+	return c.statuses.Contains(statusKey(hash, ext))
+}
+
 // freshStatus is a cache hit: an entry within its TTL (NegativeTTL for
 // unknown versions) that nothing invalidated.
 func (c *Cache) freshStatus(key string) (*BundleStatus, bool) {
