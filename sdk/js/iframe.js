@@ -21,7 +21,7 @@
 // Plain ES module, no build step, no dependencies beyond its sibling
 // protocol.js (the rules both sides of the bridge share). Importing it touches no DOM.
 
-import { PROTOCOL_VERSION, EXTENSION_ID_RE, CONTROL_RE, MAX_PATH_LENGTH, parseEnvelope, checkApiPath, validToken } from "./protocol.js";
+import { PROTOCOL_VERSION, EXTENSION_ID_RE, CONTROL_RE, MAX_PATH_LENGTH, parseEnvelope, checkApiPath, validToken, bytesToBase64, base64ToBytes } from "./protocol.js";
 
 export { PROTOCOL_VERSION };
 
@@ -515,25 +515,6 @@ function parseTheme(tokens) {
     if (typeof v === "string") out[k] = v;
     else if (typeof v === "number" && Number.isFinite(v)) out[k] = String(v);
   }
-  return out;
-}
-
-function bytesToBase64(bytes) {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
-
-function base64ToBytes(b64) {
-  if (typeof b64 !== "string") return null;
-  let s;
-  try {
-    s = atob(b64);
-  } catch {
-    return null;
-  }
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
 }
 

@@ -72,3 +72,24 @@ export function checkApiPath(path) {
   }
   return "";
 }
+
+// bytesToBase64 and base64ToBytes convert the protocol's body_b64 fields
+// (apiproxy); base64ToBytes returns null for anything but valid base64.
+export function bytesToBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export function base64ToBytes(b64) {
+  if (typeof b64 !== "string") return null;
+  let s;
+  try {
+    s = atob(b64);
+  } catch {
+    return null;
+  }
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
