@@ -136,7 +136,7 @@ function compareValues(a, b) {
 export class ExtDataTable extends HTMLElement {
   static observedAttributes = [
     "page", "page-size", "page-size-options", "total", "sort-key", "sort-direction",
-    "loading", "error", "empty-text", "server-side", "max-height", "caption", "clickable-rows",
+    "loading", "error", "empty-text", "server-side", "max-height", "caption", "clickable-rows", "row-key",
   ];
 
   #columns = [];
@@ -436,12 +436,14 @@ export class ExtDataTable extends HTMLElement {
 
     const tbody = el("tbody");
     const clickable = this.hasAttribute("clickable-rows");
+    const rowKey = this.getAttribute("row-key");
     if (rows.length === 0) {
       tbody.append(this.#stateRow(state, error, Math.max(1, cols.length)));
     } else {
       rows.forEach((row, i) => {
         const tr = el("tr");
         tr.dataset.row = String(i);
+        if (rowKey && row?.[rowKey] !== undefined) tr.dataset.key = String(row[rowKey]);
         if (clickable) tr.tabIndex = 0;
         for (const c of cols) {
           const td = el("td");
