@@ -377,15 +377,21 @@ func (f *frame) click(t *testing.T, sel string) {
 	t.Helper()
 	type rect struct{ X, Y, W, H float64 }
 	var fr, el rect
-	// Bring the iframe into the tab's viewport, then the element into the
-	// iframe's (a no-op when the iframe is as tall as its content).
-	f.b.evalPage(t, &fr, `(() => { const f = document.querySelector("#ext iframe"); f.scrollIntoView({block: "nearest"});
-		const r = f.getBoundingClientRect(); return {X: r.left + f.clientLeft, Y: r.top + f.clientTop, W: f.clientWidth, H: f.clientHeight}; })()`)
+	// Bring the element into the iframe's viewport (a no-op when the iframe
+	// is as tall as its content), then the element's spot in the iframe into
+	// the tab's viewport: an iframe taller than the tab is scrolled past.
 	f.eval(t, &el, fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView({block: "nearest"});
 		const r = e.getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width, H: r.height}; })()`, sel))
+	var viewH float64
+	f.b.evalPage(t, &viewH, fmt.Sprintf(`(() => { const f = document.querySelector("#ext iframe"); f.scrollIntoView({block: "nearest"});
+		const y = f.getBoundingClientRect().top + f.clientTop + %f;
+		if (y < 0 || y > innerHeight) window.scrollBy(0, y - innerHeight / 2);
+		return innerHeight; })()`, el.Y+el.H/2))
+	f.b.evalPage(t, &fr, `(() => { const f = document.querySelector("#ext iframe");
+		const r = f.getBoundingClientRect(); return {X: r.left + f.clientLeft, Y: r.top + f.clientTop, W: f.clientWidth, H: f.clientHeight}; })()`)
 	x, y := fr.X+el.X+el.W/2, fr.Y+el.Y+el.H/2
-	if el.W == 0 || el.H == 0 || x < fr.X || y < fr.Y || x > fr.X+fr.W || y > fr.Y+fr.H {
-		t.Fatalf("clicking %s: element box %+v is not visible in the iframe box %+v", sel, el, fr)
+	if el.W == 0 || el.H == 0 || x < fr.X || y < fr.Y || x > fr.X+fr.W || y > fr.Y+fr.H || y < 0 || y > viewH {
+		t.Fatalf("clicking %s: element box %+v is not visible in the iframe box %+v and the tab's viewport (height %v)", sel, el, fr, viewH)
 	}
 	ctx, cancel := context.WithTimeout(f.b.ctx, 10*time.Second)
 	defer cancel()
