@@ -121,6 +121,13 @@ func testBrowser(t *testing.T, st *stack) {
 		t.Errorf("on page 2 of 3: prev disabled %v, next disabled %v; want both enabled", ui.PrevDisabled, ui.NextDisabled)
 	}
 
+	// showsUI says what the table shows, for a wait that timed out.
+	showsUI := func() string {
+		var now uiState
+		f.eval(t, &now, uiStateJS)
+		return fmt.Sprintf("the table is %s on %q with rows %v", now.State, now.Page, now.RowIDs)
+	}
+
 	// ---- sorting: the guest sorts, the table asks ----
 	byClient := st.list(t, demo, "page=1&page_size=10&sort=client&direction=asc").ids()
 	if slices.Equal(byClient, page1.ids()) {
@@ -130,13 +137,13 @@ func testBrowser(t *testing.T, st *stack) {
 	f.waitFor(t, "sorting by Client shows the API's first page by client",
 		`document.querySelector('#table th[data-key="client"]')?.getAttribute("aria-sort") === "ascending" && document.getElementById("table").dataset.state === "ready" &&
 		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, byClient),
-		15*time.Second, nil)
+		15*time.Second, showsUI)
 	f.click(t, `#table th[data-key="client"] button`)
 	byClientDesc := st.list(t, demo, "page=1&page_size=10&sort=client&direction=desc").ids()
 	f.waitFor(t, "a second click sorts by Client descending",
 		`document.querySelector('#table th[data-key="client"]')?.getAttribute("aria-sort") === "descending" && document.getElementById("table").dataset.state === "ready" &&
 		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, byClientDesc),
-		15*time.Second, nil)
+		15*time.Second, showsUI)
 
 	// ---- page size ----
 	f.eval(t, nil, `(() => { const s = document.querySelector("#table select"); s.value = "20"; s.dispatchEvent(new Event("change", { bubbles: true })); })()`)
@@ -144,13 +151,13 @@ func testBrowser(t *testing.T, st *stack) {
 	f.waitFor(t, "page size 20 shows two pages",
 		`document.querySelector("#table .ext-dt-page")?.textContent === "Page 1 of 2" && document.getElementById("table").dataset.state === "ready" &&
 		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, bySize),
-		15*time.Second, nil)
+		15*time.Second, showsUI)
 	f.click(t, "#table [data-action=next] button")
 	lastPage := st.list(t, demo, "page=2&page_size=20&sort=client&direction=desc").ids()
 	f.waitFor(t, "Next shows the last 3 agreements by client descending",
 		`document.querySelector("#table .ext-dt-page")?.textContent === "Page 2 of 2" && document.getElementById("table").dataset.state === "ready" &&
 		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, lastPage),
-		15*time.Second, nil)
+		15*time.Second, showsUI)
 	var badges []string
 	f.eval(t, &badges, `[...document.querySelectorAll("#table tbody ext-badge")].map((b) => b.getAttribute("tone") + ":" + b.textContent)`)
 	if len(badges) != len(lastPage) {
@@ -377,16 +384,24 @@ func (f *frame) click(t *testing.T, sel string) {
 	t.Helper()
 	type rect struct{ X, Y, W, H float64 }
 	var fr, el rect
+	// The host resizes the iframe to its content a moment after the content
+	// changed; measuring before that would aim at where the element was.
+	f.waitFor(t, "the iframe to fit its content before clicking "+sel,
+		`document.documentElement.scrollHeight <= innerHeight + 1 || innerHeight >= 4000`, 10*time.Second, nil)
 	// Bring the element into the iframe's viewport (a no-op when the iframe
 	// is as tall as its content), then the element's spot in the iframe into
-	// the tab's viewport: an iframe taller than the tab is scrolled past.
+	// the middle of the tab's viewport (clicks right at its edge can miss):
+	// an iframe taller than the tab is scrolled past.
 	f.eval(t, &el, fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView({block: "nearest"});
 		const r = e.getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width, H: r.height}; })()`, sel))
 	var viewH float64
 	f.b.evalPage(t, &viewH, fmt.Sprintf(`(() => { const f = document.querySelector("#ext iframe"); f.scrollIntoView({block: "nearest"});
 		const y = f.getBoundingClientRect().top + f.clientTop + %f;
-		if (y < 0 || y > innerHeight) window.scrollBy(0, y - innerHeight / 2);
+		if (y < 40 || y > innerHeight - 40) window.scrollBy(0, y - innerHeight / 2);
 		return innerHeight; })()`, el.Y+el.H/2))
+	// A scroll reaches the compositor's hit testing with the next frames; a
+	// click before that would land where the iframe was.
+	f.b.evalPage(t, nil, `new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`)
 	f.b.evalPage(t, &fr, `(() => { const f = document.querySelector("#ext iframe");
 		const r = f.getBoundingClientRect(); return {X: r.left + f.clientLeft, Y: r.top + f.clientTop, W: f.clientWidth, H: f.clientHeight}; })()`)
 	x, y := fr.X+el.X+el.W/2, fr.Y+el.Y+el.H/2

@@ -68,11 +68,11 @@ function parseColor(v) {
   return m ? [m[1], m[2], m[3]].map(Number) : null;
 }
 
+// applyThemeMode sets <html data-alga-theme> from the host's tokens, or
+// from the OS preference when they do not say (or have not arrived).
 function applyThemeMode(tokens) {
-  const mode = themeMode(tokens);
-  const root = document.documentElement;
-  if (mode) root.dataset.algaTheme = mode;
-  else delete root.dataset.algaTheme;
+  const osDark = typeof matchMedia === "function" && matchMedia("(prefers-color-scheme: dark)").matches;
+  document.documentElement.dataset.algaTheme = themeMode(tokens) ?? (osDark ? "dark" : "light");
 }
 
 /**
@@ -632,4 +632,5 @@ export function statusTone(status) {
 for (const [name, cls] of [["ext-data-table", ExtDataTable], ["ext-button", ExtButton], ["ext-badge", ExtBadge]]) {
   if (!customElements.get(name)) customElements.define(name, cls);
 }
+applyThemeMode(null);
 onTheme(applyThemeMode);

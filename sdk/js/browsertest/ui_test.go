@@ -158,6 +158,20 @@ func waitTable(t *testing.T, p *browserPage, id string, ids []string) tableView 
 	return v
 }
 
+// waitState waits until the table is in state, and returns what it shows.
+func waitState(t *testing.T, p *browserPage, id, state string) tableView {
+	t.Helper()
+	var v tableView
+	waitUntil(t, 10*time.Second, func() string {
+		v = p.table(t, id)
+		if v.State != state {
+			return fmt.Sprintf("table %s is %s, want %s", id, v.State, state)
+		}
+		return ""
+	})
+	return v
+}
+
 // TestUIKitInBrowser drives <ext-data-table>, <ext-button> and <ext-badge>
 // (sdk/ui) in headless Chromium with real mouse and keyboard input: the
 // server-side table sorts and pages through the fake API, which is the
@@ -285,14 +299,7 @@ func TestUIKitInBrowser(t *testing.T) {
 	t.Run("an API error shows its message, Retry loads again", func(t *testing.T) {
 		g.setItems(func(a *itemsAPI) { a.fail = 1 })
 		p.click(t, "#server [data-action=next] button")
-		var v tableView
-		waitUntil(t, 10*time.Second, func() string {
-			v = p.table(t, "server")
-			if v.State != "error" {
-				return "state " + v.State
-			}
-			return ""
-		})
+		v := waitState(t, p, "server", "error")
 		if !strings.Contains(v.StateText, "the backend is down") || v.StateRole != "alert" || !v.HasRetry || len(v.IDs) != 0 {
 			t.Errorf("error state: text %q role %q retry %v rows %v", v.StateText, v.StateRole, v.HasRetry, v.IDs)
 		}
@@ -322,14 +329,7 @@ func TestUIKitInBrowser(t *testing.T) {
 		g.setItems(func(a *itemsAPI) { a.empty = true })
 		defer g.setItems(func(a *itemsAPI) { a.empty = false })
 		p.click(t, "#server th[data-key=id] button")
-		var v tableView
-		waitUntil(t, 10*time.Second, func() string {
-			v = p.table(t, "server")
-			if v.State != "empty" {
-				return "state " + v.State
-			}
-			return ""
-		})
+		v := waitState(t, p, "server", "empty")
 		if v.StateText != "Nothing here" || v.StateRole != "status" || v.Page != "Page 1 of 1" || v.Range != "0–0 of 0" || !v.NextDisabled {
 			t.Errorf("empty state %+v", v)
 		}
@@ -425,12 +425,8 @@ func TestUIKitInBrowser(t *testing.T) {
 // them, including the dark defaults of tokens the host does not send.
 func TestUIKitTheme(t *testing.T) {
 	g := newFakeGateway(t)
-	hs := newHostServer(t)
-	g.hostOrigin = hs.URL
-	p := startBrowser(t)
-	q := url.Values{"gw": {g.URL()}, "ext": {testExtensionID}, "hash": {testContentHash}}
-	p.navigate(t, hs.URL+"/host.html?"+q.Encode(), "window.T_READY === true")
-	s := sdk{browserPage: p, g: g}
+	s := openHostPage(t, g)
+	p := s.browserPage
 	// The demo PSA's two themes (internal/devstack/psa/page.html).
 	light := map[string]string{"color-bg": "#ffffff", "color-fg": "#1f2937", "color-accent": "#2563eb", "color-muted": "#6b7280", "color-border": "#e5e7eb"}
 	dark := map[string]string{"color-bg": "#111827", "color-fg": "#f9fafb", "color-accent": "#60a5fa", "color-muted": "#9ca3af", "color-border": "#374151"}
@@ -480,12 +476,8 @@ func TestUIKitTheme(t *testing.T) {
 func TestReactBindings(t *testing.T) {
 	g := newFakeGateway(t)
 	g.npmDir = testenv.NPMPackages(t, "testdata/npm")
-	hs := newHostServer(t)
-	g.hostOrigin = hs.URL
-	p := startBrowser(t)
-	q := url.Values{"gw": {g.URL()}, "ext": {testExtensionID}, "hash": {testContentHash}}
-	p.navigate(t, hs.URL+"/host.html?"+q.Encode(), "window.T_READY === true")
-	s := sdk{browserPage: p, g: g}
+	s := openHostPage(t, g)
+	p := s.browserPage
 	var id int
 	p.call(t, &id, "mount", map[string]any{"path": "react.html"})
 
