@@ -33,7 +33,7 @@ func init() {
 //
 //   - `/api/ext/{extension}/{path...}` — extension API calls (§8.2)
 //   - `/ext-ui/{extension}/{content_hash}/{path...}` — iframe UI assets (§8.3)
-//   - `/ext-sdk/v1/{iframe,host}.js` — the JS SDK (§8.4)
+//   - `/ext-sdk/v1/{iframe,host}.js` — the JS SDK (§8.4), and `/ext-sdk/v1/{ui.js,ui.css,react.js}` — the UI kit (§19)
 //   - `/api/ext-debug/stream?extension={name}` — debug stream (§8.4)
 //
 // Any other request is passed to the next handler.

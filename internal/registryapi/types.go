@@ -24,9 +24,23 @@ type VersionRef struct {
 	Version string `json:"version"`
 }
 
-// UIRef is the part of a manifest's ui the gateway needs.
+// UIRef is the part of a manifest's ui that resolve and the version read
+// return: the entry the gateway serves, and the hooks and routes as
+// published, from which a PSA builds its menus (SPEC §4, §7.4).
 type UIRef struct {
-	Entry string `json:"entry"`
+	Entry  string             `json:"entry"`
+	Hooks  *manifest.UIHooks  `json:"hooks,omitempty"`
+	Routes []manifest.UIRoute `json:"routes,omitempty"`
+}
+
+// UIRefFromJSON decodes a stored manifest ui section; nil when there is
+// none or it does not decode.
+func UIRefFromJSON(raw []byte) *UIRef {
+	var u manifest.UI
+	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil || u.Entry == "" {
+		return nil
+	}
+	return &UIRef{Entry: u.Entry, Hooks: u.Hooks, Routes: u.Routes}
 }
 
 // Quotas are an install's optional limits, enforced by the gateway (§7.7).

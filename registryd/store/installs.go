@@ -487,10 +487,7 @@ func (db *DB) Resolve(ctx context.Context, tenant, name string) (*ResolveRow, er
 		r.Endpoints = []manifest.Endpoint{}
 	}
 	r.Capabilities = EffectiveCaps(granted, declared)
-	var u manifest.UI
-	if len(ui) > 0 && json.Unmarshal(ui, &u) == nil {
-		r.UI = &registryapi.UIRef{Entry: u.Entry}
-	}
+	r.UI = registryapi.UIRefFromJSON(ui)
 	if len(quot) > 0 {
 		r.Quotas = new(registryapi.Quotas)
 		_ = json.Unmarshal(quot, r.Quotas)
