@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +91,11 @@ func TestNoisyNeighbours(t *testing.T) {
 	noisyTok := g.token(t, noisyTenant)
 
 	var summary []string
+	only := os.Getenv("EXTEDGE_BENCH_FLOODS") // e.g. "/burn,/huge"; default all
 	for _, sc := range floodScenarios {
+		if only != "" && !slices.Contains(strings.Split(only, ","), sc.path) {
+			continue
+		}
 		quiet := m.run("quiet tenant alone, before "+sc.path, cfg.quiet, quietReq, isHello)
 		floodCtx, stopFlood := context.WithCancel(ctx)
 		floodDone := make(chan Result, 1)
