@@ -221,6 +221,10 @@ type BadReplyError struct {
 func (e *BadReplyError) Error() string { return fmt.Sprintf("runner %s: %v", e.Runner, e.Err) }
 func (e *BadReplyError) Unwrap() error { return e.Err }
 
+// acceptReply asks runners for the framed success reply; JSON (§6.2) is
+// understood too, from runners that predate it.
+var acceptReply = execapi.ContentTypeRawReply + ", application/json"
+
 // ReplyMargin is the time a runner's answer is given to travel back: the
 // envelope's limits.deadline_ms is what is left of the caller's deadline
 // minus it, so a runner's own timeout error arrives before the gateway
@@ -328,6 +332,7 @@ func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int6
 		return nil, false, err
 	}
 	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Accept"] = []string{acceptReply}
 	if p.cfg.Token != nil {
 		tok, err := p.cfg.Token()
 		if err != nil {
@@ -379,9 +384,15 @@ func (r *Runner) markDown(d time.Duration) {
 // readReply decodes a runner reply, bounding what is read: the JSON of a
 // body of maxBody bytes is at most 4/3 of it in base64 plus headers.
 func readReply(resp *http.Response, maxBody int64) (*Result, error) {
+	raw := resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == execapi.ContentTypeRawReply
 	limit := int64(-1)
 	if maxBody > 0 {
+		// The body, base64-encoded unless framed, and room for the
+		// status and headers.
 		limit = maxBody/3*4 + 8 + 256<<10
+		if raw {
+			limit = maxBody + 256<<10
+		}
 	}
 	if limit > 0 && resp.ContentLength > limit {
 		return nil, ErrResponseTooLarge
@@ -399,7 +410,13 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	res := &Result{}
 	if resp.StatusCode == http.StatusOK {
 		var out execapi.Response
-		if err := json.Unmarshal(body, &out); err != nil {
+		if raw {
+			r, err := execapi.ParseRawReply(body)
+			if err != nil {
+				return nil, fmt.Errorf("decoding execute reply: %v", err)
+			}
+			out = *r
+		} else if err := json.Unmarshal(body, &out); err != nil {
 			return nil, fmt.Errorf("decoding execute reply: %v", err)
 		}
 		if maxBody > 0 && int64(len(out.Body)) > maxBody {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,6 +206,34 @@ func TestResponseTooLarge(t *testing.T) {
 	p := newPool(t, Config{}, startRunner(t, dir, "a", big))
 	if _, err := p.Execute(context.Background(), call("k"), 1024); !errors.Is(err, ErrResponseTooLarge) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestFramedReply: the pool asks for the framed reply, reads it without a
+// base64 pass, and checks its body against the limit like a JSON one.
+func TestFramedReply(t *testing.T) {
+	dir := sockDir(t)
+	var accept atomic.Value
+	framed := func(w http.ResponseWriter, r *http.Request) {
+		accept.Store(r.Header.Get("Accept"))
+		body := []byte(strings.Repeat("x\n", 1000))
+		meta, _ := execapi.AppendRawReply(nil, &execapi.Response{Status: 203, Headers: map[string]string{"content-type": "text/plain"}})
+		w.Header().Set("Content-Type", execapi.ContentTypeRawReply)
+		w.Write(append(meta, body...))
+	}
+	p := newPool(t, Config{}, startRunner(t, dir, "a", framed))
+	res, err := p.Execute(context.Background(), call("k"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := accept.Load().(string); !execapi.AcceptsRawReply(a) {
+		t.Errorf("Accept %q does not ask for the framed reply", a)
+	}
+	if r := res.Response; r == nil || r.Status != 203 || r.Headers["content-type"] != "text/plain" || len(r.Body) != 2000 {
+		t.Fatalf("result %+v", res.Response)
+	}
+	if _, err := p.Execute(context.Background(), call("k"), 1024); !errors.Is(err, ErrResponseTooLarge) {
+		t.Fatalf("2000-byte framed body with a 1024 limit: err = %v", err)
 	}
 }
 
