@@ -231,9 +231,9 @@ func (m *Memory) charge(c *installCounters, cpu time.Duration) {
 	c.mu.Unlock()
 }
 
-// Running is the number of install's calls admitted and not yet Done
+// running is the number of install's calls admitted and not yet Done
 // (calls admitted without a concurrent_calls quota are not counted).
-func (m *Memory) Running(install string) int64 {
+func (m *Memory) running(install string) int64 {
 	c, ok := m.installs.Peek(install)
 	if !ok {
 		return 0

@@ -101,7 +101,7 @@ func TestMemoryQuotas(t *testing.T) {
 		}
 		b.Done(0)
 		c.Done(0)
-		if n := m.Running("i"); n != 0 {
+		if n := m.running("i"); n != 0 {
 			t.Fatalf("running = %d after every Done", n)
 		}
 	})
@@ -123,7 +123,7 @@ func TestMemoryQuotas(t *testing.T) {
 		if _, d := m.Admit(ctx, "i", q, time.Second); d.Exceeded != InvocationsPerMinute {
 			t.Fatalf("3rd invocation: %+v", d)
 		}
-		if n := m.Running("i"); n != 0 {
+		if n := m.running("i"); n != 0 {
 			t.Fatalf("an invocation refusal kept its slot: running = %d", n)
 		}
 	})
