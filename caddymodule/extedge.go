@@ -223,9 +223,10 @@ type RateLimitConfig struct {
 	PerTenant *RateSpec `json:"per_tenant,omitempty"`
 	// PerExtension limits the calls of one tenant to one extension.
 	PerExtension *RateSpec `json:"per_extension,omitempty"`
-	// Redis, when set (`redis://host:port/db`), keeps the limits in Redis
-	// so they hold across gateway pods; on Redis errors the gateway falls
-	// back to in-memory limits and logs it.
+	// Redis, when set (`redis://host:port/db`), keeps the limits and the
+	// install quotas' counters in Redis so they hold across gateway pods;
+	// on Redis errors the gateway falls back to in-memory counters for
+	// that call and logs it (at most every 10 s).
 	Redis string `json:"redis,omitempty"`
 	// MaxKeys bounds the in-memory limiter. Default: 100000.
 	MaxKeys int `json:"max_keys,omitempty"`

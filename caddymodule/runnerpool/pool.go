@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,6 +201,23 @@ type Result struct {
 	Response *execapi.Response
 	Err      *execapi.Error
 	Runner   string
+	// CPU is the guest's CPU time from the reply's execapi.HeaderCPU
+	// (success or error); zero when the guest did not run or the header
+	// is absent or malformed.
+	CPU time.Duration
+}
+
+// guestCPU parses execapi.HeaderCPU (whole microseconds).
+func guestCPU(h http.Header) time.Duration {
+	v := h[execapi.HeaderCPU]
+	if len(v) == 0 {
+		return 0
+	}
+	us, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || us < 0 || us > int64(time.Hour/time.Microsecond) {
+		return 0
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 // Errors of Execute besides context errors.
@@ -407,7 +425,7 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	res := &Result{CPU: guestCPU(resp.Header)}
 	if resp.StatusCode == http.StatusOK {
 		var out execapi.Response
 		if raw {

@@ -311,3 +311,42 @@ func TestOrderSupportsManyRunners(t *testing.T) {
 		t.Fatalf("only %d of 40 runners ever come first", len(first))
 	}
 }
+
+func TestResultCarriesGuestCPUFromTheReplyHeader(t *testing.T) {
+	cases := []struct {
+		name   string
+		header []string // nil: no header
+		want   time.Duration
+	}{
+		{"microseconds become a duration", []string{"40000"}, 40 * time.Millisecond},
+		{"zero is zero", []string{"0"}, 0},
+		{"absent header is zero", nil, 0},
+		{"malformed header is zero", []string{"40ms"}, 0},
+		{"negative header is zero", []string{"-5"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, reply := range []struct {
+				name string
+				f    func(w http.ResponseWriter, r *http.Request)
+			}{{"success", ok}, {"error", func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(500)
+				json.NewEncoder(w).Encode(execapi.ErrorBody{Error: execapi.Error{Code: execapi.CodeTrap}})
+			}}} {
+				rn := startRunner(t, sockDir(t), "r", func(w http.ResponseWriter, r *http.Request) {
+					if tc.header != nil {
+						w.Header()[execapi.HeaderCPU] = tc.header
+					}
+					reply.f(w, r)
+				})
+				res, err := newPool(t, Config{}, rn).Execute(context.Background(), call("k"), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.CPU != tc.want {
+					t.Errorf("%s reply: CPU = %v, want %v", reply.name, res.CPU, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -43,11 +43,19 @@ func UIRefFromJSON(raw []byte) *UIRef {
 	return &UIRef{Entry: u.Entry, Hooks: u.Hooks, Routes: u.Routes}
 }
 
-// Quotas are an install's optional limits, enforced by the gateway (§7.7).
-// Zero means unlimited.
+// Quotas are an install's optional limits, enforced by the gateway (§7.7,
+// §17), across gateway pods when it has Redis. Zero means unlimited.
 type Quotas struct {
 	InvocationsPerMinute int `json:"invocations_per_minute,omitempty"`
 	ConcurrentCalls      int `json:"concurrent_calls,omitempty"`
+	// CPUMsPerMinute bounds the guest CPU time (as measured by the runner)
+	// the install may use per minute.
+	CPUMsPerMinute int `json:"cpu_ms_per_minute,omitempty"`
+}
+
+// IsZero reports quotas that limit nothing.
+func (q *Quotas) IsZero() bool {
+	return q == nil || (q.InvocationsPerMinute <= 0 && q.ConcurrentCalls <= 0 && q.CPUMsPerMinute <= 0)
 }
 
 // Resolved is GET /v1/resolve/{tenant}/{extension}.
