@@ -68,6 +68,7 @@ type apiCall struct {
 	inst  *registryapi.ResolvedInstall // step 4
 	match manifest.Match               // step 5
 	body  []byte                       // step 7
+	cpu   time.Duration                // step 9: the guest's CPU time, charged to the quota
 
 	breaker breakerCall // between steps 5 and 6
 }
@@ -172,16 +173,27 @@ func (c *apiCall) matchEndpoint() *gatewayError {
 	return newError(codeEndpointNotFound, "no such endpoint")
 }
 
-// acquireQuota is step 6; the returned release ends the call's share.
+// acquireQuota is step 6. The returned release ends the call's share of
+// the quotas and charges the guest CPU time the runner reported (c.cpu).
 func (c *apiCall) acquireQuota() (release func(), ge *gatewayError) {
-	release, retry, ok := c.h.state.quotas.acquire(c.inst.InstallID, c.inst.Quotas)
-	if !ok {
-		rateDecisions.WithLabelValues("quota", "deny", "memory").Inc()
-		ge := newError(codeQuotaExceeded, "the install's quota is exhausted")
-		ge.retryAfter = max(retry, time.Second)
+	q := c.inst.Quotas
+	if q.IsZero() {
+		return func() {}, nil
+	}
+	hold := c.timeout() + deadlineGrace + quotaLeaseSlack
+	lease, d := c.h.state.quotaEnforcer().Admit(c.r.Context(), c.inst.InstallID, *q, hold)
+	if !d.Allowed {
+		rateDecisions.WithLabelValues("quota", "deny", d.Backend).Inc()
+		if ce := c.h.logger.Check(zapcore.DebugLevel, "quota exceeded"); ce != nil {
+			ce.Write(zap.String("request_id", c.rid), zap.String("install", c.inst.InstallID),
+				zap.String("quota", d.Exceeded), zap.String("backend", d.Backend))
+		}
+		ge := newError(codeQuotaExceeded, "the install's "+d.Exceeded+" quota is exhausted")
+		ge.retryAfter = max(d.RetryAfter, time.Second)
 		return nil, ge
 	}
-	return release, nil
+	rateDecisions.WithLabelValues("quota", "allow", d.Backend).Inc()
+	return func() { lease.Done(c.cpu) }, nil
 }
 
 // timeout is the guest's time limit: the gateway's timeout, or the
@@ -207,6 +219,7 @@ func (c *apiCall) execute(req *execapi.Request) (*execapi.Response, *gatewayErro
 	if err != nil {
 		return nil, c.h.executeError(c.r, c.rid, err)
 	}
+	c.cpu = res.CPU
 	if res.Err != nil {
 		if ce := c.h.logger.Check(zapcore.DebugLevel, "runner error"); ce != nil {
 			ce.Write(zap.String("request_id", c.rid), zap.String("runner", res.Runner),

@@ -33,7 +33,7 @@ func init() {
 //
 //   - `/api/ext/{extension}/{path...}` — extension API calls (§8.2)
 //   - `/ext-ui/{extension}/{content_hash}/{path...}` — iframe UI assets (§8.3)
-//   - `/ext-sdk/v1/{iframe,host}.js` — the JS SDK (§8.4)
+//   - `/ext-sdk/v1/{iframe,host}.js` — the JS SDK (§8.4), and `/ext-sdk/v1/{ui.js,ui.css,react.js}` — the UI kit (§19)
 //   - `/api/ext-debug/stream?extension={name}` — debug stream (§8.4)
 //
 // Any other request is passed to the next handler.
@@ -253,9 +253,10 @@ type RateLimitConfig struct {
 	PerTenant *RateSpec `json:"per_tenant,omitempty"`
 	// PerExtension limits the calls of one tenant to one extension.
 	PerExtension *RateSpec `json:"per_extension,omitempty"`
-	// Redis, when set (`redis://host:port/db`), keeps the limits in Redis
-	// so they hold across gateway pods; on Redis errors the gateway falls
-	// back to in-memory limits and logs it.
+	// Redis, when set (`redis://host:port/db`), keeps the limits and the
+	// install quotas' counters in Redis so they hold across gateway pods;
+	// on Redis errors the gateway falls back to in-memory counters for
+	// that call and logs it (at most every 10 s).
 	Redis string `json:"redis,omitempty"`
 	// MaxKeys bounds the in-memory limiter. Default: 100000.
 	MaxKeys int `json:"max_keys,omitempty"`

@@ -1,65 +1,38 @@
 package caddymodule
 
 import (
-	"context"
-	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
-	"github.com/extedge/extedge/caddymodule/ratelimit"
-	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/caddymodule/quota"
 )
 
-// quotaState enforces install quotas (§7.7, §8.2 step 6): invocations per
-// minute as a GCRA with a one-minute burst, and concurrent calls as a
-// counter. Both are per gateway process: with N gateway pods an install
-// may reach N times its quota, which is the documented trade-off for not
-// adding a Redis round trip to every call.
+// quotaState holds the in-memory install quota counters (§8.2 step 6) in
+// a usage pool, so a config reload keeps counting. They enforce quotas
+// when rate_limit has no Redis and are the fallback of the Redis
+// counters (limiterState.quotas) when it has one.
 type quotaState struct {
-	rate    *ratelimit.Memory
-	running *lru.Cache[string, *atomic.Int64]
+	memory *quota.Memory
 }
 
-// maxQuotaKeys bounds the installs tracked for quotas.
-const maxQuotaKeys = 100_000
-
 func newQuotaState(now func() time.Time) *quotaState {
-	c, _ := lru.New[string, *atomic.Int64](maxQuotaKeys)
-	return &quotaState{rate: ratelimit.NewMemory(maxQuotaKeys, now), running: c}
+	return &quotaState{memory: quota.NewMemory(quota.DefaultMaxKeys, now)}
 }
 
 // Destruct implements caddy.Destructor.
 func (q *quotaState) Destruct() error { return nil }
 
-// acquire admits one call of install under quotas. On success the caller
-// must call release when the call ends.
-func (q *quotaState) acquire(installID string, quotas *registryapi.Quotas) (release func(), retryAfter time.Duration, ok bool) {
-	if quotas == nil || (quotas.InvocationsPerMinute <= 0 && quotas.ConcurrentCalls <= 0) {
-		return func() {}, 0, true
+// quotaEnforcer is where install quotas are counted: Redis (shared by the
+// gateway pods) when rate_limit has a redis URL, else this process.
+func (st *sharedState) quotaEnforcer() quota.Enforcer {
+	if st.limiter.quotas != nil {
+		return st.limiter.quotas
 	}
-	if n := quotas.ConcurrentCalls; n > 0 {
-		ctr, found := q.running.Get(installID)
-		if !found {
-			ctr = new(atomic.Int64)
-			if prev, had, _ := q.running.PeekOrAdd(installID, ctr); had {
-				ctr = prev
-			}
-		}
-		if ctr.Add(1) > int64(n) {
-			ctr.Add(-1)
-			return nil, time.Second, false
-		}
-		release = func() { ctr.Add(-1) }
-	} else {
-		release = func() {}
-	}
-	if n := quotas.InvocationsPerMinute; n > 0 {
-		d, _ := q.rate.Allow(context.Background(), installID, ratelimit.Rate{Events: n, Per: time.Minute, Burst: n})
-		if !d.Allowed {
-			release()
-			return nil, d.RetryAfter, false
-		}
-	}
-	return release, 0, true
+	return st.quotas.memory
 }
+
+// quotaLeaseSlack is added to a call's deadline for how long its
+// concurrent_calls lease lives in Redis: the deadline starts after the
+// request body is read, so the slack covers reading it. A call that
+// outlives its lease (a very slow upload) stops counting early; a
+// gateway that dies mid-call frees its slots when the leases expire.
+const quotaLeaseSlack = 5 * time.Second

@@ -6,39 +6,56 @@ import (
 	"encoding/hex"
 	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
 	sdkjs "github.com/extedge/extedge/sdk/js"
+	sdkui "github.com/extedge/extedge/sdk/ui"
 )
 
 // sdkFile is one embedded SDK file with its precomputed strong ETag.
 type sdkFile struct {
-	body []byte
-	etag string
+	body  []byte
+	etag  string
+	ctype string
 }
 
-// sdkFiles is built once from the embed; it never changes at run time.
+// sdkTypes are the content types of the files under /ext-sdk/v1/.
+var sdkTypes = map[string]string{
+	".js":  "text/javascript; charset=utf-8",
+	".css": "text/css; charset=utf-8",
+}
+
+// sdkFiles is built once from the embeds of the JS SDK (§9) and the UI kit
+// (§19), which share one directory so that ui.js can import ./iframe.js;
+// it never changes at run time.
 var sdkFiles = func() map[string]*sdkFile {
 	out := map[string]*sdkFile{}
-	_ = fs.WalkDir(sdkjs.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := sdkjs.FS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(b)
-		out[p] = &sdkFile{body: b, etag: `"sha256-` + hex.EncodeToString(sum[:]) + `"`}
-		return nil
-	})
+	for _, fsys := range []fs.FS{sdkjs.FS, sdkui.FS} {
+		_ = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			ctype, ok := sdkTypes[path.Ext(p)]
+			if !ok {
+				return nil
+			}
+			b, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			out[p] = &sdkFile{body: b, etag: `"sha256-` + hex.EncodeToString(sum[:]) + `"`, ctype: ctype}
+			return nil
+		})
+	}
 	return out
 }()
 
-// serveSDK serves /ext-sdk/v1/{name}.js from the embed with immutable
-// caching: the files change only with the gateway build, and the strong
-// ETag covers revalidation after an upgrade.
+// serveSDK serves /ext-sdk/v1/{name} (.js, .css) from the embeds with
+// immutable caching: the files change only with the gateway build, and the
+// strong ETag covers revalidation after an upgrade.
 func (h *Handler) serveSDK(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.URL.Path[len(prefixSDK):]
@@ -56,7 +73,7 @@ func (h *Handler) serveSDK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/javascript; charset=utf-8")
+	hdr.Set("Content-Type", f.ctype)
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
 	hdr.Set("Access-Control-Allow-Origin", "*") // ES module imports from sandboxed (opaque-origin) iframes

@@ -13,6 +13,7 @@ import (
 
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/breaker"
+	"github.com/extedge/extedge/caddymodule/quota"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/caddymodule/uicache"
@@ -30,7 +31,7 @@ var (
 	registries = caddy.NewUsagePool() // key: registry identity → *registryapi.Cache
 	runnerSets = caddy.NewUsagePool() // key: runners identity → *runnerpool.Pool
 	limiters   = caddy.NewUsagePool() // key: redis URL + size → *limiterState
-	quotaSets  = caddy.NewUsagePool() // key: "quotas" → *quotaState
+	quotaSets  = caddy.NewUsagePool() // key: "quotas" → *quotaState (in-memory quota counters)
 	uiCaches   = caddy.NewUsagePool() // key: cache dir → *uicache.Cache
 	jwksSets   = caddy.NewUsagePool() // key: JWKS URL → *auth.JWKS
 	// breakers keeps open circuits open across a reload: a reload must
@@ -50,12 +51,36 @@ type sharedState struct {
 }
 
 // limiterState is the request limiter and, when Redis is configured, the
-// Redis client (also used by the debug stream).
+// Redis client (also used by the debug stream and the install quotas:
+// one client per Redis URL).
 type limiterState struct {
 	memory *ratelimit.Memory
 	redis  *ratelimit.Redis // nil: in-memory only
+	quotas *quota.Redis     // nil: in-memory quotas (quotaState)
 	client *redis.Client
 	mode   string // "memory" or "redis"
+}
+
+// fallbackLogInterval bounds the Warn lines of a failing Redis: it fails
+// for every call, and the log must not become the outage.
+const fallbackLogInterval = 10 * time.Second
+
+// throttledWarn returns an OnFallback hook that logs msg with the error at
+// Warn, at most once per fallbackLogInterval.
+func throttledWarn(logger *zap.Logger, msg string) func(err error) {
+	var mu sync.Mutex
+	var last time.Time
+	return func(err error) {
+		mu.Lock()
+		due := last.IsZero() || time.Since(last) > fallbackLogInterval
+		if due {
+			last = time.Now()
+		}
+		mu.Unlock()
+		if due {
+			logger.Warn(msg, zap.Error(err))
+		}
+	}
 }
 
 func (l *limiterState) limiter() ratelimit.Limiter {
@@ -158,6 +183,10 @@ func acquireState(h *Handler) (*sharedState, error) {
 	// pools alike get it here.
 	st.runners.SetTenantConcurrency(h.TenantConcurrency)
 
+	st.keys[3] = "quotas"
+	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })
+	st.quotas = v.(*quotaState)
+
 	var redisURL string
 	maxKeys := 0
 	if h.RateLimit != nil {
@@ -176,17 +205,11 @@ func acquireState(h *Handler) (*sharedState, error) {
 			opts.ContextTimeoutEnabled = true
 			ls.client = redis.NewClient(opts) // connects lazily
 			ls.redis = ratelimit.NewRedis(ls.client, ls.memory)
-			lg := logger.Named("ratelimit")
-			var lastLog time.Time
-			var mu sync.Mutex
-			ls.redis.OnFallback = func(err error) {
-				mu.Lock()
-				defer mu.Unlock()
-				if time.Since(lastLog) > 10*time.Second {
-					lastLog = time.Now()
-					lg.Warn("redis rate limiter failed, using in-memory limits", zap.Error(err))
-				}
-			}
+			ls.redis.OnFallback = throttledWarn(logger.Named("ratelimit"), "redis rate limiter failed, using in-memory limits")
+			// The quota pool outlives every limiter (each config holds
+			// both), so its counters are a safe fallback here.
+			ls.quotas = quota.NewRedis(ls.client, st.quotas.memory)
+			ls.quotas.OnFallback = throttledWarn(logger.Named("quota"), "redis quota counters failed, using in-memory quotas")
 			ls.mode = "redis"
 		}
 		return ls, nil
@@ -196,10 +219,6 @@ func acquireState(h *Handler) (*sharedState, error) {
 		return nil, err
 	}
 	st.limiter = v.(*limiterState)
-
-	st.keys[3] = "quotas"
-	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })
-	st.quotas = v.(*quotaState)
 
 	uc := h.UICache
 	st.keys[4] = uc.Dir

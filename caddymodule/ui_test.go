@@ -376,9 +376,15 @@ func TestUIRegistryUnavailable(t *testing.T) {
 
 func TestSDKFiles(t *testing.T) {
 	g := newGateway(t, nil)
-	for _, name := range []string{"iframe.js", "host.js"} {
+	for name, ctype := range map[string]string{
+		"iframe.js": "text/javascript; charset=utf-8",
+		"host.js":   "text/javascript; charset=utf-8",
+		"ui.js":     "text/javascript; charset=utf-8",
+		"react.js":  "text/javascript; charset=utf-8",
+		"ui.css":    "text/css; charset=utf-8",
+	} {
 		w := g.do(httptest.NewRequest("GET", "/ext-sdk/v1/"+name, nil))
-		if w.Code != 200 || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" ||
+		if w.Code != 200 || w.Header().Get("Content-Type") != ctype || w.Header().Get("X-Content-Type-Options") != "nosniff" ||
 			w.Header().Get("Cache-Control") != "public, max-age=31536000, immutable" || w.Header().Get("Etag") == "" || w.Body.Len() == 0 {
 			t.Fatalf("%s: %d %v", name, w.Code, w.Header())
 		}

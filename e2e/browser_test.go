@@ -25,9 +25,10 @@ import (
 )
 
 // testBrowser drives the demo's PSA host page in headless Chromium: the
-// extension's sandboxed iframe renders the table from the API, Sync calls
-// the vendor mock through the runner, paging works, and a tenant without
-// the install sees the UI's error state.
+// extension's sandboxed iframe renders its <ext-data-table> from the API,
+// Sync calls the vendor mock through the runner, sorting by a header, the
+// page size selector and Next page server-side, and a tenant without the
+// install sees the table's error state.
 func testBrowser(t *testing.T, st *stack) {
 	start := time.Now()
 	defer func() { t.Logf("timing: browser checks took %v", time.Since(start).Round(time.Millisecond)) }()
@@ -59,12 +60,12 @@ func testBrowser(t *testing.T, st *stack) {
 
 	f := b.attachFrame(t, uiPrefix, "", diagnose)
 	f.waitFor(t, "the UI rendered the table from the API",
-		`!!document.querySelector("#rows tr[data-id]") || /No agreements yet/.test(document.getElementById("rows").textContent) || !document.getElementById("error").hidden`,
+		`["ready", "empty", "error"].includes(document.getElementById("table")?.dataset.state)`,
 		30*time.Second, diagnose)
 	var ui uiState
 	f.eval(t, &ui, uiStateJS)
-	if ui.ErrorVisible {
-		t.Fatalf("the UI shows an error for tenant demo: code %q, %q", ui.ErrorCode, ui.ErrorText)
+	if ui.ErrorVisible || ui.State == "error" {
+		t.Fatalf("the UI shows an error for tenant demo: code %q, %q; table %q", ui.ErrorCode, ui.ErrorText, ui.RowsText)
 	}
 	if ui.Origin != "null" {
 		t.Errorf("self.origin in the extension iframe = %q, want null (sandboxed without allow-same-origin)", ui.Origin)
@@ -74,7 +75,7 @@ func testBrowser(t *testing.T, st *stack) {
 		if len(ui.RowIDs) != 0 || !strings.Contains(ui.RowsText, "No agreements yet") {
 			t.Errorf("before any sync the table shows rows %v / %q, want the \"No agreements yet\" row", ui.RowIDs, ui.RowsText)
 		}
-	} else if want := st.list(t, demo, 1, 10).ids(); !slices.Equal(ui.RowIDs, want) {
+	} else if want := st.list(t, demo, "page=1&page_size=10").ids(); !slices.Equal(ui.RowIDs, want) {
 		t.Errorf("table rows = %v, want the API's page 1 %v", ui.RowIDs, want)
 	}
 
@@ -89,11 +90,12 @@ func testBrowser(t *testing.T, st *stack) {
 		return ""
 	})
 	f.waitFor(t, "the table shows page 1 of the synced agreements",
-		`document.querySelectorAll("#rows tr[data-id]").length === 10 && /^Page 1 of 3 · 23 agreements$/.test(document.getElementById("page").textContent)`,
+		`document.querySelectorAll("#table tbody tr[data-key]").length === 10 && document.querySelector("#table .ext-dt-page")?.textContent === "Page 1 of 3" &&
+		 document.querySelector("#table .ext-dt-range")?.textContent === "1–10 of 23" && !document.getElementById("sync").loading`,
 		30*time.Second, nil)
 	t.Logf("timing: sync click to updated table %v", time.Since(syncStart).Round(time.Millisecond))
 	f.eval(t, &ui, uiStateJS)
-	page1 := st.list(t, demo, 1, 10)
+	page1 := st.list(t, demo, "page=1&page_size=10")
 	if !slices.Equal(ui.RowIDs, page1.ids()) {
 		t.Errorf("after sync the table rows are %v, want the API's page 1 %v", ui.RowIDs, page1.ids())
 	}
@@ -107,17 +109,61 @@ func testBrowser(t *testing.T, st *stack) {
 	t.Logf("screenshot of the synced table: %s", shot)
 
 	// ---- paging ----
-	f.click(t, "#next")
+	f.click(t, "#table [data-action=next] button")
 	f.waitFor(t, "Next shows page 2",
-		`/^Page 2 of 3/.test(document.getElementById("page").textContent) && document.querySelector("#rows tr[data-id]")?.dataset.id === "AGR-1011"`,
+		`document.querySelector("#table .ext-dt-page")?.textContent === "Page 2 of 3" && document.querySelector("#table tbody tr[data-key]")?.dataset.key === "AGR-1011"`,
 		15*time.Second, nil)
 	f.eval(t, &ui, uiStateJS)
-	if want := st.list(t, demo, 2, 10).ids(); !slices.Equal(ui.RowIDs, want) {
+	if want := st.list(t, demo, "page=2&page_size=10").ids(); !slices.Equal(ui.RowIDs, want) {
 		t.Errorf("page 2 rows = %v, want the API's page 2 %v", ui.RowIDs, want)
 	}
 	if ui.PrevDisabled || ui.NextDisabled {
 		t.Errorf("on page 2 of 3: prev disabled %v, next disabled %v; want both enabled", ui.PrevDisabled, ui.NextDisabled)
 	}
+
+	// showsUI says what the table shows, for a wait that timed out.
+	showsUI := func() string {
+		var now uiState
+		f.eval(t, &now, uiStateJS)
+		return fmt.Sprintf("the table is %s on %q with rows %v", now.State, now.Page, now.RowIDs)
+	}
+
+	// ---- sorting: the guest sorts, the table asks ----
+	byClient := st.list(t, demo, "page=1&page_size=10&sort=client&direction=asc").ids()
+	if slices.Equal(byClient, page1.ids()) {
+		t.Fatalf("the API's order by client equals its order by id (%v); the data cannot show sorting", byClient)
+	}
+	f.click(t, `#table th[data-key="client"] button`)
+	f.waitFor(t, "sorting by Client shows the API's first page by client",
+		`document.querySelector('#table th[data-key="client"]')?.getAttribute("aria-sort") === "ascending" && document.getElementById("table").dataset.state === "ready" &&
+		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, byClient),
+		15*time.Second, showsUI)
+	f.click(t, `#table th[data-key="client"] button`)
+	byClientDesc := st.list(t, demo, "page=1&page_size=10&sort=client&direction=desc").ids()
+	f.waitFor(t, "a second click sorts by Client descending",
+		`document.querySelector('#table th[data-key="client"]')?.getAttribute("aria-sort") === "descending" && document.getElementById("table").dataset.state === "ready" &&
+		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, byClientDesc),
+		15*time.Second, showsUI)
+
+	// ---- page size ----
+	f.eval(t, nil, `(() => { const s = document.querySelector("#table select"); s.value = "20"; s.dispatchEvent(new Event("change", { bubbles: true })); })()`)
+	bySize := st.list(t, demo, "page=1&page_size=20&sort=client&direction=desc").ids()
+	f.waitFor(t, "page size 20 shows two pages",
+		`document.querySelector("#table .ext-dt-page")?.textContent === "Page 1 of 2" && document.getElementById("table").dataset.state === "ready" &&
+		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, bySize),
+		15*time.Second, showsUI)
+	f.click(t, "#table [data-action=next] button")
+	lastPage := st.list(t, demo, "page=2&page_size=20&sort=client&direction=desc").ids()
+	f.waitFor(t, "Next shows the last 3 agreements by client descending",
+		`document.querySelector("#table .ext-dt-page")?.textContent === "Page 2 of 2" && document.getElementById("table").dataset.state === "ready" &&
+		 JSON.stringify([...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key)) === `+jsonString(t, lastPage),
+		15*time.Second, showsUI)
+	var badges []string
+	f.eval(t, &badges, `[...document.querySelectorAll("#table tbody ext-badge")].map((b) => b.getAttribute("tone") + ":" + b.textContent)`)
+	if len(badges) != len(lastPage) {
+		t.Errorf("status badges %v, want one per row", badges)
+	}
+	t.Logf("screenshot of the sorted, resized table: %s", b.screenshot(t, st, "e2e-agreements-sorted.png"))
 	if t.Failed() {
 		t.Logf("browser console:%s", b.consoleText())
 	}
@@ -134,11 +180,11 @@ func testBrowser(t *testing.T, st *stack) {
 	}
 	of := b.attachFrame(t, uiPrefix, demoFrame, diagnose)
 	of.waitFor(t, "the UI shows its error state for tenant other",
-		`!document.getElementById("error").hidden`, 30*time.Second, diagnose)
+		`document.getElementById("table")?.dataset.state === "error"`, 30*time.Second, diagnose)
 	of.eval(t, &ui, uiStateJS)
-	if ui.ErrorCode != "not_installed" || !strings.Contains(ui.ErrorText, "not installed") || len(ui.RowIDs) != 0 || ui.Status != "Error" {
-		t.Errorf("tenant other: error code %q text %q, rows %v, status %q; want data-code not_installed, the not-installed message, no rows, status Error",
-			ui.ErrorCode, ui.ErrorText, ui.RowIDs, ui.Status)
+	if !strings.Contains(ui.RowsText, "not installed") || !strings.Contains(ui.RowsText, "(not_installed)") || !ui.HasRetry || len(ui.RowIDs) != 0 || ui.Status != "Error" {
+		t.Errorf("tenant other: table text %q, retry %v, rows %v, status %q; want the not-installed message with Retry, no rows, status Error",
+			ui.RowsText, ui.HasRetry, ui.RowIDs, ui.Status)
 	}
 	t.Logf("screenshot of the not_installed state: %s", b.screenshot(t, st, "e2e-not-installed.png"))
 	if t.Failed() {
@@ -149,6 +195,8 @@ func testBrowser(t *testing.T, st *stack) {
 // uiState is what uiStateJS reads from the sample UI's document.
 type uiState struct {
 	Origin       string   `json:"origin"`
+	State        string   `json:"state"` // the table's data-state
+	HasRetry     bool     `json:"hasRetry"`
 	RowIDs       []string `json:"rowIds"`
 	RowsText     string   `json:"rowsText"`
 	Page         string   `json:"page"`
@@ -164,15 +212,17 @@ const uiStateJS = `(() => {
 	const $ = (id) => document.getElementById(id);
 	return {
 		origin: self.origin,
-		rowIds: [...document.querySelectorAll("#rows tr[data-id]")].map((tr) => tr.dataset.id),
-		rowsText: $("rows").textContent,
-		page: $("page").textContent,
+		state: $("table").dataset.state,
+		hasRetry: !!document.querySelector("#table [data-action=retry] button"),
+		rowIds: [...document.querySelectorAll("#table tbody tr[data-key]")].map((tr) => tr.dataset.key),
+		rowsText: document.querySelector("#table tbody").textContent,
+		page: document.querySelector("#table .ext-dt-page").textContent,
 		status: $("status").textContent,
 		errorVisible: !$("error").hidden,
 		errorCode: $("error").dataset.code || "",
 		errorText: $("error").textContent,
-		prevDisabled: $("prev").disabled,
-		nextDisabled: $("next").disabled,
+		prevDisabled: document.querySelector("#table [data-action=prev] button").disabled,
+		nextDisabled: document.querySelector("#table [data-action=next] button").disabled,
 	};
 })()`
 
@@ -327,15 +377,29 @@ func (f *frame) click(t *testing.T, sel string) {
 	t.Helper()
 	type rect struct{ X, Y, W, H float64 }
 	var fr, el rect
-	// Bring the iframe into the tab's viewport, then the element into the
-	// iframe's (a no-op when the iframe is as tall as its content).
-	f.b.evalPage(t, &fr, `(() => { const f = document.querySelector("#ext iframe"); f.scrollIntoView({block: "nearest"});
-		const r = f.getBoundingClientRect(); return {X: r.left + f.clientLeft, Y: r.top + f.clientTop, W: f.clientWidth, H: f.clientHeight}; })()`)
+	// The host resizes the iframe to its content a moment after the content
+	// changed; measuring before that would aim at where the element was.
+	f.waitFor(t, "the iframe to fit its content before clicking "+sel,
+		`document.documentElement.scrollHeight <= innerHeight + 1 || innerHeight >= 4000`, 10*time.Second, nil)
+	// Bring the element into the iframe's viewport (a no-op when the iframe
+	// is as tall as its content), then the element's spot in the iframe into
+	// the middle of the tab's viewport (clicks right at its edge can miss):
+	// an iframe taller than the tab is scrolled past.
 	f.eval(t, &el, fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView({block: "nearest"});
 		const r = e.getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width, H: r.height}; })()`, sel))
+	var viewH float64
+	f.b.evalPage(t, &viewH, fmt.Sprintf(`(() => { const f = document.querySelector("#ext iframe"); f.scrollIntoView({block: "nearest"});
+		const y = f.getBoundingClientRect().top + f.clientTop + %f;
+		if (y < 40 || y > innerHeight - 40) window.scrollBy(0, y - innerHeight / 2);
+		return innerHeight; })()`, el.Y+el.H/2))
+	// A scroll reaches the compositor's hit testing with the next frames; a
+	// click before that would land where the iframe was.
+	f.b.evalPage(t, nil, `new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`)
+	f.b.evalPage(t, &fr, `(() => { const f = document.querySelector("#ext iframe");
+		const r = f.getBoundingClientRect(); return {X: r.left + f.clientLeft, Y: r.top + f.clientTop, W: f.clientWidth, H: f.clientHeight}; })()`)
 	x, y := fr.X+el.X+el.W/2, fr.Y+el.Y+el.H/2
-	if el.W == 0 || el.H == 0 || x < fr.X || y < fr.Y || x > fr.X+fr.W || y > fr.Y+fr.H {
-		t.Fatalf("clicking %s: element box %+v is not visible in the iframe box %+v", sel, el, fr)
+	if el.W == 0 || el.H == 0 || x < fr.X || y < fr.Y || x > fr.X+fr.W || y > fr.Y+fr.H || y < 0 || y > viewH {
+		t.Fatalf("clicking %s: element box %+v is not visible in the iframe box %+v and the tab's viewport (height %v)", sel, el, fr, viewH)
 	}
 	ctx, cancel := context.WithTimeout(f.b.ctx, 10*time.Second)
 	defer cancel()
@@ -470,4 +534,15 @@ func sdkServed(st *stack, name string) string {
 func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
+}
+
+// jsonString is v as JSON, for comparing with JSON.stringify in the page.
+func jsonString(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := json.Marshal(string(b))
+	return string(q)
 }

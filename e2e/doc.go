@@ -9,9 +9,10 @@
 //     (list, sync through the vendor mock, get, tenant without the install,
 //     missing token, UI asset headers and revalidation);
 //   - in a headless Chromium, the PSA host page mounting the extension's
-//     sandboxed iframe with the JS SDK: the table rendered from the API, the
-//     Sync button calling the vendor through the runner, paging, and the
-//     error state for a tenant without the install. A full-page screenshot
+//     sandboxed iframe with the JS SDK and the UI kit: the <ext-data-table>
+//     rendered from the API, the Sync button calling the vendor through the
+//     runner, sorting by a header, the page size selector and paging (all
+//     server-side), and the error state for a tenant without the install. A full-page screenshot
 //     is saved under $EXTEDGE_ARTIFACTS (default <module root>/test-artifacts).
 //
 // The package has no non-test code. Chromium is /usr/bin/chromium or

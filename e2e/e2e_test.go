@@ -303,12 +303,12 @@ func (p listPage) ids() []string {
 // vendorTotal is how many agreements the PSA stand-in's vendor mock serves.
 const vendorTotal = 23
 
-// list fetches one page of agreements as tenant demo.
-func (st *stack) list(t *testing.T, token string, page, size int) listPage {
+// list fetches one page of agreements with the given query
+// ("page=2&page_size=10&sort=client&direction=desc").
+func (st *stack) list(t *testing.T, token, query string) listPage {
 	t.Helper()
 	var p listPage
-	decode(t, fmt.Sprintf("list page %d", page),
-		do(t, "GET", st.apiURL(fmt.Sprintf("/agreements?page=%d&page_size=%d", page, size)), token, nil), &p)
+	decode(t, "list "+query, do(t, "GET", st.apiURL("/agreements?"+query), token, nil), &p)
 	return p
 }
 
@@ -362,8 +362,8 @@ func testAPI(t *testing.T, st *stack) {
 		}
 
 		// Default page size is 20: 20 + 3.
-		p1 := st.list(t, demo, 1, 20)
-		p2 := st.list(t, demo, 2, 20)
+		p1 := st.list(t, demo, "page=1&page_size=20")
+		p2 := st.list(t, demo, "page=2&page_size=20")
 		if p1.Total != vendorTotal || p2.Total != vendorTotal || len(p1.Items) != 20 || len(p2.Items) != vendorTotal-20 {
 			t.Fatalf("after sync: page 1 total %d with %d items, page 2 total %d with %d items; want %d = 20 + %d",
 				p1.Total, len(p1.Items), p2.Total, len(p2.Items), vendorTotal, vendorTotal-20)

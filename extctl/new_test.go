@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	sdkjs "github.com/extedge/extedge/sdk/js"
+	sdkui "github.com/extedge/extedge/sdk/ui"
 )
 
 // repoRoot is the extedge checkout this test runs in (the SDK to use).
@@ -64,6 +69,34 @@ func TestNewScaffoldsAWorkingProject(t *testing.T) {
 	if strings.Join(files, " ") != want {
 		t.Fatalf("files %v, want %s", files, want)
 	}
+	t.Run("the UI is built on the UI kit the gateway serves", func(t *testing.T) {
+		var ui strings.Builder
+		for _, f := range []string{"ui/index.html", "ui/app.js"} {
+			b, _ := os.ReadFile(filepath.Join(dir, f))
+			ui.Write(b)
+		}
+		refs := regexp.MustCompile(`/ext-sdk/v1/([A-Za-z0-9._-]+)`).FindAllStringSubmatch(ui.String(), -1)
+		seen := map[string]bool{}
+		for _, r := range refs {
+			seen[r[1]] = true
+			_, errJS := fs.Stat(sdkjs.FS, r[1])
+			_, errUI := fs.Stat(sdkui.FS, r[1])
+			if errJS != nil && errUI != nil {
+				t.Errorf("the UI loads /ext-sdk/v1/%s, which the gateway does not serve", r[1])
+			}
+		}
+		for _, want := range []string{"ui.js", "ui.css", "iframe.js"} {
+			if !seen[want] {
+				t.Errorf("the UI does not load /ext-sdk/v1/%s", want)
+			}
+		}
+		kit, _ := fs.ReadFile(sdkui.FS, "ui.js")
+		for _, el := range []string{"ext-data-table", "ext-button"} {
+			if !strings.Contains(ui.String(), "<"+el) || !strings.Contains(string(kit), `["`+el+`", `) {
+				t.Errorf("the UI does not use <%s> defined by ui.js", el)
+			}
+		}
+	})
 	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
 	if !strings.HasPrefix(string(gomod), "module com.acme.notes\n") ||
 		!strings.Contains(string(gomod), "replace github.com/extedge/extedge => "+root+"\n") {

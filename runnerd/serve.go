@@ -166,7 +166,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default a quarter of --max-concurrency, at least 1)")
 	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
-	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (nice 19) so that short calls of other tenants go first; 0 disables")
+	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -128,8 +128,11 @@ func diffCPU(before, after cpuSnap) cpuSnap {
 }
 
 // cpuTable renders CPU microseconds per successful request by process,
-// the stack's total, and the machine's busy cores during the scenario
-// split into ours and everyone else's.
+// the stack's total (every process but the load generator) with the
+// calls per second one core of it sustains (10^6 / that total: the
+// number a capacity plan for N cores divides by), ours (the stack plus the
+// load generator), and the machine's busy cores during the scenario split
+// into ours and everyone else's.
 func cpuTable(rows []cpuRow) string {
 	const head = "scenario (CPU us per request)"
 	w := len(head)
@@ -142,7 +145,7 @@ func cpuTable(rows []cpuRow) string {
 	for _, c := range cols {
 		fmt.Fprintf(&b, " %9s", c)
 	}
-	fmt.Fprintf(&b, " %9s  %s\n", "ours", "busy cores: ours / others")
+	fmt.Fprintf(&b, " %9s %11s %9s  %s\n", "stack", "calls/s/core", "ours", "busy cores: ours / others")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "%-*s", w, r.name)
 		var ours time.Duration
@@ -150,8 +153,13 @@ func cpuTable(rows []cpuRow) string {
 			ours += r.delta[c]
 			fmt.Fprintf(&b, " %9.0f", perReq(r.delta[c], r.requests))
 		}
+		stack := perReq(ours-r.delta["bench"], r.requests)
+		perCore := 0.0
+		if stack > 0 {
+			perCore = 1e6 / stack
+		}
 		others := r.delta["machine"] - ours
-		fmt.Fprintf(&b, " %9.0f  %.2f / %.2f\n", perReq(ours, r.requests),
+		fmt.Fprintf(&b, " %9.0f %11.0f %9.0f  %.2f / %.2f\n", stack, perCore, perReq(ours, r.requests),
 			ours.Seconds()/r.wall.Seconds(), max(others, 0).Seconds()/r.wall.Seconds())
 	}
 	return b.String()

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,6 +268,23 @@ type Result struct {
 	Response *execapi.Response
 	Err      *execapi.Error
 	Runner   string
+	// CPU is the guest's CPU time from the reply's execapi.HeaderCPU
+	// (success or error); zero when the guest did not run or the header
+	// is absent or malformed.
+	CPU time.Duration
+}
+
+// guestCPU parses execapi.HeaderCPU (whole microseconds).
+func guestCPU(h http.Header) time.Duration {
+	v := h[execapi.HeaderCPU]
+	if len(v) == 0 {
+		return 0
+	}
+	us, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || us < 0 || us > int64(time.Hour/time.Microsecond) {
+		return 0
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 // Errors of Execute besides context errors.
@@ -287,6 +305,10 @@ type BadReplyError struct {
 
 func (e *BadReplyError) Error() string { return fmt.Sprintf("runner %s: %v", e.Runner, e.Err) }
 func (e *BadReplyError) Unwrap() error { return e.Err }
+
+// acceptReply asks runners for the framed success reply; JSON (§6.2) is
+// understood too, from runners that predate it.
+var acceptReply = execapi.ContentTypeRawReply + ", application/json"
 
 // ReplyMargin is the time a runner's answer is given to travel back: the
 // envelope's limits.deadline_ms is what is left of the caller's deadline
@@ -420,6 +442,7 @@ func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int6
 		return nil, false, err
 	}
 	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Accept"] = []string{acceptReply}
 	if p.cfg.Token != nil {
 		tok, err := p.cfg.Token()
 		if err != nil {
@@ -471,9 +494,15 @@ func (r *Runner) markDown(d time.Duration) {
 // readReply decodes a runner reply, bounding what is read: the JSON of a
 // body of maxBody bytes is at most 4/3 of it in base64 plus headers.
 func readReply(resp *http.Response, maxBody int64) (*Result, error) {
+	raw := resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Type") == execapi.ContentTypeRawReply
 	limit := int64(-1)
 	if maxBody > 0 {
+		// The body, base64-encoded unless framed, and room for the
+		// status and headers.
 		limit = maxBody/3*4 + 8 + 256<<10
+		if raw {
+			limit = maxBody + 256<<10
+		}
 	}
 	if limit > 0 && resp.ContentLength > limit {
 		return nil, ErrResponseTooLarge
@@ -488,10 +517,16 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
+	res := &Result{CPU: guestCPU(resp.Header)}
 	if resp.StatusCode == http.StatusOK {
 		var out execapi.Response
-		if err := json.Unmarshal(body, &out); err != nil {
+		if raw {
+			r, err := execapi.ParseRawReply(body)
+			if err != nil {
+				return nil, fmt.Errorf("decoding execute reply: %v", err)
+			}
+			out = *r
+		} else if err := json.Unmarshal(body, &out); err != nil {
 			return nil, fmt.Errorf("decoding execute reply: %v", err)
 		}
 		if maxBody > 0 && int64(len(out.Body)) > maxBody {

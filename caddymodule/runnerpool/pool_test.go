@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -208,6 +209,34 @@ func TestResponseTooLarge(t *testing.T) {
 	}
 }
 
+// TestFramedReply: the pool asks for the framed reply, reads it without a
+// base64 pass, and checks its body against the limit like a JSON one.
+func TestFramedReply(t *testing.T) {
+	dir := sockDir(t)
+	var accept atomic.Value
+	framed := func(w http.ResponseWriter, r *http.Request) {
+		accept.Store(r.Header.Get("Accept"))
+		body := []byte(strings.Repeat("x\n", 1000))
+		meta, _ := execapi.AppendRawReply(nil, &execapi.Response{Status: 203, Headers: map[string]string{"content-type": "text/plain"}})
+		w.Header().Set("Content-Type", execapi.ContentTypeRawReply)
+		w.Write(append(meta, body...))
+	}
+	p := newPool(t, Config{}, startRunner(t, dir, "a", framed))
+	res, err := p.Execute(context.Background(), call("k"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := accept.Load().(string); !execapi.AcceptsRawReply(a) {
+		t.Errorf("Accept %q does not ask for the framed reply", a)
+	}
+	if r := res.Response; r == nil || r.Status != 203 || r.Headers["content-type"] != "text/plain" || len(r.Body) != 2000 {
+		t.Fatalf("result %+v", res.Response)
+	}
+	if _, err := p.Execute(context.Background(), call("k"), 1024); !errors.Is(err, ErrResponseTooLarge) {
+		t.Fatalf("2000-byte framed body with a 1024 limit: err = %v", err)
+	}
+}
+
 func TestParseAddress(t *testing.T) {
 	for _, c := range []struct{ in, network, addr string }{
 		{"unix//run/a.sock", "unix", "/run/a.sock"},
@@ -280,5 +309,44 @@ func TestOrderSupportsManyRunners(t *testing.T) {
 	}
 	if len(first) < 30 {
 		t.Fatalf("only %d of 40 runners ever come first", len(first))
+	}
+}
+
+func TestResultCarriesGuestCPUFromTheReplyHeader(t *testing.T) {
+	cases := []struct {
+		name   string
+		header []string // nil: no header
+		want   time.Duration
+	}{
+		{"microseconds become a duration", []string{"40000"}, 40 * time.Millisecond},
+		{"zero is zero", []string{"0"}, 0},
+		{"absent header is zero", nil, 0},
+		{"malformed header is zero", []string{"40ms"}, 0},
+		{"negative header is zero", []string{"-5"}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, reply := range []struct {
+				name string
+				f    func(w http.ResponseWriter, r *http.Request)
+			}{{"success", ok}, {"error", func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(500)
+				json.NewEncoder(w).Encode(execapi.ErrorBody{Error: execapi.Error{Code: execapi.CodeTrap}})
+			}}} {
+				rn := startRunner(t, sockDir(t), "r", func(w http.ResponseWriter, r *http.Request) {
+					if tc.header != nil {
+						w.Header()[execapi.HeaderCPU] = tc.header
+					}
+					reply.f(w, r)
+				})
+				res, err := newPool(t, Config{}, rn).Execute(context.Background(), call("k"), 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.CPU != tc.want {
+					t.Errorf("%s reply: CPU = %v, want %v", reply.name, res.CPU, tc.want)
+				}
+			}
+		})
 	}
 }

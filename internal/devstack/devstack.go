@@ -49,6 +49,10 @@ type Options struct {
 	Tenant string
 	// Log receives progress lines (default os.Stderr).
 	Log io.Writer
+	// Egress are further `[http://]host[:port]` entries the runners may
+	// fetch, private addresses included, besides the PSA stand-in
+	// (benchmarks: a local slow server).
+	Egress []string
 }
 
 // Stack is a running stack.
@@ -154,6 +158,7 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	st.psaServer = &http.Server{Handler: psa.Handler(st.PSA), ReadHeaderTimeout: 10 * time.Second}
 	go st.psaServer.Serve(psaLn)
 
+	egress := strings.Join(append([]string{st.PSAURL}, opts.Egress...), ",")
 	var sockets []string
 	for i := 0; i < opts.Runners; i++ {
 		sock := filepath.Join(d, "run", fmt.Sprintf("runner-%d.sock", i))
@@ -169,8 +174,8 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			"--cache-dir", filepath.Join(d, "cache", name),
 			"--trust-bundle", filepath.Join(d, "keys", "trust.pem"),
 			"--secrets-key-file", filepath.Join(d, "keys", "secrets.key"),
-			"--egress-allowlist", st.PSAURL,
-			"--egress-allow-private", st.PSAURL); err != nil {
+			"--egress-allowlist", egress,
+			"--egress-allow-private", egress); err != nil {
 			return st, err
 		}
 	}

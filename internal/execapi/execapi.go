@@ -5,11 +5,14 @@
 package execapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/extedge/extedge/internal/manifest"
@@ -215,6 +218,53 @@ type Response struct {
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers"`
 	Body    []byte            `json:"body_b64"`
+}
+
+// ContentTypeRawReply is the framed form of a successful execute reply: the
+// reply's JSON without body_b64, one '\n', then the guest's body as is. A
+// client asks for it with this media type in Accept; a runner that does not
+// know it answers JSON as §6.2 says, and the client tells the two apart by
+// the reply's Content-Type, so either side may be upgraded first. It saves
+// the base64 and JSON string passes over the body on both sides (decoding
+// a 4 MiB body from JSON took the gateway about 55 ms of CPU).
+const ContentTypeRawReply = "application/vnd.extedge.reply"
+
+// replyMeta is the first line of a framed reply.
+type replyMeta struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+}
+
+// AcceptsRawReply reports whether an Accept header value asks for the
+// framed reply.
+func AcceptsRawReply(accept string) bool {
+	return strings.Contains(accept, ContentTypeRawReply)
+}
+
+// AppendRawReply appends r's framed form to dst, except the body, which
+// the caller writes after it (so the body is never copied).
+func AppendRawReply(dst []byte, r *Response) ([]byte, error) {
+	meta, err := json.Marshal(replyMeta{Status: r.Status, Headers: r.Headers})
+	if err != nil {
+		return dst, err
+	}
+	dst = append(dst, meta...)
+	return append(dst, '\n'), nil
+}
+
+// ParseRawReply parses a framed reply. The returned Body aliases b.
+// encoding/json never writes a raw newline, so the first one ends the
+// metadata whatever bytes the body holds.
+func ParseRawReply(b []byte) (*Response, error) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, errors.New("framed reply without a metadata line")
+	}
+	var m replyMeta
+	if err := json.Unmarshal(b[:i], &m); err != nil {
+		return nil, fmt.Errorf("framed reply metadata: %v", err)
+	}
+	return &Response{Status: m.Status, Headers: m.Headers, Body: b[i+1:]}, nil
 }
 
 // HeaderCPU is the execute reply header carrying the guest's CPU time in

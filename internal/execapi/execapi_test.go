@@ -154,3 +154,30 @@ func TestDeadlineRoundTrip(t *testing.T) {
 		t.Fatalf("expired ctx: DeadlineMS = %d, want 1", l.DeadlineMS)
 	}
 }
+
+// TestRawReplyRoundTrip: the framed reply carries status, headers (even
+// ones with newlines, which JSON escapes) and a body of any bytes.
+func TestRawReplyRoundTrip(t *testing.T) {
+	in := &Response{Status: 201, Headers: map[string]string{"content-type": "text/plain", "x-ext-odd": "a\nb"}, Body: []byte("line 1\nline 2\n\x00\xff")}
+	b, err := AppendRawReply(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(b, in.Body...)
+	out, err := ParseRawReply(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, in) {
+		t.Fatalf("round trip: got %+v, want %+v", out, in)
+	}
+	if _, err := ParseRawReply([]byte(`{"status":200}`)); err == nil {
+		t.Error("a reply without its metadata line parsed")
+	}
+	if _, err := ParseRawReply([]byte("not json\nbody")); err == nil {
+		t.Error("bad metadata parsed")
+	}
+	if !AcceptsRawReply(ContentTypeRawReply+", application/json") || AcceptsRawReply("application/json") {
+		t.Error("AcceptsRawReply")
+	}
+}

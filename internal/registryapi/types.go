@@ -24,16 +24,38 @@ type VersionRef struct {
 	Version string `json:"version"`
 }
 
-// UIRef is the part of a manifest's ui the gateway needs.
+// UIRef is the part of a manifest's ui that resolve and the version read
+// return: the entry the gateway serves, and the hooks and routes as
+// published, from which a PSA builds its menus (SPEC §4, §7.4).
 type UIRef struct {
-	Entry string `json:"entry"`
+	Entry  string             `json:"entry"`
+	Hooks  *manifest.UIHooks  `json:"hooks,omitempty"`
+	Routes []manifest.UIRoute `json:"routes,omitempty"`
 }
 
-// Quotas are an install's optional limits, enforced by the gateway (§7.7).
-// Zero means unlimited.
+// UIRefFromJSON decodes a stored manifest ui section; nil when there is
+// none or it does not decode.
+func UIRefFromJSON(raw []byte) *UIRef {
+	var u manifest.UI
+	if len(raw) == 0 || json.Unmarshal(raw, &u) != nil || u.Entry == "" {
+		return nil
+	}
+	return &UIRef{Entry: u.Entry, Hooks: u.Hooks, Routes: u.Routes}
+}
+
+// Quotas are an install's optional limits, enforced by the gateway (§7.7,
+// §17), across gateway pods when it has Redis. Zero means unlimited.
 type Quotas struct {
 	InvocationsPerMinute int `json:"invocations_per_minute,omitempty"`
 	ConcurrentCalls      int `json:"concurrent_calls,omitempty"`
+	// CPUMsPerMinute bounds the guest CPU time (as measured by the runner)
+	// the install may use per minute.
+	CPUMsPerMinute int `json:"cpu_ms_per_minute,omitempty"`
+}
+
+// IsZero reports quotas that limit nothing.
+func (q *Quotas) IsZero() bool {
+	return q == nil || (q.InvocationsPerMinute <= 0 && q.ConcurrentCalls <= 0 && q.CPUMsPerMinute <= 0)
 }
 
 // Resolved is GET /v1/resolve/{tenant}/{extension}.

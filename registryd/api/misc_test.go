@@ -182,6 +182,47 @@ func TestInstallDefaultsToLatestUsableVersion(t *testing.T) {
 	})
 }
 
+func TestInstallQuotaCPUMsPerMinuteIsPlatformAdminOnly(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustPublish("com.acme.crm", "1.0.0")
+	expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{}, nil), 200, "")
+	resolvedQuotas := func(t *testing.T) registryapi.Quotas {
+		var res registryapi.Resolved
+		e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil).decode(t, &res)
+		if res.Quotas == nil {
+			return registryapi.Quotas{}
+		}
+		return *res.Quotas
+	}
+	t.Run("cpu_ms_per_minute set by a platform admin reaches resolve", func(t *testing.T) {
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.admin, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60, "cpu_ms_per_minute": 500}}, nil), 200, "")
+		if got := resolvedQuotas(t); got != (registryapi.Quotas{InvocationsPerMinute: 60, CPUMsPerMinute: 500}) {
+			t.Fatalf("resolved quotas = %+v", got)
+		}
+	})
+	t.Run("a tenant admin changing cpu_ms_per_minute is forbidden", func(t *testing.T) {
+		for _, q := range []map[string]int{
+			{"invocations_per_minute": 60, "cpu_ms_per_minute": 5000}, // lifted
+			{"invocations_per_minute": 60, "cpu_ms_per_minute": 100},  // lowered
+			{"invocations_per_minute": 60},                            // dropped
+		} {
+			expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": q}, nil), 403, "forbidden")
+		}
+		if got := resolvedQuotas(t); got.CPUMsPerMinute != 500 {
+			t.Fatalf("after refused PUTs cpu_ms_per_minute = %d, want 500 (unchanged)", got.CPUMsPerMinute)
+		}
+		expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.tenantA, map[string]any{"quotas": map[string]int{"invocations_per_minute": 60, "cpu_ms_per_minute": 500}}, nil), 200, "")
+	})
+	t.Run("quotas out of range are invalid_request", func(t *testing.T) {
+		for _, q := range []map[string]int{{"cpu_ms_per_minute": -1}, {"cpu_ms_per_minute": 60_000_001}, {"concurrent_calls": 100_001}, {"invocations_per_minute": 10_000_001}} {
+			expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm", e.admin, map[string]any{"quotas": q}, nil), 400, "invalid_request")
+		}
+		if got := resolvedQuotas(t); got.CPUMsPerMinute != 500 {
+			t.Fatalf("after invalid PUTs cpu_ms_per_minute = %d, want 500", got.CPUMsPerMinute)
+		}
+	})
+}
+
 func TestSecretsWithoutKeyFile(t *testing.T) {
 	e := newEnv(t, envOptions{noSecretsKey: true})
 	e.mustPublish("com.acme.crm", "1.0.0")

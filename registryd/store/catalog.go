@@ -155,11 +155,10 @@ const versionColumns = `v.id::text, r.name, v.semver, v.content_hash, v.runtime,
 
 func scanVersion(row pgx.Row, extra ...any) (*registryapi.Version, error) {
 	var (
-		v        registryapi.Version
-		ep, ui   []byte
-		revoked  *time.Time
-		dests    = []any{&v.ID, &v.Extension, &v.Version, &v.ContentHash, &v.Runtime, &v.Capabilities, &ep, &ui, &v.Size, &revoked, &v.RevokeReason, &v.CreatedAt}
-		uiParsed manifest.UI
+		v       registryapi.Version
+		ep, ui  []byte
+		revoked *time.Time
+		dests   = []any{&v.ID, &v.Extension, &v.Version, &v.ContentHash, &v.Runtime, &v.Capabilities, &ep, &ui, &v.Size, &revoked, &v.RevokeReason, &v.CreatedAt}
 	)
 	if err := row.Scan(append(dests, extra...)...); err != nil {
 		return nil, err
@@ -168,9 +167,7 @@ func scanVersion(row pgx.Row, extra ...any) (*registryapi.Version, error) {
 	if v.Endpoints == nil {
 		v.Endpoints = []manifest.Endpoint{}
 	}
-	if len(ui) > 0 && json.Unmarshal(ui, &uiParsed) == nil {
-		v.UI = &registryapi.UIRef{Entry: uiParsed.Entry}
-	}
+	v.UI = registryapi.UIRefFromJSON(ui)
 	v.RevokedAt, v.Revoked = revoked, revoked != nil
 	return &v, nil
 }
@@ -280,10 +277,7 @@ func (db *DB) BundleStatus(ctx context.Context, hash, extension string) (*regist
 		return nil, wrap(err)
 	}
 	st.Published, st.Revoked = true, revoked
-	var u manifest.UI
-	if len(ui) > 0 && json.Unmarshal(ui, &u) == nil {
-		st.UI = &registryapi.UIRef{Entry: u.Entry}
-	}
+	st.UI = registryapi.UIRefFromJSON(ui)
 	return st, nil
 }
 

@@ -220,13 +220,15 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 		}
 		quotas := curQuotasJSON
 		if in.Quotas != nil {
-			if in.Quotas.InvocationsPerMinute < 0 || in.Quotas.ConcurrentCalls < 0 {
-				return Errorf(CodeInvalidRequest, "quotas must not be negative")
+			if err := checkQuotas(in.Quotas); err != nil {
+				return err
 			}
 			var cur registryapi.Quotas
 			if len(curQuotasJSON) > 0 {
 				_ = json.Unmarshal(curQuotasJSON, &cur)
 			}
+			// A struct comparison: every quota field counts, so a new
+			// field is covered without touching this check.
 			if *in.Quotas != cur && !in.MayChangeQuotas {
 				return Errorf(CodeForbidden, "only a platform admin may change an install's quotas")
 			}
@@ -254,6 +256,34 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 		return err
 	})
 	return out, err
+}
+
+// Upper bounds of install quotas: far above any real install, low enough
+// that the gateway's arithmetic (µs of CPU, GCRA intervals) cannot overflow.
+const (
+	maxInvocationsPerMinute = 10_000_000
+	maxConcurrentCalls      = 100_000
+	maxCPUMsPerMinute       = 60_000_000 // 1000 cores busy for the whole minute
+)
+
+// checkQuotas refuses negative or absurd quotas (invalid_request).
+func checkQuotas(q *registryapi.Quotas) error {
+	for _, f := range []struct {
+		name     string
+		val, max int
+	}{
+		{"invocations_per_minute", q.InvocationsPerMinute, maxInvocationsPerMinute},
+		{"concurrent_calls", q.ConcurrentCalls, maxConcurrentCalls},
+		{"cpu_ms_per_minute", q.CPUMsPerMinute, maxCPUMsPerMinute},
+	} {
+		if f.val < 0 {
+			return Errorf(CodeInvalidRequest, "quotas must not be negative (%s)", f.name)
+		}
+		if f.val > f.max {
+			return Errorf(CodeInvalidRequest, "quotas.%s must be at most %d", f.name, f.max)
+		}
+	}
+	return nil
 }
 
 // replaceSubscriptions makes an install's event subscriptions follow its
@@ -487,10 +517,7 @@ func (db *DB) Resolve(ctx context.Context, tenant, name string) (*ResolveRow, er
 		r.Endpoints = []manifest.Endpoint{}
 	}
 	r.Capabilities = EffectiveCaps(granted, declared)
-	var u manifest.UI
-	if len(ui) > 0 && json.Unmarshal(ui, &u) == nil {
-		r.UI = &registryapi.UIRef{Entry: u.Entry}
-	}
+	r.UI = registryapi.UIRefFromJSON(ui)
 	if len(quot) > 0 {
 		r.Quotas = new(registryapi.Quotas)
 		_ = json.Unmarshal(quot, r.Quotas)

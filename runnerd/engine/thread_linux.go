@@ -13,10 +13,37 @@ import (
 // thread at nice 0 (CFS weights 15 and 1024) and all of an idle one.
 const demotedNice = 19
 
+// demote puts thread tid under SCHED_IDLE with nice 19. Both mean "run
+// when nothing else wants the core", but SCHED_IDLE also makes the
+// scheduler preempt the thread as soon as a normal thread wakes on its
+// core (a nice-19 SCHED_OTHER thread may finish its slice first), which is
+// what keeps another tenant's short calls at their quiet latency. Where
+// sched_setattr is refused (seccomp), nice 19 alone.
+//
+// The kernel ignores the nice value of a SCHED_IDLE thread, so it is set
+// separately: it is what getpriority and ps report.
+func demote(tid int) bool {
+	idle := unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0) == nil
+	return unix.Setpriority(unix.PRIO_PROCESS, tid, demotedNice) == nil || idle
+}
+
+// schedOther is SCHED_OTHER (SCHED_NORMAL), the default policy; x/sys/unix
+// has no constant for it.
+const schedOther = 0
+
+// restore gives thread tid SCHED_OTHER at nice 0 again (allowed with
+// CAP_SYS_NICE or an RLIMIT_NICE of 20).
+func restore(tid int) bool {
+	if unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: schedOther, Nice: 0}, 0) == nil {
+		return true
+	}
+	return unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil
+}
+
 // onThread runs f locked to one OS thread and returns the CPU time that
 // thread used, which is the guest's CPU time (host calls included). Once
 // the thread has used more than after of CPU, it is demoted to the lowest
-// priority (nice 19) for the rest of the call, so that a long call (an
+// priority (SCHED_IDLE, nice 19; see demote) for the rest of the call, so that a long call (an
 // infinite loop running to its timeout, a CPU-heavy handler) gives way to
 // the short calls of other tenants instead of sharing the cores equally
 // with them. after <= 0 disables demotion.
@@ -35,7 +62,7 @@ func onThread(after time.Duration, f func()) (cpu time.Duration, demoted bool) {
 		defer runtime.UnlockOSThread()
 		cpu, demoted = runLocked(after, f)
 		if demoted {
-			_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 0)
+			_ = restore(unix.Gettid())
 		}
 		return cpu, demoted
 	}
@@ -79,7 +106,7 @@ func runLocked(after time.Duration, f func()) (cpu time.Duration, demoted bool) 
 			timer.Reset(after - used)
 			return
 		}
-		if unix.Setpriority(unix.PRIO_PROCESS, tid, demotedNice) == nil {
+		if demote(tid) {
 			over = true
 		}
 	}
@@ -96,8 +123,8 @@ func runLocked(after time.Duration, f func()) (cpu time.Duration, demoted bool) 
 	return cpu, demoted
 }
 
-// canRestorePriority reports, once per process, whether a thread demoted
-// to demotedNice can be given nice 0 again. It first raises the soft
+// canRestorePriority reports, once per process, whether a demoted thread
+// can be given its normal priority again. It first raises the soft
 // RLIMIT_NICE to the hard limit (allowed to anyone), then tries it on a
 // throwaway thread.
 var canRestorePriority = sync.OnceValue(func() bool {
@@ -110,8 +137,7 @@ var canRestorePriority = sync.OnceValue(func() bool {
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
 		tid := unix.Gettid()
-		ok <- unix.Setpriority(unix.PRIO_PROCESS, tid, demotedNice) == nil &&
-			unix.Setpriority(unix.PRIO_PROCESS, tid, 0) == nil
+		ok <- demote(tid) && restore(tid)
 	}()
 	return <-ok
 })

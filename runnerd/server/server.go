@@ -259,7 +259,28 @@ func (s *Server) serveExecute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, eerr, 0)
 		return
 	}
+	if execapi.AcceptsRawReply(r.Header.Get("Accept")) {
+		writeRawReply(w, resp)
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// writeRawReply writes the framed form of resp (execapi.ContentTypeRawReply):
+// its metadata line, then the guest's body without a copy.
+func writeRawReply(w http.ResponseWriter, resp *execapi.Response) {
+	meta, err := execapi.AppendRawReply(nil, resp)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, execapi.ErrorBody{Error: execapi.Error{Code: execapi.CodeInternal, Message: "encoding reply"}})
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{execapi.ContentTypeRawReply}
+	h["Cache-Control"] = []string{"no-store"}
+	h["Content-Length"] = []string{strconv.Itoa(len(meta) + len(resp.Body))}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(meta)
+	_, _ = w.Write(resp.Body)
 }
 
 func (s *Server) serveWarmup(w http.ResponseWriter, r *http.Request) {

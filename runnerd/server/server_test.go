@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -253,6 +254,28 @@ func TestExecuteSuccess(t *testing.T) {
 		t.Fatalf("response %+v", resp)
 	}
 
+	t.Run("a client that accepts the framed reply gets the same answer framed", func(t *testing.T) {
+		buf, _ := json.Marshal(envelope("ok.wat", "tenant-a"))
+		req, _ := http.NewRequest(http.MethodPost, f.base+execapi.PathExecute, bytes.NewReader(buf))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Accept", execapi.ContentTypeRawReply+", application/json")
+		r, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		raw, _ := io.ReadAll(r.Body)
+		if r.StatusCode != 200 || r.Header.Get("Content-Type") != execapi.ContentTypeRawReply {
+			t.Fatalf("status %d, content type %q: %s", r.StatusCode, r.Header.Get("Content-Type"), raw)
+		}
+		framed, err := execapi.ParseRawReply(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if framed.Status != resp.Status || string(framed.Body) != string(resp.Body) || !reflect.DeepEqual(framed.Headers, resp.Headers) {
+			t.Fatalf("framed %+v, JSON %+v", framed, resp)
+		}
+	})
 	t.Run("guest sees the guest request without limits, grants or secrets", func(t *testing.T) {
 		env := envelope("echo.wat", "tenant-a")
 		env["secret_envelope"] = "ev1.sealed"

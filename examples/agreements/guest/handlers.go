@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -30,7 +31,7 @@ const maxIDLen = 128
 // Error codes of this extension, besides the host's own (see
 // guest.ErrorFrom), in the {"error":{"code","message"}} body.
 const (
-	codeInvalidQuery   = "invalid_query"       // 400: page or page_size is not a positive integer
+	codeInvalidQuery   = "invalid_query"       // 400: page, page_size, sort or direction is not valid
 	codeNotFound       = "not_found"           // 404: no agreement with that id
 	codeConfigMissing  = "config_missing"      // 500: the install has no vendor_url
 	codeConfigInvalid  = "config_invalid"      // 500: vendor_url is not an http(s) URL
@@ -50,15 +51,18 @@ const vendorTimeout = 10 * time.Second
 
 // listPage is the JSON the UI pages through.
 type listPage struct {
-	Items    []Agreement `json:"items"`
-	Total    int         `json:"total"`
-	Page     int         `json:"page"`
-	PageSize int         `json:"page_size"`
-	SyncedAt *string     `json:"synced_at"` // null before the first sync
+	Items     []Agreement `json:"items"`
+	Total     int         `json:"total"`
+	Page      int         `json:"page"`
+	PageSize  int         `json:"page_size"`
+	Sort      string      `json:"sort"`
+	Direction string      `json:"direction"`
+	SyncedAt  *string     `json:"synced_at"` // null before the first sync
 }
 
-// listAgreements answers one page of agreements in id order. page starts at 1;
-// pages past the end are empty, with the total still set.
+// listAgreements answers one page of agreements sorted by the sort column
+// (default id) in direction asc (default) or desc, ties by id. page starts
+// at 1; pages past the end are empty, with the total still set.
 func listAgreements(r *guest.Request) guest.Response {
 	page, err := positiveQuery(r, "page", 1)
 	if err != nil {
@@ -69,22 +73,34 @@ func listAgreements(r *guest.Request) guest.Response {
 		return guest.Error(400, codeInvalidQuery, err.Error())
 	}
 	size = min(size, maxPageSize)
+	column := cmp.Or(r.HTTP.Query["sort"], "id")
+	if _, ok := sortColumns[column]; !ok {
+		return guest.Error(400, codeInvalidQuery, fmt.Sprintf("sort must be one of %s, not %q", sortColumnNames, column))
+	}
+	direction := cmp.Or(r.HTTP.Query["direction"], "asc")
+	if direction != "asc" && direction != "desc" {
+		return guest.Error(400, codeInvalidQuery, fmt.Sprintf("direction must be asc or desc, not %q", direction))
+	}
 	m, err := loadMeta()
 	if err != nil {
 		return guest.ErrorFrom(err)
 	}
-	out := listPage{Items: []Agreement{}, Total: len(m.IDs), Page: page, PageSize: size}
+	ids, err := orderedIDs(m, column, direction == "desc")
+	if err != nil {
+		return guest.ErrorFrom(err)
+	}
+	out := listPage{Items: []Agreement{}, Total: len(ids), Page: page, PageSize: size, Sort: column, Direction: direction}
 	if m.SyncedAt != "" {
 		out.SyncedAt = &m.SyncedAt
 	}
 	// page*size cannot overflow: page is bounded by positiveQuery.
 	start := (page - 1) * size
-	for i := start; i < len(m.IDs) && i < start+size; i++ {
-		a, err := loadAgreement(m.IDs[i])
+	for i := start; i < len(ids) && i < start+size; i++ {
+		a, err := loadAgreement(ids[i])
 		if guest.IsCode(err, guest.CodeNotFound) {
 			// Only possible if a record was removed behind the index's
 			// back; show the rest rather than failing the page.
-			guest.Log.Warnf("agreement %q is in the index but not stored", m.IDs[i])
+			guest.Log.Warnf("agreement %q is in the index but not stored", ids[i])
 			continue
 		}
 		if err != nil {

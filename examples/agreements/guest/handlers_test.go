@@ -350,6 +350,126 @@ func TestListPaging(t *testing.T) {
 	}
 }
 
+// allAgreements are the synced agreements in id order, as list answers them.
+func allAgreements(t *testing.T) []map[string]any {
+	t.Helper()
+	_, body := listPageOf(t, map[string]string{"page_size": "100"})
+	var out []map[string]any
+	for _, it := range body["items"].([]any) {
+		out = append(out, it.(map[string]any))
+	}
+	if len(out) != 23 {
+		t.Fatalf("%d agreements, want 23", len(out))
+	}
+	return out
+}
+
+// expectedOrder sorts agreements by field independently of the guest's
+// code: by the field's string or number value, ties by id, reversed for
+// desc.
+func expectedOrder(all []map[string]any, field string, desc bool) []string {
+	rows := append([]map[string]any(nil), all...)
+	less := func(a, b map[string]any) int {
+		switch va := a[field].(type) {
+		case float64:
+			vb := b[field].(float64)
+			if va != vb {
+				if va < vb {
+					return -1
+				}
+				return 1
+			}
+		default:
+			if c := strings.Compare(fmt.Sprint(va), fmt.Sprint(b[field])); c != 0 {
+				return c
+			}
+		}
+		return strings.Compare(a["id"].(string), b["id"].(string))
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return less(rows[i], rows[j]) < 0 })
+	var ids []string
+	for _, r := range rows {
+		ids = append(ids, r["id"].(string))
+	}
+	if desc {
+		for i, j := 0, len(ids)-1; i < j; i, j = i+1, j-1 {
+			ids[i], ids[j] = ids[j], ids[i]
+		}
+	}
+	return ids
+}
+
+func TestListSortsByEveryColumn(t *testing.T) {
+	h := synced(t)
+	all := allAgreements(t)
+	for _, column := range []string{"id", "client", "name", "status", "monthly_amount"} {
+		for _, dir := range []string{"asc", "desc"} {
+			t.Run(column+" "+dir+" orders every page", func(t *testing.T) {
+				want := expectedOrder(all, column, dir == "desc")
+				var got []string
+				for page := 1; page <= 3; page++ {
+					resp, body := listPageOf(t, map[string]string{"sort": column, "direction": dir, "page": strconv.Itoa(page), "page_size": "10"})
+					if resp.Status != 200 || body["total"] != 23.0 || body["sort"] != column || body["direction"] != dir {
+						t.Fatalf("page %d: %d %v", page, resp.Status, body)
+					}
+					got = append(got, ids(body)...)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("ids %v, want %v", got, want)
+				}
+			})
+		}
+	}
+	t.Run("a sort costs no more reads than a page", func(t *testing.T) {
+		h.mu.Lock()
+		before := h.calls["storage.get"]
+		h.mu.Unlock()
+		listPageOf(t, map[string]string{"sort": "client", "direction": "desc", "page_size": "5"})
+		h.mu.Lock()
+		reads := h.calls["storage.get"] - before
+		h.mu.Unlock()
+		if reads != 6 {
+			t.Fatalf("%d storage reads for a page of 5, want 6 (the index and the rows)", reads)
+		}
+	})
+	t.Run("an index from before sorting still sorts", func(t *testing.T) {
+		h.mu.Lock()
+		key := namespace + "\x00" + metaKey
+		var m map[string]any
+		_ = json.Unmarshal(h.kv[key].value, &m)
+		delete(m, "order")
+		rec := h.kv[key]
+		rec.value, _ = json.Marshal(m)
+		h.kv[key] = rec
+		h.mu.Unlock()
+		_, body := listPageOf(t, map[string]string{"sort": "name", "page_size": "100"})
+		if want := expectedOrder(all, "name", false); fmt.Sprint(ids(body)) != fmt.Sprint(want) {
+			t.Fatalf("ids %v, want %v", ids(body), want)
+		}
+	})
+}
+
+func TestListRejectsBadSorting(t *testing.T) {
+	newFakeHost(t)
+	for _, tt := range []struct {
+		query   map[string]string
+		message string
+	}{
+		{map[string]string{"sort": "price"}, `sort must be one of id, client, name, status, monthly_amount, not "price"`},
+		{map[string]string{"sort": "Client"}, `sort must be one of`},
+		{map[string]string{"direction": "up"}, `direction must be asc or desc, not "up"`},
+		{map[string]string{"direction": "DESC"}, `direction must be asc or desc`},
+	} {
+		t.Run(fmt.Sprint(tt.query), func(t *testing.T) {
+			resp, body := listPageOf(t, tt.query)
+			msg, _ := body["error"].(map[string]any)["message"].(string)
+			if resp.Status != 400 || errorCode(body) != codeInvalidQuery || !strings.Contains(msg, tt.message) {
+				t.Fatalf("status %d body %v, want 400 %s with %q", resp.Status, body, codeInvalidQuery, tt.message)
+			}
+		})
+	}
+}
+
 func TestListItemHasTheUIFields(t *testing.T) {
 	synced(t)
 	_, body := listPageOf(t, map[string]string{"page_size": "1"})

@@ -1,14 +1,17 @@
 package main
 
 import (
-	"sort"
+	"cmp"
+	"slices"
+	"strings"
 
 	"github.com/extedge/extedge/sdk/guest"
 )
 
 // Layout of the extension's state in storage.kv. Every agreement is one
-// record; the meta record lists their ids in order, so a page is one meta
-// read plus one read per row, whatever the page number.
+// record; the meta record lists their ids in order and, for every other
+// sort column, the order of those ids by that column, so a page is one
+// meta read plus one read per row, whatever the page number and the sort.
 const (
 	namespace       = "agreements"
 	agreementPrefix = "agreement:"
@@ -26,10 +29,93 @@ type Agreement struct {
 }
 
 // meta is the index record: the ids of all stored agreements, sorted
-// bytewise, and when the last sync finished (RFC 3339, UTC).
+// bytewise; Order[column] the positions in IDs sorted by that column
+// (ties by id) for every sort column but "id"; and when the last sync
+// finished (RFC 3339, UTC).
 type meta struct {
-	IDs      []string `json:"ids"`
-	SyncedAt string   `json:"synced_at,omitempty"`
+	IDs      []string         `json:"ids"`
+	Order    map[string][]int `json:"order,omitempty"`
+	SyncedAt string           `json:"synced_at,omitempty"`
+}
+
+// sortColumns are the columns list sorts by (the "sort" query parameter),
+// each with its ascending order; ties are broken by id.
+var sortColumns = map[string]func(a, b Agreement) int{
+	"id":             func(a, b Agreement) int { return 0 },
+	"client":         func(a, b Agreement) int { return strings.Compare(a.Client, b.Client) },
+	"name":           func(a, b Agreement) int { return strings.Compare(a.Name, b.Name) },
+	"status":         func(a, b Agreement) int { return strings.Compare(a.Status, b.Status) },
+	"monthly_amount": func(a, b Agreement) int { return cmp.Compare(a.MonthlyAmount, b.MonthlyAmount) },
+}
+
+// sortColumnNames lists sortColumns for error messages, in a fixed order.
+const sortColumnNames = "id, client, name, status, monthly_amount"
+
+// sortAgreements sorts agreements by column (ascending, ties by id).
+func sortAgreements(agreements []Agreement, column string) {
+	by := sortColumns[column]
+	slices.SortStableFunc(agreements, func(a, b Agreement) int {
+		return cmp.Or(by(a, b), strings.Compare(a.ID, b.ID))
+	})
+}
+
+// buildIndex returns the index of agreements: ids sorted bytewise and the
+// order of every other sort column.
+func buildIndex(agreements []Agreement, syncedAt string) meta {
+	byID := slices.Clone(agreements)
+	sortAgreements(byID, "id")
+	m := meta{IDs: make([]string, len(byID)), Order: map[string][]int{}, SyncedAt: syncedAt}
+	pos := make(map[string]int, len(byID))
+	for i, a := range byID {
+		m.IDs[i] = a.ID
+		pos[a.ID] = i
+	}
+	for column := range sortColumns {
+		if column == "id" {
+			continue
+		}
+		sorted := slices.Clone(byID)
+		sortAgreements(sorted, column)
+		order := make([]int, len(sorted))
+		for i, a := range sorted {
+			order[i] = pos[a.ID]
+		}
+		m.Order[column] = order
+	}
+	return m
+}
+
+// orderedIDs returns the index's ids sorted by column, descending when
+// desc. An index written before Order existed lacks the column; then the
+// records are read once to sort them (at most maxAgreements reads).
+func orderedIDs(m meta, column string, desc bool) ([]string, error) {
+	ids := slices.Clone(m.IDs)
+	if order, ok := m.Order[column]; column != "id" && (!ok || len(order) != len(m.IDs)) {
+		all := make([]Agreement, 0, len(m.IDs))
+		for _, id := range m.IDs {
+			a, err := loadAgreement(id)
+			if guest.IsCode(err, guest.CodeNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, a)
+		}
+		m = buildIndex(all, m.SyncedAt)
+		ids = m.IDs
+	}
+	if order := m.Order[column]; column != "id" {
+		sorted := make([]string, len(order))
+		for i, p := range order {
+			sorted[i] = ids[p]
+		}
+		ids = sorted
+	}
+	if desc {
+		slices.Reverse(ids)
+	}
+	return ids, nil
 }
 
 func agreementKey(id string) string { return agreementPrefix + id }
@@ -78,17 +164,14 @@ func replaceAll(agreements []Agreement, syncedAt string) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(agreements))
 	keep := make(map[string]bool, len(agreements))
 	for _, a := range agreements {
 		if _, err := guest.KV.Put(namespace, agreementKey(a.ID), a); err != nil {
 			return err
 		}
-		ids = append(ids, a.ID)
 		keep[a.ID] = true
 	}
-	sort.Strings(ids)
-	if _, err := guest.KV.Put(namespace, metaKey, meta{IDs: ids, SyncedAt: syncedAt}); err != nil {
+	if _, err := guest.KV.Put(namespace, metaKey, buildIndex(agreements, syncedAt)); err != nil {
 		return err
 	}
 	for _, id := range old.IDs {

@@ -1,24 +1,29 @@
-// Agreements UI: a paged table of agreements kept in the extension's KV
-// storage, and a Sync button that pulls them from the vendor API through the
-// extension's own handler. Talks to the host page only through iframe.js.
-import { connect, api, onTheme } from "/ext-sdk/v1/iframe.js";
-
-const PAGE_SIZE = 10;
-let page = 1;
-let total = 0;
+// Agreements UI, built on the extedge UI kit: an <ext-data-table> that pages
+// and sorts server-side (the guest's list endpoint does both), status
+// badges, and a Sync <ext-button> that pulls the agreements from the vendor
+// API through the extension's own handler. Talks to the host page only
+// through iframe.js; styled by ui.css from the host's theme tokens.
+import { connect, api } from "/ext-sdk/v1/iframe.js";
+import { statusTone } from "/ext-sdk/v1/ui.js";
 
 const $ = (id) => document.getElementById(id);
+const table = $("table");
+const syncButton = $("sync");
 
 function setStatus(text) { $("status").textContent = text; }
+
+// messageFor turns an API error into what the user reads.
+function messageFor(err) {
+  return err.code === "not_installed"
+    ? "This extension is not installed for your organisation (not_installed)."
+    : `Something went wrong: ${err.message || err.code}`;
+}
 
 function showError(err) {
   const box = $("error");
   box.hidden = false;
   box.dataset.code = err.code || "error";
-  box.textContent = err.code === "not_installed"
-    ? "This extension is not installed for your organisation (not_installed)."
-    : `Something went wrong: ${err.message || err.code}`;
-  $("rows").replaceChildren();
+  box.textContent = messageFor(err);
   setStatus("Error");
 }
 
@@ -32,66 +37,54 @@ async function call(path, init) {
   return body;
 }
 
-function cell(text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  return td;
+function badge(status) {
+  const b = document.createElement("ext-badge");
+  b.setAttribute("tone", statusTone(status));
+  b.textContent = status;
+  return b;
 }
 
-async function load() {
+table.columns = [
+  { key: "id", header: "ID", sortable: true },
+  { key: "client", header: "Client", sortable: true },
+  { key: "name", header: "Plan", sortable: true },
+  { key: "status", header: "Status", sortable: true, render: badge },
+  { key: "monthly_amount", header: "Monthly", sortable: true, align: "right", render: (v) => `$${Number(v).toFixed(2)}` },
+];
+
+// The table calls this on every page, page size and sort change and on
+// Retry; the guest answers {items, total, …} for exactly that page.
+async function loadPage({ page, pageSize, sortKey, sortDirection, signal }) {
+  const q = new URLSearchParams({ page, page_size: pageSize, sort: sortKey || "id", direction: sortDirection });
   try {
-    const data = await call(`/agreements?page=${page}&page_size=${PAGE_SIZE}`);
-    total = data.total;
-    const rows = data.items.map((a) => {
-      const tr = document.createElement("tr");
-      tr.dataset.id = a.id;
-      const status = document.createElement("span");
-      status.className = "badge";
-      status.textContent = a.status;
-      const st = document.createElement("td");
-      st.append(status);
-      tr.append(cell(a.id), cell(a.client), cell(a.name), st, cell(`$${a.monthly_amount.toFixed(2)}`, "num"));
-      return tr;
-    });
-    if (rows.length === 0) {
-      const tr = document.createElement("tr");
-      const td = cell("No agreements yet — press Sync.", "muted");
-      td.colSpan = 5;
-      tr.append(td);
-      rows.push(tr);
-    }
-    $("rows").replaceChildren(...rows);
-    const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
-    $("page").textContent = `Page ${page} of ${pages} · ${total} agreements`;
-    $("prev").disabled = page <= 1;
-    $("next").disabled = page >= pages;
-    $("sync").disabled = false;
+    const body = await call(`/agreements?${q}`, { signal });
     $("error").hidden = true;
-    setStatus(data.synced_at ? `Synced ${new Date(data.synced_at).toLocaleString()}` : "Not synced yet");
+    syncButton.disabled = false;
+    setStatus(body.synced_at ? `Synced ${new Date(body.synced_at).toLocaleString()}` : "Not synced yet");
+    return body;
   } catch (err) {
-    showError(err);
+    if (err.name !== "AbortError") setStatus("Error");
+    throw Object.assign(new Error(messageFor(err)), { code: err.code });
   }
 }
 
-async function sync() {
-  $("sync").disabled = true;
+syncButton.addEventListener("click", async () => {
+  syncButton.loading = true;
   setStatus("Syncing…");
   try {
     const r = await call("/agreements/sync", { method: "POST" });
+    $("error").hidden = true;
+    table.page = 1;
+    await table.reload();
     setStatus(`Synced ${r.synced} agreements`);
-    page = 1;
-    await load();
   } catch (err) {
     showError(err);
   } finally {
-    $("sync").disabled = false;
+    syncButton.loading = false;
   }
-}
+});
 
-$("prev").onclick = () => { page--; load(); };
-$("next").onclick = () => { page++; load(); };
-$("sync").onclick = sync;
-
-onTheme(() => {});
-connect().then(load, (err) => showError({ code: "bootstrap_failed", message: err.message }));
+connect().then(
+  () => { table.loader = loadPage; },
+  (err) => showError({ code: "bootstrap_failed", message: err.message }),
+);

@@ -38,6 +38,7 @@ type Runner struct {
 	Other http.Handler
 
 	calls   atomic.Int64
+	cpu     atomic.Int64 // µs reported in execapi.HeaderCPU; 0: no header
 	mu      sync.Mutex
 	last    *execapi.Request
 	respond func(req *execapi.Request) (int, any)
@@ -64,6 +65,11 @@ func (s *Runner) Last() *execapi.Request {
 	defer s.mu.Unlock()
 	return s.last
 }
+
+// SetCPU makes every execute reply report d as the guest's CPU time
+// (execapi.HeaderCPU), as runnerd does for a guest that ran; zero stops
+// sending the header.
+func (s *Runner) SetCPU(d time.Duration) { s.cpu.Store(d.Microseconds()) }
 
 // Calls counts authorised execute calls.
 func (s *Runner) Calls() int64 { return s.calls.Load() }
@@ -101,6 +107,9 @@ func (s *Runner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if s.Delay > 0 {
 		time.Sleep(s.Delay)
+	}
+	if us := s.cpu.Load(); us > 0 {
+		w.Header()[execapi.HeaderCPU] = []string{strconv.FormatInt(us, 10)}
 	}
 	if respond != nil {
 		status, body := respond(req)

@@ -79,6 +79,18 @@ type sdk struct {
 	g *fakeGateway
 }
 
+// openHostPage serves the host page from its own origin, starts Chromium
+// and loads the host page, pointed at the fake gateway g.
+func openHostPage(t *testing.T, g *fakeGateway) sdk {
+	t.Helper()
+	hs := newHostServer(t)
+	g.hostOrigin = hs.URL
+	p := startBrowser(t)
+	q := url.Values{"gw": {g.URL()}, "ext": {testExtensionID}, "hash": {testContentHash}}
+	p.navigate(t, hs.URL+"/host.html?"+q.Encode(), "window.T_READY === true")
+	return sdk{browserPage: p, g: g}
+}
+
 func (s sdk) state(t *testing.T, id int) frameState {
 	t.Helper()
 	var st frameState
@@ -147,17 +159,13 @@ func (s sdk) navigateMarker(t *testing.T, id int, marker string) frameState {
 func TestSDKInBrowser(t *testing.T) {
 	began := time.Now()
 	g := newFakeGateway(t)
-	hs := newHostServer(t)
-	g.hostOrigin = hs.URL
+	s := openHostPage(t, g)
+	p := s.browserPage
 	// ui plays the gateway's dedicated ui_host origin (SPEC §16): another
 	// listener on 127.0.0.1, so another origin; its pages call g's API.
 	ui := newFakeGateway(t)
-	ui.hostOrigin = hs.URL
+	ui.hostOrigin = g.hostOrigin
 	ui.apiOrigin = g.URL()
-	p := startBrowser(t)
-	q := url.Values{"gw": {g.URL()}, "ext": {testExtensionID}, "hash": {testContentHash}}
-	p.navigate(t, hs.URL+"/host.html?"+q.Encode(), "window.T_READY === true")
-	s := sdk{browserPage: p, g: g}
 	t.Logf("browser and host page ready after %v", time.Since(began).Round(time.Millisecond))
 
 	// The session mounts start first: their refreshes take a few seconds of
@@ -283,7 +291,7 @@ func TestSDKInBrowser(t *testing.T) {
 		testUIOnItsOwnOrigin(t, s, ui)
 	})
 	t.Run("an iframe without a token calls the API through apiproxy", func(t *testing.T) {
-		testTokenlessProxy(t, s, hs.URL)
+		testTokenlessProxy(t, s, g.hostOrigin)
 	})
 	t.Run("apiproxy refuses unsafe requests without calling the gateway", func(t *testing.T) {
 		testProxyRejects(t, s, m)
@@ -591,7 +599,7 @@ func TestSDKInBrowser(t *testing.T) {
 			origin string
 			wantOK bool
 		}{
-			{hs.URL, true},
+			{g.hostOrigin, true},
 			{"http://127.0.0.1:1", false},
 		} {
 			var id int
@@ -599,7 +607,7 @@ func TestSDKInBrowser(t *testing.T) {
 			var r connectResult
 			s.cmd(t, &r, id, "context")
 			if r.OK != tt.wantOK {
-				t.Errorf("connect({hostOrigin: %q}) from host %s: %+v, want ok=%v", tt.origin, hs.URL, r, tt.wantOK)
+				t.Errorf("connect({hostOrigin: %q}) from host %s: %+v, want ok=%v", tt.origin, g.hostOrigin, r, tt.wantOK)
 			}
 			p.call(t, nil, "unmount", id)
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	sdkjs "github.com/extedge/extedge/sdk/js"
+	sdkui "github.com/extedge/extedge/sdk/ui"
 )
 
 const testExtensionID = "com.acme.test"
@@ -61,8 +62,14 @@ type fakeGateway struct {
 	hostOrigin string // for frame-ancestors and CORS; set before any page loads
 	apiOrigin  string // connect-src of the UI pages; default: this gateway
 
+	// npmDir is the node_modules directory whose React the fake gateway
+	// serves under the test extension's vendor/ (see vendorModule); "" when
+	// the test does not need it.
+	npmDir string
+
 	mu    sync.Mutex
 	calls []apiCall
+	items itemsAPI
 
 	slowStarted, slowCanceled atomic.Int32
 }
@@ -86,14 +93,26 @@ func (g *fakeGateway) Calls() []apiCall {
 	return append([]apiCall(nil), g.calls...)
 }
 
+// contentTypes of the files the fake gateway serves.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+}
+
+// serveSDK serves the JS SDK and the UI kit from their embeds, which share
+// /ext-sdk/v1/ as at the real gateway.
 func (g *fakeGateway) serveSDK(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Path, "/ext-sdk/"+sdkjs.Version+"/")
 	b, err := fs.ReadFile(sdkjs.FS, name)
 	if err != nil {
+		b, err = fs.ReadFile(sdkui.FS, name)
+	}
+	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
-	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Content-Type", contentTypes[path.Ext(name)])
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	// Module scripts load in CORS mode; the sandboxed iframe's origin is
 	// opaque, so only "*" (or "null") lets it import the SDK.
@@ -115,21 +134,24 @@ func (g *fakeGateway) serveUI(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	b, err := os.ReadFile("testdata/ext/" + name)
+	var b []byte
+	var err error
+	if strings.HasPrefix(name, "vendor/") {
+		b, err = g.vendorModule(strings.TrimPrefix(name, "vendor/"))
+	} else {
+		b, err = os.ReadFile("testdata/ext/" + name)
+	}
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
 	h := w.Header()
-	switch path.Ext(name) {
-	case ".html":
-		h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Type", contentTypes[path.Ext(name)])
+	if path.Ext(name) == ".html" {
 		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; "+
 			"style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self'; "+
 			"connect-src 'self' "+g.connectSrc()+"; object-src 'none'; base-uri 'self'; "+
 			"form-action 'self'; frame-ancestors "+g.hostOrigin)
-	case ".js":
-		h.Set("Content-Type", "text/javascript; charset=utf-8")
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -173,6 +195,10 @@ func (g *fakeGateway) serveAPI(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	g.calls = append(g.calls, c)
 	g.mu.Unlock()
+	if c.Path == itemsPath {
+		g.serveItems(w, r)
+		return
+	}
 	if strings.HasSuffix(c.Path, "/slow") {
 		g.slowStarted.Add(1)
 		select {

@@ -124,6 +124,26 @@ const commands = {
   },
   received: () => received,
   session: () => getSession(),
+  // DOM probes for pages that use the UI kit (ui-theme.html, react.html).
+  style: (sel, prop) => {
+    const n = document.querySelector(sel);
+    return n ? getComputedStyle(n).getPropertyValue(prop).trim() : null;
+  },
+  attr: (sel, name) => document.querySelector(sel)?.getAttribute(name) ?? null,
+  texts: (sel) => [...document.querySelectorAll(sel)].map((n) => n.textContent),
+  click: (sel) => {
+    const n = document.querySelector(sel);
+    if (!n) throw new Error(`no ${sel}`);
+    n.click();
+    return true;
+  },
+  choose: (sel, value) => {
+    const n = document.querySelector(sel);
+    if (!n) throw new Error(`no ${sel}`);
+    n.value = value;
+    n.dispatchEvent(new Event("change", { bubbles: true }));
+    return true;
+  },
 };
 
 window.addEventListener("message", async (e) => {
