@@ -69,6 +69,8 @@ type apiCall struct {
 	match manifest.Match               // step 5
 	body  []byte                       // step 7
 	cpu   time.Duration                // step 9: the guest's CPU time, charged to the quota
+
+	breaker breakerCall // between steps 5 and 6
 }
 
 // run takes the call through the steps in SPEC order.
@@ -88,6 +90,10 @@ func (c *apiCall) run() (*execapi.Response, *gatewayError) {
 	if ge := c.matchEndpoint(); ge != nil {
 		return nil, ge
 	}
+	if ge := c.checkBreaker(); ge != nil {
+		return nil, ge
+	}
+	defer c.settleBreaker()
 	release, ge := c.acquireQuota()
 	if ge != nil {
 		return nil, ge
@@ -209,6 +215,7 @@ func (c *apiCall) execute(req *execapi.Request) (*execapi.Response, *gatewayErro
 	ctx, cancel := context.WithTimeout(c.r.Context(), c.timeout()+deadlineGrace)
 	defer cancel()
 	res, err := c.h.state.runners.Execute(ctx, req, c.h.MaxResponseBody)
+	c.breaker.outcome = breakerOutcome(res, err)
 	if err != nil {
 		return nil, c.h.executeError(c.r, c.rid, err)
 	}

@@ -70,6 +70,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ui_host         <host>
 //	    ui_rate_limit   <N>r/s|r/m|r/h [burst <M>]
 //	    ui_max_lookups  <n>
+//	    tenant_concurrency <n>
+//	    breaker_failures   <n>|off
+//	    breaker_cooldown   <duration>
 //	}
 //
 // Settings inside a block are keyword-driven, so several may share a line
@@ -167,6 +170,29 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "ui_max_lookups":
 			if err := positiveIntArg(d, &h.UIMaxLookups); err != nil {
 				return err
+			}
+		case "tenant_concurrency":
+			if err := positiveIntArg(d, &h.TenantConcurrency); err != nil {
+				return err
+			}
+		case "breaker_failures":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.BreakerFailures = -1 // the JSON's "disabled"
+				break
+			}
+			d.Prev()
+			if err := positiveIntArg(d, &h.BreakerFailures); err != nil {
+				return err
+			}
+		case "breaker_cooldown":
+			if err := durationArg(d, &h.BreakerCooldown); err != nil {
+				return err
+			}
+			if h.BreakerCooldown <= 0 {
+				return d.Errf("breaker_cooldown: want a positive duration, got '%s'", d.Val())
 			}
 		default:
 			return d.Errf("unrecognized extedge subdirective '%s'", d.Val())

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy/forwardauth"
@@ -115,6 +118,65 @@ func TestParseRate(t *testing.T) {
 			}
 			if err != nil || *got != *tc.want {
 				t.Fatalf("parseRate(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileFairnessOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		input   string
+		want    Handler
+		wantErr string // substring, with the line number
+	}{
+		{name: "tenant_concurrency and the breaker settings are read",
+			input: "extedge {\n tenant_concurrency 8\n breaker_failures 5\n breaker_cooldown 30s\n}",
+			want:  Handler{TenantConcurrency: 8, BreakerFailures: 5, BreakerCooldown: caddy.Duration(30 * time.Second)}},
+		{name: "breaker_failures off is the JSON's negative value",
+			input: "extedge {\n breaker_failures off\n}",
+			want:  Handler{BreakerFailures: -1}},
+		{name: "options may share a line",
+			input: "extedge {\n breaker_failures 3 breaker_cooldown 200ms\n}",
+			want:  Handler{BreakerFailures: 3, BreakerCooldown: caddy.Duration(200 * time.Millisecond)}},
+		{name: "tenant_concurrency 0 is rejected with its line",
+			input:   "extedge {\n timeout 5s\n tenant_concurrency 0\n}",
+			wantErr: "tenant_concurrency: want a positive integer, got '0', at Testfile:3"},
+		{name: "negative tenant_concurrency is rejected",
+			input:   "extedge {\n tenant_concurrency -2\n}",
+			wantErr: "tenant_concurrency: want a positive integer, got '-2', at Testfile:2"},
+		{name: "breaker_failures that is neither a number nor off is rejected",
+			input:   "extedge {\n timeout 5s\n\n breaker_failures never\n}",
+			wantErr: "breaker_failures: want a positive integer, got 'never', at Testfile:4"},
+		{name: "breaker_failures 0 is rejected (off disables)",
+			input:   "extedge {\n breaker_failures 0\n}",
+			wantErr: "breaker_failures: want a positive integer, got '0', at Testfile:2"},
+		{name: "breaker_failures without a value is rejected",
+			input:   "extedge {\n breaker_failures\n timeout 5s\n}",
+			wantErr: "Testfile:2"},
+		{name: "breaker_cooldown of zero is rejected",
+			input:   "extedge {\n breaker_cooldown 0s\n}",
+			wantErr: "breaker_cooldown: want a positive duration, got '0s', at Testfile:2"},
+		{name: "breaker_cooldown that is not a duration is rejected",
+			input:   "extedge {\n tenant_concurrency 4\n breaker_cooldown soon\n}",
+			wantErr: "invalid duration 'soon'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.TenantConcurrency != tc.want.TenantConcurrency || h.BreakerFailures != tc.want.BreakerFailures || h.BreakerCooldown != tc.want.BreakerCooldown {
+				t.Fatalf("got tenant_concurrency=%d breaker_failures=%d breaker_cooldown=%v, want %d %d %v",
+					h.TenantConcurrency, h.BreakerFailures, h.BreakerCooldown,
+					tc.want.TenantConcurrency, tc.want.BreakerFailures, tc.want.BreakerCooldown)
 			}
 		})
 	}

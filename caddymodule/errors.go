@@ -30,6 +30,9 @@ const (
 	// answer; nobody reads the body, but metrics and the access log see it.
 	codeClientClosed = "client_closed"
 	codeRunnersBusy  = "runners_busy"
+	// codeExtensionUnhealthy is answered while an install's circuit
+	// breaker is open or probing (SPEC §17): 503 with Retry-After.
+	codeExtensionUnhealthy = "extension_unhealthy"
 	// codeRunnersUnavailable is answered when no runner could be reached at
 	// all (every socket refused or is marked down): 503, retryable.
 	codeRunnersUnavailable = "runners_unavailable"
@@ -84,6 +87,7 @@ var errorTable = map[string]errorEntry{
 	codeTimeout:             {http.StatusGatewayTimeout, "the extension handler did not answer in time"},
 	codeClientClosed:        {statusClientClosed, "client closed request"},
 	codeRunnersBusy:         {http.StatusServiceUnavailable, "all runners are busy, retry shortly"},
+	codeExtensionUnhealthy:  {http.StatusServiceUnavailable, "the extension is failing, retry later"},
 	codeRunnersUnavailable:  {http.StatusServiceUnavailable, "no extension runner is reachable"},
 	codeResponseTooLarge:    {http.StatusBadGateway, "the extension's response is too large"},
 	codeBadGateway:          {http.StatusBadGateway, "the extension runner failed"},

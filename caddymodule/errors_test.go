@@ -30,6 +30,7 @@ var specStatus = map[string]int{
 	"payload_too_large":    413, // step 7
 	"timeout":              504, // step 10
 	"runners_busy":         503, // step 10
+	"extension_unhealthy":  503, // §17 circuit breaker
 	"response_too_large":   502, // step 10
 	"bundle_unavailable":   502, // §6.2, passed through by step 10; also /ext-ui
 	"integrity_failed":     502, // §6.2, passed through by step 10; also /ext-ui

@@ -132,6 +132,36 @@ type Handler struct {
 	// for 5s, in a table of their own). Default: 16.
 	UIMaxLookups int `json:"ui_max_lookups,omitempty"`
 
+	// TenantConcurrency caps one tenant's calls in flight at once across
+	// all runners of this gateway process (SPEC §17). A call over it is
+	// refused as if every runner were busy: 503 runners_busy with
+	// Retry-After. A runner's concurrency_limited answer is tried on the
+	// next runner only while the tenant, counting the call itself, is under
+	// the cap (runnerpool.Pool.Execute). Handlers that list the same
+	// runners share one count, with the cap of the last one provisioned.
+	// Default: 2 × the number of runners.
+	TenantConcurrency int `json:"tenant_concurrency,omitempty"`
+
+	// BreakerFailures is how many consecutive failed calls open an
+	// install's circuit breaker (SPEC §17). A failure is a call that timed
+	// out or trapped: the runner's codes timeout, trap, memory_limit and
+	// fuel_exhausted, or the gateway's own 504 timeout when the runner did
+	// not answer in time. Any guest answer (whatever its status, 5xx
+	// included: the guest chose it and returned), handler_error and
+	// response_too_large reset the count; other outcomes (refusals, runner
+	// or transport failures, the client going away) neither count nor
+	// reset. While open, calls of the install answer 503
+	// extension_unhealthy with Retry-After. A negative value disables the
+	// breaker. Default: 20.
+	BreakerFailures int `json:"breaker_failures,omitempty"`
+
+	// BreakerCooldown is how long an open breaker refuses calls. Then one
+	// probe call is let through (others still get extension_unhealthy
+	// while it runs): a good one closes the breaker, a failed one opens it
+	// for another cooldown. Breaker state is per gateway process and
+	// survives config reloads. Default: `10s`.
+	BreakerCooldown caddy.Duration `json:"breaker_cooldown,omitempty"`
+
 	state  *sharedState
 	auth   auth.Authenticator
 	logger *zap.Logger
@@ -267,6 +297,8 @@ const (
 	defaultUIMaxLookups = 16
 	defaultMaxBody      = 10 << 20
 	defaultUICacheSize  = 1 << 30
+	defaultBreakerFails = 20
+	defaultBreakerCool  = 10 * time.Second
 	// deadlineGrace is how much longer than the guest's timeout a call
 	// may take: queueing for a runner slot, fetching and compiling the
 	// bundle count against it. The runner gets the call's deadline in the
@@ -312,6 +344,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.UIMaxLookups == 0 {
 		h.UIMaxLookups = defaultUIMaxLookups
+	}
+	if h.BreakerFailures == 0 {
+		h.BreakerFailures = defaultBreakerFails
+	}
+	if h.BreakerCooldown == 0 {
+		h.BreakerCooldown = caddy.Duration(defaultBreakerCool)
 	}
 	h.uiLookups = make(chan struct{}, h.UIMaxLookups)
 	h.cors = make(map[string]bool, len(h.CORSOrigins))
@@ -392,6 +430,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.UIMaxLookups < 0 {
 		return errors.New("extedge: ui_max_lookups must not be negative")
+	}
+	if h.TenantConcurrency < 0 {
+		return errors.New("extedge: tenant_concurrency must not be negative")
+	}
+	if h.BreakerCooldown < 0 {
+		return errors.New("extedge: breaker_cooldown must not be negative")
 	}
 	if r := h.UIRateLimit; r != nil && (r.Requests <= 0 || r.Per <= 0 || r.Burst < 0) {
 		return errors.New("extedge: ui_rate_limit needs a positive rate")

@@ -229,14 +229,17 @@ func load(t testing.TB, base string, workers int, stop <-chan struct{}, retries 
 func TestConfigReloadUnderLoadDropsNothing(t *testing.T) {
 	g := newGatewayFiles(t)
 	r := startStubRunner(t, g.sockDir, "r0")
-	c := testenv.Caddy(t, caddySite(g, []string{r.Addr()}, "\t\ttimeout 5s"))
+	// Four workers of one tenant on one runner: over the default
+	// tenant_concurrency (2 × runners), which this test is not about.
+	const extra = "\t\ttenant_concurrency 8\n"
+	c := testenv.Caddy(t, caddySite(g, []string{r.Addr()}, extra+"\t\ttimeout 5s"))
 	stop := make(chan struct{})
 	var retries atomic.Int64
 	wait := load(t, c.URL, 4, stop, &retries)
 	for i := 0; i < 6; i++ {
 		time.Sleep(150 * time.Millisecond)
 		// Alternate a setting so each /load is a real new config.
-		if err := c.Reload(caddySite(g, []string{r.Addr()}, fmt.Sprintf("\t\ttimeout %ds", 5+i%2))); err != nil {
+		if err := c.Reload(caddySite(g, []string{r.Addr()}, extra+fmt.Sprintf("\t\ttimeout %ds", 5+i%2))); err != nil {
 			close(stop)
 			wait()
 			t.Fatalf("reload %d: %v", i, err)

@@ -25,6 +25,10 @@ var (
 		Namespace: "extedge", Name: "ratelimit_decisions_total",
 		Help: "Rate-limit and quota decisions by scope, decision and backend.",
 	}, []string{"scope", "decision", "backend"})
+	breakerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "extedge", Name: "breaker_events_total",
+		Help: "Circuit breaker events: opened (an install's breaker opened or reopened after a failed probe) and rejected (a call answered extension_unhealthy).",
+	}, []string{"event"})
 )
 
 // registerMetrics adds the collectors to reg; registering the same
@@ -33,7 +37,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, requestDuration, rateDecisions, stateCollector{}} {
+	for _, c := range []prometheus.Collector{requestsTotal, requestDuration, rateDecisions, breakerEvents, stateCollector{}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

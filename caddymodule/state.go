@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/caddymodule/auth"
+	"github.com/extedge/extedge/caddymodule/breaker"
 	"github.com/extedge/extedge/caddymodule/quota"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
@@ -33,6 +34,9 @@ var (
 	quotaSets  = caddy.NewUsagePool() // key: "quotas" → *quotaState (in-memory quota counters)
 	uiCaches   = caddy.NewUsagePool() // key: cache dir → *uicache.Cache
 	jwksSets   = caddy.NewUsagePool() // key: JWKS URL → *auth.JWKS
+	// breakers keeps open circuits open across a reload: a reload must
+	// not hand a failing install a fresh run of calls.
+	breakers = caddy.NewUsagePool() // key: "breakers" → *breaker.Set
 )
 
 // sharedState is one Handler's view of the pooled state.
@@ -42,7 +46,8 @@ type sharedState struct {
 	limiter  *limiterState
 	quotas   *quotaState
 	ui       *uicache.Cache
-	keys     [5]string
+	breakers *breaker.Set
+	keys     [6]string
 }
 
 // limiterState is the request limiter and, when Redis is configured, the
@@ -173,6 +178,10 @@ func acquireState(h *Handler) (*sharedState, error) {
 		return nil, err
 	}
 	st.runners = v.(*runnerpool.Pool)
+	// The tenant cap is not part of the key: a reload that changes only it
+	// keeps the pool's connections and in-flight counts, new and reused
+	// pools alike get it here.
+	st.runners.SetTenantConcurrency(h.TenantConcurrency)
 
 	st.keys[3] = "quotas"
 	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })
@@ -223,12 +232,18 @@ func acquireState(h *Handler) (*sharedState, error) {
 	st.ui = v.(*uicache.Cache)
 	// A reload may change the size bound of an existing cache.
 	st.ui.SetMaxBytes(uc.MaxSize)
+
+	// The breaker policy is passed per call (h.breakerPolicy), so the set
+	// is one per process, like quotas.
+	st.keys[5] = "breakers"
+	v, _, _ = breakers.LoadOrNew(st.keys[5], func() (caddy.Destructor, error) { return breaker.New(maxBreakerKeys), nil })
+	st.breakers = v.(*breaker.Set)
 	return st, nil
 }
 
 // release drops this config's references.
 func (st *sharedState) release() {
-	pools := [...]*caddy.UsagePool{registries, runnerSets, limiters, quotaSets, uiCaches}
+	pools := [...]*caddy.UsagePool{registries, runnerSets, limiters, quotaSets, uiCaches, breakers}
 	for i, p := range pools {
 		if st.keys[i] != "" {
 			_, _ = p.Delete(st.keys[i])

@@ -243,6 +243,9 @@ func TestCompare(t *testing.T) {
 			bundle_store %s
 			trust_bundle %s
 			ui_cache %s
+			# 16 workers of one tenant on one runner; the default (2 ×
+			# runners) would shed most of them as runners_busy.
+			tenant_concurrency 64
 		}
 	}`, e.sock, filepath.Join(e.dir, "ui", strings.TrimPrefix(e.hash, "sha256:"), "ui"),
 		e.registry.URL, filepath.Join(e.dir, "svc.token"), e.sock, filepath.Join(e.dir, "runner.token"),

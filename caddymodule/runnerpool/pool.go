@@ -5,7 +5,9 @@
 // one runner; the next runner is tried only when the request never reached
 // the previous one or it answered concurrency_limited. Passive health marks
 // a runner that refused a connection down for FailDuration; active health
-// probes /readyz every HealthInterval once the pool is in use.
+// probes /readyz every HealthInterval once the pool is in use. Each
+// tenant's calls in flight are capped across all runners (SPEC §17, see
+// Pool.Execute).
 package runnerpool
 
 import (
@@ -45,6 +47,10 @@ type Config struct {
 	FailDuration time.Duration
 	// MaxIdleConns is the keep-alive pool size per runner. Default 256.
 	MaxIdleConns int
+	// TenantConcurrency caps one tenant's calls in flight across all
+	// runners of the pool (SPEC §17); SetTenantConcurrency changes it
+	// later. Default (0 or less): 2 × the number of runners.
+	TenantConcurrency int
 	// Logger may be nil.
 	Logger *zap.Logger
 }
@@ -55,6 +61,7 @@ type Pool struct {
 	cfg     Config
 	runners []*Runner
 	logger  *zap.Logger
+	tenants tenantSlots
 
 	startOnce sync.Once
 	ctx       context.Context
@@ -112,7 +119,67 @@ func New(cfg Config) (*Pool, error) {
 		}
 		p.runners = append(p.runners, r)
 	}
+	p.SetTenantConcurrency(cfg.TenantConcurrency)
 	return p, nil
+}
+
+// SetTenantConcurrency sets the per-tenant cap of calls in flight; n <= 0
+// restores the default, 2 × the number of runners. The pool outlives
+// config reloads (it is keyed by the runners), so a reload that changes
+// only the cap applies it here; calls already in flight keep their slots.
+func (p *Pool) SetTenantConcurrency(n int) {
+	if n <= 0 {
+		n = 2 * len(p.runners)
+	}
+	p.tenants.limit.Store(int64(n))
+}
+
+// TenantConcurrency is the cap in force.
+func (p *Pool) TenantConcurrency() int { return int(p.tenants.limit.Load()) }
+
+// tenantSlots counts each tenant's calls in flight. A tenant's entry
+// exists only while it has a call in flight, so the map never holds more
+// entries than there are calls running.
+type tenantSlots struct {
+	limit atomic.Int64
+	mu    sync.Mutex
+	n     map[string]int64
+}
+
+// acquire takes a slot for one call of tenant unless the tenant already
+// has limit calls in flight.
+func (t *tenantSlots) acquire(tenant string) bool {
+	limit := t.limit.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[tenant] >= limit {
+		return false
+	}
+	if t.n == nil {
+		t.n = make(map[string]int64)
+	}
+	t.n[tenant]++
+	return true
+}
+
+// release returns a slot taken by acquire.
+func (t *tenantSlots) release(tenant string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.n[tenant] - 1; n > 0 {
+		t.n[tenant] = n
+	} else {
+		delete(t.n, tenant)
+	}
+}
+
+// belowLimit reports whether tenant has fewer calls in flight than the
+// cap, counting a caller's own call that holds a slot.
+func (t *tenantSlots) belowLimit(tenant string) bool {
+	limit := t.limit.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n[tenant] < limit
 }
 
 // ParseAddress splits a runner address into a network and an address.
@@ -257,7 +324,29 @@ const ReplyMargin = 100 * time.Millisecond
 // response body's decoded size is checked against maxBody (0 = no limit).
 // When every runner answered concurrency_limited, the last such Result is
 // returned.
+//
+// The call holds one of its tenant's (req.Context.TenantID) slots from
+// here until Execute returns. A call that finds its tenant with
+// TenantConcurrency calls already in flight is refused without reaching a
+// runner, with a concurrency_limited Result (Runner empty), exactly as if
+// every runner had answered so. A runner's concurrency_limited answer is
+// retried on the next runner only while the tenant is under the cap,
+// counting this call: with a cap of N, a call whose tenant has N-1 other
+// calls in flight takes the last slot, and its tenant is then at the cap,
+// so it is not moved to another runner; it gets the runner's answer. A
+// tenant at its cap has its fair share already and must not spread over
+// the other runners' slots while other tenants wait (with a cap of 1, such
+// answers are never retried). The check is made when the answer arrives,
+// not when the call started, since other calls come and go meanwhile.
 func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64) (*Result, error) {
+	tenant := req.Context.TenantID
+	if !p.tenants.acquire(tenant) {
+		if ce := p.logger.Check(zap.DebugLevel, "tenant at its concurrency cap"); ce != nil {
+			ce.Write(zap.String("tenant", tenant), zap.Int64("cap", p.tenants.limit.Load()))
+		}
+		return &Result{Err: &execapi.Error{Code: execapi.CodeConcurrencyLimited, Message: "tenant at its concurrency cap"}}, nil
+	}
+	defer p.tenants.release(tenant)
 	p.startOnce.Do(p.startProbes)
 	req.Limits.SetDeadline(ctx, ReplyMargin)
 	envelope, err := json.Marshal(req)
@@ -277,6 +366,9 @@ func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64)
 		}
 		if err == nil { // concurrency_limited
 			busy = res
+			if !p.tenants.belowLimit(tenant) {
+				break
+			}
 			continue
 		}
 		if !retry {
