@@ -179,6 +179,10 @@ func TestLoadEndToEnd(t *testing.T) {
 		t.Logf("runnerd processes run with GOMAXPROCS=%s", cfg.runnerProcs)
 	}
 	g := newGateway(t, st)
+	// Single-tenant saturating loads measure the data path: the per-tenant
+	// cap (default 2 × runners, which TestNoisyNeighbours keeps) would shed
+	// most of them.
+	g.tenantConcurrency = 4 * cfg.concurrency
 
 	// Publish and install the benchmark extensions.
 	hashes := publishBench(t, st, "")
@@ -471,6 +475,10 @@ type gateway struct {
 	baselinePort     int
 	baselineURL      string
 	baselineUpstream string // host:port of the stub; "" until it runs
+
+	// tenantConcurrency, when > 0, is set as the gateway's
+	// tenant_concurrency; 0 keeps the default (2 × runners).
+	tenantConcurrency int
 }
 
 var (
@@ -504,11 +512,18 @@ func newGateway(t *testing.T, st *devstack.Stack) *gateway {
 // load swaps Caddy's config to devstack's with the given runners, the
 // demo's rate limits raised out of the way (the limiter still runs on
 // every request; the benchmark measures the data path, not the 200 r/s
-// demo policy) and, once the stub runs, the baseline site.
+// demo policy), g.tenantConcurrency when set, and, once the stub runs, the
+// baseline site.
 func (g *gateway) load(t *testing.T, runners []string) {
 	t.Helper()
 	cfg := runnersLine.ReplaceAllString(g.caddyfile, "${1}"+strings.Join(runners, " ")+"${3}")
 	cfg = rateLine.ReplaceAllString(cfg, "${1}1000000r/s burst 1000000")
+	if g.tenantConcurrency > 0 {
+		if !strings.Contains(cfg, "\textedge {\n") {
+			t.Fatalf("no `extedge {` line in devstack's Caddyfile:\n%s", cfg)
+		}
+		cfg = strings.Replace(cfg, "\textedge {\n", fmt.Sprintf("\textedge {\n\t\ttenant_concurrency %d\n", g.tenantConcurrency), 1)
+	}
 	if g.baselineUpstream != "" {
 		cfg += fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\treverse_proxy %s\n}\n", g.baselinePort, g.baselineUpstream)
 	}
