@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a Debian machine, if missing:
 # a C toolchain (runnerd links wasmtime through cgo), PostgreSQL server
-# binaries, redis-server, Chromium with a font (browser tests), npm (the
+# binaries, redis-server, Chromium with a font (browser tests), systemd's
+# systemd-analyze (deploy/systemd's unit test scores the units), npm (the
 # browser tests install a pinned React with it, see testenv.NPMPackages) and a pinned
 # MinIO built with `go install`. Idempotent and quick when all is
 # present. Starts nothing: the test harness and the demo start services.
@@ -15,6 +16,7 @@ if [ "$mode" != demo ]; then
   command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
   command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-liberation)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
