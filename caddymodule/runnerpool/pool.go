@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,19 +273,6 @@ type Result struct {
 	CPU time.Duration
 }
 
-// guestCPU parses execapi.HeaderCPU (whole microseconds).
-func guestCPU(h http.Header) time.Duration {
-	v := h[execapi.HeaderCPU]
-	if len(v) == 0 {
-		return 0
-	}
-	us, err := strconv.ParseInt(v[0], 10, 64)
-	if err != nil || us < 0 || us > int64(time.Hour/time.Microsecond) {
-		return 0
-	}
-	return time.Duration(us) * time.Microsecond
-}
-
 // Errors of Execute besides context errors.
 var (
 	// ErrUnavailable means no runner could be reached.
@@ -517,7 +503,7 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{CPU: guestCPU(resp.Header)}
+	res := &Result{CPU: execapi.CPU(resp.Header)}
 	if resp.StatusCode == http.StatusOK {
 		var out execapi.Response
 		if raw {

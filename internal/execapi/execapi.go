@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -272,6 +273,25 @@ func ParseRawReply(b []byte) (*Response, error) {
 // error); the gateway charges it to the install's cpu_ms_per_minute
 // quota (SPEC §17). Canonical form, for direct map access.
 const HeaderCPU = "X-Extedge-Cpu-Us"
+
+// SetCPU records the guest's CPU time in h (HeaderCPU).
+func SetCPU(h http.Header, cpu time.Duration) {
+	h[HeaderCPU] = []string{strconv.FormatInt(cpu.Microseconds(), 10)}
+}
+
+// CPU reads the guest's CPU time from h (HeaderCPU): zero when the header
+// is absent, malformed, negative or over an hour (no call runs that long).
+func CPU(h http.Header) time.Duration {
+	v := h[HeaderCPU]
+	if len(v) == 0 {
+		return 0
+	}
+	us, err := strconv.ParseInt(v[0], 10, 64)
+	if err != nil || us < 0 || us > int64(time.Hour/time.Microsecond) {
+		return 0
+	}
+	return time.Duration(us) * time.Microsecond
+}
 
 // Error is the error object of every failed call.
 type Error struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -179,5 +180,22 @@ func TestRawReplyRoundTrip(t *testing.T) {
 	}
 	if !AcceptsRawReply(ContentTypeRawReply+", application/json") || AcceptsRawReply("application/json") {
 		t.Error("AcceptsRawReply")
+	}
+}
+
+// TestCPUHeader: what SetCPU writes CPU reads back; anything else is 0.
+func TestCPUHeader(t *testing.T) {
+	h := http.Header{}
+	SetCPU(h, 1234*time.Microsecond)
+	if got := CPU(h); got != 1234*time.Microsecond {
+		t.Fatalf("round trip: %v", got)
+	}
+	for _, v := range []string{"", "x", "-5", "1.5", "3600000001"} {
+		if got := CPU(http.Header{HeaderCPU: {v}}); got != 0 {
+			t.Errorf("CPU(%q) = %v, want 0", v, got)
+		}
+	}
+	if got := CPU(http.Header{}); got != 0 {
+		t.Errorf("no header: %v", got)
 	}
 }

@@ -252,7 +252,7 @@ func (s *Server) serveExecute(w http.ResponseWriter, r *http.Request) {
 	resp, stats, eerr := s.call(r.Context(), &env)
 	if stats.ran {
 		// The guest's CPU time, for the gateway's cpu_ms_per_minute quota.
-		w.Header()[execapi.HeaderCPU] = []string{strconv.FormatInt(stats.CPU.Microseconds(), 10)}
+		execapi.SetCPU(w.Header(), stats.CPU)
 	}
 	if eerr != nil {
 		eerr.RequestID = env.Context.RequestID

@@ -109,7 +109,7 @@ func (s *Runner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(s.Delay)
 	}
 	if us := s.cpu.Load(); us > 0 {
-		w.Header()[execapi.HeaderCPU] = []string{strconv.FormatInt(us, 10)}
+		execapi.SetCPU(w.Header(), time.Duration(us)*time.Microsecond)
 	}
 	if respond != nil {
 		status, body := respond(req)
