@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // APIError is a registryd error reply.
@@ -231,7 +233,7 @@ func WriteChange(w io.Writer, ch Change) error {
 // if the server could not replay them — callers typically expire caches.
 func (c *Client) FollowChanges(ctx context.Context, fn func(Change), onReconnect func(error)) {
 	var last int64
-	backoff := 200 * time.Millisecond
+	wait := ReconnectBackoff()
 	for ctx.Err() == nil {
 		start := time.Now()
 		id, err := c.Changes(ctx, last, fn)
@@ -243,15 +245,25 @@ func (c *Client) FollowChanges(ctx context.Context, fn func(Change), onReconnect
 			onReconnect(err)
 		}
 		if time.Since(start) > 10*time.Second {
-			backoff = 200 * time.Millisecond
+			wait.Reset()
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait.NextBackOff()):
 		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
+	}
+}
+
+// ReconnectBackoff is how a component waits between attempts to reach
+// registryd again: exponential from 200 ms up to 5 s, each wait randomised
+// by ±50 % so that gateways and runners which lost registryd together (a
+// registryd restart) do not all come back in the same instant.
+func ReconnectBackoff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     200 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         5 * time.Second,
 	}
 }

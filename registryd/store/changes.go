@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
@@ -85,9 +86,11 @@ func (f *Feed) wakeAll() {
 	}
 }
 
-// Run listens until ctx ends, reconnecting with backoff.
+// Run listens until ctx ends, reconnecting with a jittered backoff (100 ms
+// doubling to 5 s, ±50 %), so replicas that lost Postgres together do not
+// reconnect in step.
 func (f *Feed) Run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	wait := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 5 * time.Second}
 	for ctx.Err() == nil {
 		err := f.listen(ctx)
 		if ctx.Err() != nil {
@@ -95,7 +98,7 @@ func (f *Feed) Run(ctx context.Context) {
 		}
 		f.log.Warn("change feed listener lost", zap.Error(err))
 		// Poll while reconnecting so subscribers still see changes.
-		deadline := time.Now().Add(backoff)
+		deadline := time.Now().Add(wait.NextBackOff())
 		for time.Now().Before(deadline) {
 			f.wakeAll()
 			select {
@@ -103,9 +106,6 @@ func (f *Feed) Run(ctx context.Context) {
 				return
 			case <-time.After(fallbackPoll):
 			}
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
 		}
 	}
 }

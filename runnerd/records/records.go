@@ -118,6 +118,7 @@ func (b *Batcher) Run(ctx context.Context) {
 
 func (b *Batcher) send(ctx context.Context, batch []registryapi.ExecutionRecord) []registryapi.ExecutionRecord {
 	var err error
+	wait := registryapi.ReconnectBackoff()
 	for attempt := 0; attempt < b.cfg.Attempts; attempt++ {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		err = b.post.PostExecutions(pctx, batch)
@@ -131,7 +132,7 @@ func (b *Batcher) send(ctx context.Context, batch []registryapi.ExecutionRecord)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
+		case <-time.After(wait.NextBackOff()):
 		}
 	}
 	b.failed.Add(int64(len(batch)))
