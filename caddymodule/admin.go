@@ -55,6 +55,8 @@ type Status struct {
 	// RedisFallbacks counts rate-limit decisions taken in memory because
 	// Redis failed.
 	RedisFallbacks int64 `json:"redis_fallbacks"`
+	// TenantQueue sums the tenant queues of every runner pool.
+	TenantQueue runnerpool.QueueStats `json:"tenant_queue"`
 }
 
 // collectStatus reads every pooled state object, across all loaded configs.
@@ -62,7 +64,13 @@ func collectStatus() Status {
 	st := Status{Runners: []runnerpool.Status{}, Registries: []registryapi.CacheStats{},
 		UICaches: []uicache.Stats{}, LimiterMode: []string{}}
 	runnerSets.Range(func(_, v any) bool {
-		st.Runners = append(st.Runners, v.(*runnerpool.Pool).Statuses()...)
+		p := v.(*runnerpool.Pool)
+		st.Runners = append(st.Runners, p.Statuses()...)
+		q := p.TenantQueueStats()
+		st.TenantQueue.Waiting += q.Waiting
+		st.TenantQueue.Admitted += q.Admitted
+		st.TenantQueue.Full += q.Full
+		st.TenantQueue.TimedOut += q.TimedOut
 		return true
 	})
 	registries.Range(func(_, v any) bool {

@@ -294,17 +294,25 @@ type tenantGateway struct {
 	*gateway
 	first, second *stubRunner // in the rendezvous order of testHash
 	release       chan struct{}
+	releaseOnce   sync.Once
 }
 
-func newTenantGateway(t *testing.T, tenantConcurrency int) *tenantGateway {
+// newTenantGateway has the tenant queue off (calls over the cap are
+// refused at once) unless tenantQueue is positive.
+func newTenantGateway(t *testing.T, tenantConcurrency int, tenantQueue ...int) *tenantGateway {
 	tg := &tenantGateway{release: make(chan struct{})}
 	var extra *stubRunner
 	tg.gateway = newGateway(t, func(h *Handler, g *gateway) {
 		extra = newStubRunner(t)
 		h.Runners.Addresses = append(h.Runners.Addresses, extra.Addr())
 		h.TenantConcurrency = tenantConcurrency
+		h.TenantQueue = -1
+		if len(tenantQueue) > 0 {
+			h.TenantQueue = tenantQueue[0]
+			h.TenantQueueWait = caddy.Duration(10 * time.Second)
+		}
 	})
-	t.Cleanup(func() { close(tg.release) })
+	t.Cleanup(tg.releaseHeld)
 	inst := testInstall()
 	inst.TenantID, inst.InstallID = "tenant-b", "inst-tenant-b"
 	tg.registry.setInstall("tenant-b", testExt, inst)
@@ -316,6 +324,9 @@ func newTenantGateway(t *testing.T, tenantConcurrency int) *tenantGateway {
 	}
 	return tg
 }
+
+// releaseHeld lets every held call answer.
+func (tg *tenantGateway) releaseHeld() { tg.releaseOnce.Do(func() { close(tg.release) }) }
 
 // holding answers /agreements/hold once release is closed and other
 // calls with other.
@@ -368,6 +379,39 @@ func TestTenantConcurrencyCapsATenantsCallsInFlight(t *testing.T) {
 		t.Fatalf("runners received %d calls, want %d: a call over the cap must reach none", n, calls+2)
 	}
 	expect(t, tg.call(t, "tenant-b", false), http.StatusOK, "")
+}
+
+func TestTenantQueueHoldsACallOverTheCapUntilASlotFrees(t *testing.T) {
+	tg := newTenantGateway(t, 2, 1)
+	tg.first.setRespond(tg.holding(echoGuest))
+	calls := tg.first.Calls()
+	tg.hold(t, testTenant, 2, tg.first, calls+2)
+
+	queued := make(chan *httptest.ResponseRecorder, 1)
+	go func() { queued <- tg.call(t, testTenant, false) }()
+	waitFor(t, "the call to queue", func() bool { return tg.h.state.runners.TenantQueueStats().Waiting == 1 })
+	// A second call over the cap finds the one-place queue taken.
+	expectBusy(t, tg.call(t, testTenant, false))
+	select {
+	case w := <-queued:
+		t.Fatalf("the queued call answered %d before a slot freed", w.Code)
+	default:
+	}
+	expect(t, tg.call(t, "tenant-b", false), http.StatusOK, "") // not behind testTenant's queue
+	if n := tg.first.Calls() + tg.second.Calls(); n != calls+2+1 {
+		t.Fatalf("runners received %d calls, want %d: queued and refused calls must reach none", n, calls+3)
+	}
+
+	tg.releaseHeld()
+	select {
+	case w := <-queued:
+		expect(t, w, http.StatusOK, "")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued call did not run once its tenant's slots freed")
+	}
+	if q := tg.h.state.runners.TenantQueueStats(); q.Admitted != 1 || q.Full != 1 || q.Waiting != 0 {
+		t.Fatalf("queue stats = %+v, want one admitted, one refused as full, none waiting", q)
+	}
 }
 
 func TestTenantConcurrencyRetriesBusyRunnersOnlyUnderTheCap(t *testing.T) {

@@ -71,6 +71,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    ui_rate_limit   <N>r/s|r/m|r/h [burst <M>]
 //	    ui_max_lookups  <n>
 //	    tenant_concurrency <n>
+//	    tenant_queue       <n>|off
+//	    tenant_queue_wait  <duration>
 //	    breaker_failures   <n>|off
 //	    breaker_cooldown   <duration>
 //	}
@@ -174,6 +176,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "tenant_concurrency":
 			if err := positiveIntArg(d, &h.TenantConcurrency); err != nil {
 				return err
+			}
+		case "tenant_queue":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.TenantQueue = -1 // the JSON's "refuse at once"
+				break
+			}
+			d.Prev()
+			if err := positiveIntArg(d, &h.TenantQueue); err != nil {
+				return err
+			}
+		case "tenant_queue_wait":
+			if err := durationArg(d, &h.TenantQueueWait); err != nil {
+				return err
+			}
+			if h.TenantQueueWait <= 0 {
+				return d.Errf("tenant_queue_wait: want a positive duration, got '%s'", d.Val())
 			}
 		case "breaker_failures":
 			if !d.NextArg() {

@@ -133,14 +133,30 @@ type Handler struct {
 	UIMaxLookups int `json:"ui_max_lookups,omitempty"`
 
 	// TenantConcurrency caps one tenant's calls in flight at once across
-	// all runners of this gateway process (SPEC §17). A call over it is
-	// refused as if every runner were busy: 503 runners_busy with
-	// Retry-After. A runner's concurrency_limited answer is tried on the
+	// all runners of this gateway process (SPEC §17). A call over it waits
+	// in the tenant's queue (TenantQueue, TenantQueueWait); one that finds
+	// the queue full or waits in vain is refused as if every runner were
+	// busy: 503 runners_busy with Retry-After. A runner's concurrency_limited answer is tried on the
 	// next runner only while the tenant, counting the call itself, is under
 	// the cap (runnerpool.Pool.Execute). Handlers that list the same
 	// runners share one count, with the cap of the last one provisioned.
 	// Default: 2 × the number of runners.
 	TenantConcurrency int `json:"tenant_concurrency,omitempty"`
+
+	// TenantQueue is how many of one tenant's calls over its
+	// TenantConcurrency may wait, first in first out, for one of that
+	// tenant's slots. They wait behind the tenant's own calls only: other
+	// tenants' calls never queue behind them. Waiting rather than refusing
+	// at once is what keeps a client that floods in a closed loop from
+	// turning every instant 503 into its next request, at the cost of the
+	// gateway holding those connections. The wait counts against the
+	// call's timeout. A negative value (`off` in the Caddyfile) refuses
+	// calls over the cap at once. Default: equal to TenantConcurrency.
+	TenantQueue int `json:"tenant_queue,omitempty"`
+
+	// TenantQueueWait is the longest a call waits in its tenant's queue
+	// before it is refused with 503 runners_busy. Default: `1s`.
+	TenantQueueWait caddy.Duration `json:"tenant_queue_wait,omitempty"`
 
 	// BreakerFailures is how many consecutive failed calls open an
 	// install's circuit breaker (SPEC §17). A failure is a call that timed
@@ -299,6 +315,8 @@ const (
 	defaultUICacheSize  = 1 << 30
 	defaultBreakerFails = 20
 	defaultBreakerCool  = 10 * time.Second
+	// defaultTenantQueueWait bounds a queued call's wait for its tenant's slot.
+	defaultTenantQueueWait = time.Second
 	// deadlineGrace is how much longer than the guest's timeout a call
 	// may take: queueing for a runner slot, fetching and compiling the
 	// bundle count against it. The runner gets the call's deadline in the
@@ -350,6 +368,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.BreakerCooldown == 0 {
 		h.BreakerCooldown = caddy.Duration(defaultBreakerCool)
+	}
+	if h.TenantQueueWait == 0 {
+		h.TenantQueueWait = caddy.Duration(defaultTenantQueueWait)
 	}
 	h.uiLookups = make(chan struct{}, h.UIMaxLookups)
 	h.cors = make(map[string]bool, len(h.CORSOrigins))
@@ -436,6 +457,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.BreakerCooldown < 0 {
 		return errors.New("extedge: breaker_cooldown must not be negative")
+	}
+	if h.TenantQueueWait < 0 {
+		return errors.New("extedge: tenant_queue_wait must not be negative")
 	}
 	if r := h.UIRateLimit; r != nil && (r.Requests <= 0 || r.Per <= 0 || r.Burst < 0) {
 		return errors.New("extedge: ui_rate_limit needs a positive rate")

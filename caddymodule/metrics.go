@@ -67,6 +67,10 @@ var (
 		"1 when the runner is in rotation.", []string{"runner"}, nil)
 	runnerInFlightDesc = prometheus.NewDesc("extedge_runner_in_flight",
 		"Calls in flight per runner.", []string{"runner"}, nil)
+	tenantQueuedDesc = prometheus.NewDesc("extedge_tenant_queue_waiting",
+		"Calls waiting in a tenant queue for one of their tenant's slots (tenant_concurrency).", nil, nil)
+	tenantQueueDesc = prometheus.NewDesc("extedge_tenant_queue_total",
+		"Calls over their tenant's tenant_concurrency by result: admitted (waited, then ran), full (refused at once), timed_out (refused after waiting).", []string{"result"}, nil)
 )
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -75,6 +79,8 @@ func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- cacheBytesDesc
 	ch <- runnerHealthyDesc
 	ch <- runnerInFlightDesc
+	ch <- tenantQueuedDesc
+	ch <- tenantQueueDesc
 }
 
 func (stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -107,4 +113,9 @@ func (stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(uiMisses), "ui")
 	ch <- prometheus.MustNewConstMetric(cacheHitsDesc, prometheus.CounterValue, float64(regHits), "registry")
 	ch <- prometheus.MustNewConstMetric(cacheMissesDesc, prometheus.CounterValue, float64(regMisses), "registry")
+	q := st.TenantQueue
+	ch <- prometheus.MustNewConstMetric(tenantQueuedDesc, prometheus.GaugeValue, float64(q.Waiting))
+	ch <- prometheus.MustNewConstMetric(tenantQueueDesc, prometheus.CounterValue, float64(q.Admitted), "admitted")
+	ch <- prometheus.MustNewConstMetric(tenantQueueDesc, prometheus.CounterValue, float64(q.Full), "full")
+	ch <- prometheus.MustNewConstMetric(tenantQueueDesc, prometheus.CounterValue, float64(q.TimedOut), "timed_out")
 }

@@ -178,10 +178,10 @@ func acquireState(h *Handler) (*sharedState, error) {
 		return nil, err
 	}
 	st.runners = v.(*runnerpool.Pool)
-	// The tenant cap is not part of the key: a reload that changes only it
-	// keeps the pool's connections and in-flight counts, new and reused
-	// pools alike get it here.
-	st.runners.SetTenantConcurrency(h.TenantConcurrency)
+	// The tenant cap and queue are not part of the key: a reload that
+	// changes only them keeps the pool's connections, in-flight counts and
+	// queued calls; new and reused pools alike get them here.
+	st.runners.SetTenantLimits(h.TenantConcurrency, h.TenantQueue, time.Duration(h.TenantQueueWait))
 
 	st.keys[3] = "quotas"
 	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })

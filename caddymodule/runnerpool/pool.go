@@ -47,9 +47,16 @@ type Config struct {
 	// MaxIdleConns is the keep-alive pool size per runner. Default 256.
 	MaxIdleConns int
 	// TenantConcurrency caps one tenant's calls in flight across all
-	// runners of the pool (SPEC §17); SetTenantConcurrency changes it
-	// later. Default (0 or less): 2 × the number of runners.
+	// runners of the pool (SPEC §17); SetTenantLimits changes it later.
+	// Default (0 or less): 2 × the number of runners.
 	TenantConcurrency int
+	// TenantQueue is how many of a tenant's calls over its cap may wait
+	// for one of its slots, each at most TenantQueueWait (and never past
+	// its context's deadline). Zero means as many as the cap, a negative
+	// value none; a TenantQueueWait of zero (the default) also turns the
+	// queue off, so a call over the cap is refused at once.
+	TenantQueue     int
+	TenantQueueWait time.Duration
 	// Logger may be nil.
 	Logger *zap.Logger
 }
@@ -118,67 +125,8 @@ func New(cfg Config) (*Pool, error) {
 		}
 		p.runners = append(p.runners, r)
 	}
-	p.SetTenantConcurrency(cfg.TenantConcurrency)
+	p.SetTenantLimits(cfg.TenantConcurrency, cfg.TenantQueue, cfg.TenantQueueWait)
 	return p, nil
-}
-
-// SetTenantConcurrency sets the per-tenant cap of calls in flight; n <= 0
-// restores the default, 2 × the number of runners. The pool outlives
-// config reloads (it is keyed by the runners), so a reload that changes
-// only the cap applies it here; calls already in flight keep their slots.
-func (p *Pool) SetTenantConcurrency(n int) {
-	if n <= 0 {
-		n = 2 * len(p.runners)
-	}
-	p.tenants.limit.Store(int64(n))
-}
-
-// TenantConcurrency is the cap in force.
-func (p *Pool) TenantConcurrency() int { return int(p.tenants.limit.Load()) }
-
-// tenantSlots counts each tenant's calls in flight. A tenant's entry
-// exists only while it has a call in flight, so the map never holds more
-// entries than there are calls running.
-type tenantSlots struct {
-	limit atomic.Int64
-	mu    sync.Mutex
-	n     map[string]int64
-}
-
-// acquire takes a slot for one call of tenant unless the tenant already
-// has limit calls in flight.
-func (t *tenantSlots) acquire(tenant string) bool {
-	limit := t.limit.Load()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n[tenant] >= limit {
-		return false
-	}
-	if t.n == nil {
-		t.n = make(map[string]int64)
-	}
-	t.n[tenant]++
-	return true
-}
-
-// release returns a slot taken by acquire.
-func (t *tenantSlots) release(tenant string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if n := t.n[tenant] - 1; n > 0 {
-		t.n[tenant] = n
-	} else {
-		delete(t.n, tenant)
-	}
-}
-
-// belowLimit reports whether tenant has fewer calls in flight than the
-// cap, counting a caller's own call that holds a slot.
-func (t *tenantSlots) belowLimit(tenant string) bool {
-	limit := t.limit.Load()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n[tenant] < limit
 }
 
 // ParseAddress splits a runner address into a network and an address.
@@ -313,9 +261,13 @@ const ReplyMargin = 100 * time.Millisecond
 //
 // The call holds one of its tenant's (req.Context.TenantID) slots from
 // here until Execute returns. A call that finds its tenant with
-// TenantConcurrency calls already in flight is refused without reaching a
-// runner, with a concurrency_limited Result (Runner empty), exactly as if
-// every runner had answered so. A runner's concurrency_limited answer is
+// TenantConcurrency calls already in flight waits in the tenant's queue
+// (FIFO, TenantQueue long, TenantQueueWait at most); one that finds the
+// queue full, or waits in vain, is refused without reaching a runner, with
+// a concurrency_limited Result (Runner empty), exactly as if every runner
+// had answered so. Waiting instead of refusing at once is what keeps a
+// tenant that floods in a closed loop from turning each instant refusal
+// into its next request: its calls queue behind its own, nobody else's. A runner's concurrency_limited answer is
 // retried on the next runner only while the tenant is under the cap,
 // counting this call: with a cap of N, a call whose tenant has N-1 other
 // calls in flight takes the last slot, and its tenant is then at the cap,
@@ -326,7 +278,7 @@ const ReplyMargin = 100 * time.Millisecond
 // not when the call started, since other calls come and go meanwhile.
 func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64) (*Result, error) {
 	tenant := req.Context.TenantID
-	if !p.tenants.acquire(tenant) {
+	if !p.tenants.acquire(ctx, tenant) {
 		if ce := p.logger.Check(zap.DebugLevel, "tenant at its concurrency cap"); ce != nil {
 			ce.Write(zap.String("tenant", tenant), zap.Int64("cap", p.tenants.limit.Load()))
 		}

@@ -99,7 +99,7 @@ func TestTenantConcurrencyCapsCallsInFlight(t *testing.T) {
 		t.Fatalf("tenant-a after its calls ended: %+v, %v; want an answer", res, err)
 	}
 	p.tenants.mu.Lock()
-	left := len(p.tenants.n)
+	left := len(p.tenants.t)
 	p.tenants.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d tenant entries left with nothing in flight, want 0", left)
@@ -156,12 +156,173 @@ func TestTenantConcurrencyIsSettableWithADefault(t *testing.T) {
 	if got := p.TenantConcurrency(); got != 6 {
 		t.Fatalf("default cap = %d, want 2 × 3 runners", got)
 	}
-	p.SetTenantConcurrency(1)
+	p.SetTenantLimits(1, 0, 0)
 	if got := p.TenantConcurrency(); got != 1 {
-		t.Fatalf("cap after SetTenantConcurrency(1) = %d", got)
+		t.Fatalf("cap after SetTenantLimits(1, 0, 0) = %d", got)
 	}
-	p.SetTenantConcurrency(0)
+	p.SetTenantLimits(0, 0, 0)
 	if got := p.TenantConcurrency(); got != 6 {
-		t.Fatalf("cap after SetTenantConcurrency(0) = %d, want the default", got)
+		t.Fatalf("cap after SetTenantLimits(0, 0, 0) = %d, want the default", got)
+	}
+	if n, wait := p.TenantQueue(); n != 0 || wait != 0 {
+		t.Fatalf("queue with no wait = %d, %v; want off", n, wait)
+	}
+	p.SetTenantLimits(3, 0, time.Second)
+	if n, wait := p.TenantQueue(); n != 3 || wait != time.Second {
+		t.Fatalf("queue 0 with a wait = %d, %v; want as long as the cap (3), 1s", n, wait)
+	}
+	p.SetTenantLimits(3, -1, time.Second)
+	if n, _ := p.TenantQueue(); n != 0 {
+		t.Fatalf("negative queue = %d, want off", n)
+	}
+}
+
+// waitRunning polls until tenant holds n slots.
+func waitRunning(t *testing.T, p *Pool, tenant string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.tenants.mu.Lock()
+		var got int64
+		if q := p.tenants.t[tenant]; q != nil {
+			got = q.running
+		}
+		p.tenants.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d slots, want %d", tenant, got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitQueued polls until tenant has n calls waiting in its queue.
+func waitQueued(t *testing.T, p *Pool, tenant string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p.tenants.mu.Lock()
+		got := 0
+		if q := p.tenants.t[tenant]; q != nil {
+			got = len(q.waiting)
+		}
+		p.tenants.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s has %d calls queued, want %d", tenant, got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestTenantQueueHoldsCallsOverTheCapUntilASlotFrees(t *testing.T) {
+	release := make(chan struct{})
+	rn := startRunner(t, sockDir(t), "a", holding(release, ok))
+	p := newPool(t, Config{TenantConcurrency: 1, TenantQueue: 2, TenantQueueWait: 10 * time.Second}, rn)
+	wait := startHeld(t, p, "k", "tenant-a", 1)
+	waitCalls(t, rn, 1)
+
+	type answer struct {
+		res *Result
+		err error
+	}
+	queued := make(chan answer, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			res, err := p.Execute(context.Background(), tenantCall("k", "tenant-a", false), 0)
+			queued <- answer{res, err}
+		}()
+	}
+	waitQueued(t, p, "tenant-a", 2)
+	if got := rn.calls.Load(); got != 1 {
+		t.Fatalf("runner received %d calls while the tenant was at its cap, want 1", got)
+	}
+
+	res, err := p.Execute(context.Background(), tenantCall("k", "tenant-a", false), 0)
+	if !isBusy(res, err) || res.Runner != "" {
+		t.Fatalf("call with the queue full: %+v, %v; want concurrency_limited at once from no runner", res, err)
+	}
+	res, err = p.Execute(context.Background(), tenantCall("k", "tenant-b", false), 0)
+	if err != nil || res.Err != nil {
+		t.Fatalf("tenant-b while tenant-a queues: %+v, %v; want an answer, not a place behind tenant-a", res, err)
+	}
+
+	close(release)
+	wait()
+	for i := 0; i < 2; i++ {
+		a := <-queued
+		if a.err != nil || a.res.Err != nil || a.res.Response == nil {
+			t.Fatalf("queued call %d: %+v, %v; want an answer once a slot freed", i, a.res, a.err)
+		}
+	}
+	p.tenants.mu.Lock()
+	left := len(p.tenants.t)
+	p.tenants.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d tenant entries left with nothing in flight or queued, want 0", left)
+	}
+	if got, want := p.TenantQueueStats(), (QueueStats{Admitted: 2, Full: 1}); got != want {
+		t.Fatalf("queue stats = %+v, want %+v", got, want)
+	}
+}
+
+func TestTenantQueueWaitEnds(t *testing.T) {
+	t.Run("after TenantQueueWait", func(t *testing.T) {
+		release := make(chan struct{})
+		rn := startRunner(t, sockDir(t), "a", holding(release, ok))
+		p := newPool(t, Config{TenantConcurrency: 1, TenantQueue: 4, TenantQueueWait: 50 * time.Millisecond}, rn)
+		wait := startHeld(t, p, "k", "tenant-a", 1)
+		defer wait()
+		defer close(release)
+		waitRunning(t, p, "tenant-a", 1)
+		start := time.Now()
+		res, err := p.Execute(context.Background(), tenantCall("k", "tenant-a", false), 0)
+		if !isBusy(res, err) || res.Runner != "" {
+			t.Fatalf("got %+v, %v; want concurrency_limited after the wait", res, err)
+		}
+		if waited := time.Since(start); waited < 50*time.Millisecond {
+			t.Fatalf("refused after %v, want it to wait TenantQueueWait (50ms) first", waited)
+		}
+		waitQueued(t, p, "tenant-a", 0)
+		if got, want := p.TenantQueueStats(), (QueueStats{TimedOut: 1}); got != want {
+			t.Fatalf("queue stats = %+v, want %+v", got, want)
+		}
+	})
+
+	t.Run("when the caller's context ends", func(t *testing.T) {
+		release := make(chan struct{})
+		rn := startRunner(t, sockDir(t), "a", holding(release, ok))
+		p := newPool(t, Config{TenantConcurrency: 1, TenantQueue: 4, TenantQueueWait: time.Minute}, rn)
+		wait := startHeld(t, p, "k", "tenant-a", 1)
+		defer wait()
+		defer close(release)
+		waitRunning(t, p, "tenant-a", 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		res, err := p.Execute(ctx, tenantCall("k", "tenant-a", false), 0)
+		if !isBusy(res, err) || time.Since(start) > 5*time.Second {
+			t.Fatalf("got %+v, %v after %v; want concurrency_limited when the context ends", res, err, time.Since(start))
+		}
+		waitQueued(t, p, "tenant-a", 0)
+	})
+}
+
+func TestTenantQueueOffRefusesAtOnce(t *testing.T) {
+	release := make(chan struct{})
+	rn := startRunner(t, sockDir(t), "a", holding(release, ok))
+	p := newPool(t, Config{TenantConcurrency: 1, TenantQueue: 8, TenantQueueWait: 0}, rn)
+	wait := startHeld(t, p, "k", "tenant-a", 1)
+	defer wait()
+	defer close(release)
+	waitCalls(t, rn, 1)
+	start := time.Now()
+	res, err := p.Execute(context.Background(), tenantCall("k", "tenant-a", false), 0)
+	if !isBusy(res, err) || time.Since(start) > time.Second {
+		t.Fatalf("got %+v, %v after %v; want concurrency_limited at once with no wait", res, err, time.Since(start))
 	}
 }
