@@ -39,6 +39,7 @@ func (c *apiCall) serve(w http.ResponseWriter) string {
 	}
 	resp, ge := c.run()
 	if ge != nil {
+		c.h.pace(c.r.Context(), ge)
 		writeError(w, c.rid, ge)
 		return ge.code
 	}

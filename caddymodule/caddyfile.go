@@ -73,6 +73,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    tenant_concurrency <n>
 //	    tenant_queue       <n>|off
 //	    tenant_queue_wait  <duration>
+//	    refusal_delay      <duration>|off
+//	    refusal_max_parked <n>
 //	    breaker_failures   <n>|off
 //	    breaker_cooldown   <duration>
 //	}
@@ -195,6 +197,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if h.TenantQueueWait <= 0 {
 				return d.Errf("tenant_queue_wait: want a positive duration, got '%s'", d.Val())
+			}
+		case "refusal_delay":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.RefusalDelay = -1 // the JSON's "answer at once"
+				break
+			}
+			d.Prev()
+			if err := durationArg(d, &h.RefusalDelay); err != nil {
+				return err
+			}
+			if h.RefusalDelay <= 0 {
+				return d.Errf("refusal_delay: want a positive duration or off, got '%s'", d.Val())
+			}
+		case "refusal_max_parked":
+			if err := positiveIntArg(d, &h.RefusalMaxParked); err != nil {
+				return err
 			}
 		case "breaker_failures":
 			if !d.NextArg() {

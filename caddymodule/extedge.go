@@ -178,7 +178,21 @@ type Handler struct {
 	// survives config reloads. Default: `10s`.
 	BreakerCooldown caddy.Duration `json:"breaker_cooldown,omitempty"`
 
+	// RefusalDelay holds a tenant-caused refusal — 429 rate_limited or
+	// quota_exceeded, 503 extension_unhealthy or runners_busy — this long
+	// (never longer than its Retry-After) before it is answered, so a
+	// client that floods in a closed loop ignoring Retry-After gets one
+	// refusal per connection per delay instead of thousands a second
+	// (Handler.pace). Negative (`off` in the Caddyfile): answer at once.
+	// Default: `1s`.
+	RefusalDelay caddy.Duration `json:"refusal_delay,omitempty"`
+
+	// RefusalMaxParked bounds the refusals held by RefusalDelay at once in
+	// this handler; past it refusals are answered at once. Default: 1024.
+	RefusalMaxParked int `json:"refusal_max_parked,omitempty"`
+
 	state  *sharedState
+	parked chan struct{} // RefusalMaxParked places for pace
 	auth   auth.Authenticator
 	logger *zap.Logger
 	cors   map[string]bool
@@ -317,6 +331,10 @@ const (
 	defaultBreakerCool  = 10 * time.Second
 	// defaultTenantQueueWait bounds a queued call's wait for its tenant's slot.
 	defaultTenantQueueWait = time.Second
+	// defaultRefusalDelay and defaultRefusalMaxParked pace tenant-caused
+	// refusals (Handler.pace).
+	defaultRefusalDelay     = time.Second
+	defaultRefusalMaxParked = 1024
 	// deadlineGrace is how much longer than the guest's timeout a call
 	// may take: queueing for a runner slot, fetching and compiling the
 	// bundle count against it. The runner gets the call's deadline in the
@@ -371,6 +389,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.TenantQueueWait == 0 {
 		h.TenantQueueWait = caddy.Duration(defaultTenantQueueWait)
+	}
+	if h.RefusalDelay == 0 {
+		h.RefusalDelay = caddy.Duration(defaultRefusalDelay)
+	}
+	if h.RefusalMaxParked == 0 {
+		h.RefusalMaxParked = defaultRefusalMaxParked
+	}
+	if h.RefusalDelay > 0 {
+		h.parked = make(chan struct{}, h.RefusalMaxParked)
 	}
 	h.uiLookups = make(chan struct{}, h.UIMaxLookups)
 	h.cors = make(map[string]bool, len(h.CORSOrigins))
@@ -460,6 +487,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.TenantQueueWait < 0 {
 		return errors.New("extedge: tenant_queue_wait must not be negative")
+	}
+	if h.RefusalMaxParked < 0 {
+		return errors.New("extedge: refusal_max_parked must not be negative")
 	}
 	if r := h.UIRateLimit; r != nil && (r.Requests <= 0 || r.Per <= 0 || r.Burst < 0) {
 		return errors.New("extedge: ui_rate_limit needs a positive rate")

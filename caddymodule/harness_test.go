@@ -241,6 +241,9 @@ func newGateway(t testing.TB, mutate func(h *Handler, g *gateway)) *gateway {
 		Auth:     &AuthConfig{Mode: "jwt", SecretFile: writeFile(t, g.dir, "jwt.secret", testJWTSecret), Issuer: "psa", Audience: "extedge", Cookie: "psa_session"},
 		Timeout:  caddy.Duration(2 * time.Second),
 		UICache:  &UICacheConfig{Dir: filepath.Join(g.dir, "ui")},
+		// Refusals are answered at once here: these tests check their
+		// codes; pacing has its own (TestRefusalsArePaced*).
+		RefusalDelay: -1,
 	}
 	if mutate != nil {
 		mutate(h, g)

@@ -29,6 +29,10 @@ var (
 		Namespace: "extedge", Name: "breaker_events_total",
 		Help: "Circuit breaker events: opened (an install's breaker opened or reopened after a failed probe) and rejected (a call answered extension_unhealthy).",
 	}, []string{"event"})
+	refusalsPaced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "extedge", Name: "refusals_paced_total",
+		Help: "Tenant-caused refusals (rate_limited, quota_exceeded, extension_unhealthy, runners_busy) by pacing: paced (held for refusal_delay) or overflow (answered at once, refusal_max_parked in use).",
+	}, []string{"result"})
 )
 
 // registerMetrics adds the collectors to reg; registering the same
@@ -37,7 +41,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, requestDuration, rateDecisions, breakerEvents, stateCollector{}} {
+	for _, c := range []prometheus.Collector{requestsTotal, requestDuration, rateDecisions, breakerEvents, refusalsPaced, stateCollector{}} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -109,7 +109,9 @@ func TestTenantConcurrencyCapsCallsInFlight(t *testing.T) {
 func TestTenantConcurrencyRetriesBusyOnlyUnderTheCap(t *testing.T) {
 	dir := sockDir(t)
 	release := make(chan struct{})
-	defer close(release)
+	waitHeld := func() {}
+	defer func() { close(release); waitHeld() }() // before the pool closes
+	parent := t
 	a, b := startRunner(t, dir, "a", holding(release, busy)), startRunner(t, dir, "b", holding(release, busy))
 	p := newPool(t, Config{TenantConcurrency: 2}, a, b)
 	const key = "sha256:k"
@@ -130,7 +132,7 @@ func TestTenantConcurrencyRetriesBusyOnlyUnderTheCap(t *testing.T) {
 	})
 
 	t.Run("at the cap a busy answer is not retried", func(t *testing.T) {
-		startHeld(t, p, key, "tenant-a", 1) // released by the deferred close
+		waitHeld = startHeld(parent, p, key, "tenant-a", 1) // released by the deferred close
 		waitCalls(t, first, 2)
 		res, err := p.Execute(context.Background(), tenantCall(key, "tenant-a", false), 0)
 		if !isBusy(res, err) || res.Runner != "unix/"+first.sock {
