@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/tlsconf"
 	"github.com/extedge/extedge/registryd/api"
 	"github.com/extedge/extedge/registryd/publish"
 	"github.com/extedge/extedge/registryd/store"
@@ -43,6 +45,8 @@ type serveFlags struct {
 	tempDir        string
 	logRetention   time.Duration
 	dbWait         time.Duration
+	tlsCert        string
+	tlsKey         string
 }
 
 func envInt(key string, def int64) int64 {
@@ -73,6 +77,8 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&f.logRetention, "execution-log-retention", 30*24*time.Hour, "how long execution records are kept (0: forever; per-minute usage is kept)")
 	fs.DurationVar(&f.dbWait, "database-wait", 30*time.Second, "how long to retry connecting to an external database at startup")
 	fs.StringVar(&f.tempDir, "tmp-dir", envOr("EXTEDGE_TMP_DIR", ""), "directory for uploads being checked (default: system temp) [EXTEDGE_TMP_DIR]")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key (default: plain HTTP)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -110,6 +116,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer log.Sync() //nolint:errcheck
 
+	tlsConfig, err := tlsconf.Server(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return err
+	}
 	blobs, err := blobstore.Open(f.bundleStore)
 	if err != nil {
 		return fmt.Errorf("--bundle-store: %v", err)
@@ -165,6 +175,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+		scheme = "https"
+	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -180,7 +195,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("bundle_store", blobs.String()))
+	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("scheme", scheme), zap.String("bundle_store", blobs.String()))
 
 	select {
 	case err := <-errc:
