@@ -23,6 +23,7 @@ import (
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
 	"github.com/extedge/extedge/internal/tlsconf"
+	"github.com/extedge/extedge/migrations"
 	"github.com/extedge/extedge/registryd/api"
 	"github.com/extedge/extedge/registryd/publish"
 	"github.com/extedge/extedge/registryd/store"
@@ -152,6 +153,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
+	// Without --migrate (or after it, a schema a newer registryd wrote) the
+	// binary and the schema must agree before the first request.
+	if err := migrations.Check(ctx, d.db.Pool); err != nil {
+		return err
+	}
 	if d.pg != nil {
 		log.Info("embedded postgres ready", zap.String("dir", d.pg.Dir), zap.Bool("started_here", d.pg.Owned()))
 	}
