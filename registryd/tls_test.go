@@ -69,7 +69,8 @@ func TestServeTLSErrorsNameTheFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"serve", "--listen", "127.0.0.1:0", "--bundle-store", "file://" + filepath.Join(dir, "blobs")}, tt.args...)
+			args := append([]string{"serve", "--listen", "127.0.0.1:0", "--bundle-store", "file://" + filepath.Join(dir, "blobs"),
+				"--database-url", "postgres://127.0.0.1:1/unreachable", "--database-wait", "0"}, tt.args...)
 			_, errOut, code := runCLI(t, args...)
 			if code != 1 || !strings.Contains(errOut, tt.want) || strings.Contains(errOut, "database") {
 				t.Fatalf("code %d, stderr %q: want 1 and an error naming %q (before the database)", code, errOut, tt.want)
