@@ -17,8 +17,11 @@ func TestCAFileForATLSRegistry(t *testing.T) {
 	pg := testenv.Postgres(t)
 	dir := t.TempDir()
 	ca := testenv.WriteTestCA(t, dir)
+	keys := filepath.Join(dir, "keys")
+	mustRun(t, "keygen", "--out", keys, "--publisher", "Example Co")
 	srv := testenv.Registryd(t, testenv.RegistrydOptions{
 		DatabaseURL: pg.URL(), BundleStore: "file://" + filepath.Join(dir, "blobs"), TLS: &ca,
+		TrustBundle: filepath.Join(keys, "publisher.pub"),
 	})
 	tokenFile := filepath.Join(dir, "admin.token")
 	if err := os.WriteFile(tokenFile, []byte(srv.Token(t, "--role", "platform_admin")), 0o600); err != nil {
@@ -32,9 +35,13 @@ func TestCAFileForATLSRegistry(t *testing.T) {
 			t.Fatalf("list = %q, want []", out)
 		}
 	})
-	t.Run("EXTEDGE_CA_FILE trusts the registry", func(t *testing.T) {
+	t.Run("EXTEDGE_CA_FILE trusts the registry, and a publish streams over TLS", func(t *testing.T) {
 		t.Setenv("EXTEDGE_CA_FILE", ca.CAFile)
-		mustRun(t, list...)
+		bundle, sig, _ := packSigned(t, filepath.Join(keys, "publisher.key"), nil, nil)
+		mustRun(t, "publish", bundle, "--signature", sig, "--registry", srv.URL, "--token-file", tokenFile)
+		if out := mustRun(t, list...); !strings.Contains(out, "com.example.cli") {
+			t.Fatalf("list after publish = %q", out)
+		}
 	})
 	t.Run("without a CA file the certificate is refused", func(t *testing.T) {
 		code, _, errOut := run(t, list...)

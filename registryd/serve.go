@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,8 +29,7 @@ import (
 // serveFlags are `registryd serve`'s options.
 type serveFlags struct {
 	listen         string
-	database       *databaseFlags
-	databaseURL    string // resolved from database
+	databaseURL    string // --database-url or the content of --database-url-file
 	bundleStore    string
 	trustBundle    string
 	secretsKeyFile string
@@ -54,7 +52,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7070", "host:port to serve on")
-	f.database = addDatabaseFlags(fs)
+	database := addDatabaseFlags(fs)
 	fs.StringVar(&f.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=… (empty: STORAGE_S3_* variables)")
 	fs.StringVar(&f.trustBundle, "trust-bundle", "", "PEM file of trusted publisher keys and certificates")
 	fs.StringVar(&f.secretsKeyFile, "secrets-key-file", "", "file with the secrets key-encryption key (registryd secrets-key generate)")
@@ -79,7 +77,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return nil, fmt.Errorf("--listen %q: want host:port", f.listen)
 	}
-	url, err := f.database.resolve()
+	url, err := database.resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +174,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	scheme := "http"
-	if tlsConfig != nil {
-		ln = tls.NewListener(ln, tlsConfig)
-		scheme = "https"
-	}
 	hs := &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute, // publish extends its own deadline
@@ -195,7 +189,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	go srv.RunJanitor(bg, time.Minute)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	scheme := "http"
+	if tlsConfig != nil {
+		// ServeTLS, not a tls.NewListener: it also offers HTTP/2.
+		scheme = "https"
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("scheme", scheme), zap.String("bundle_store", blobs.String()))
 
 	select {

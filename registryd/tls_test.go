@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/extedge/extedge/internal/testenv"
+	"github.com/extedge/extedge/internal/tlsconf"
 )
 
 // TestServeTLS: with --tls-cert/--tls-key the TCP listener speaks only
-// HTTPS; a client trusting the CA gets /healthz, one trusting the system
-// roots and a plain-HTTP one do not.
+// HTTPS (HTTP/1.1 and HTTP/2); a client trusting the CA gets /healthz, one
+// trusting the system roots and a plain-HTTP one do not.
 func TestServeTLS(t *testing.T) {
 	pg := testenv.Postgres(t)
 	dir := t.TempDir()
@@ -33,6 +34,23 @@ func TestServeTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz over TLS: %d", resp.StatusCode)
+	}
+
+	// The listener offers HTTP/2 (ServeTLS), which the change feed's many
+	// long-lived streams from one client benefit from.
+	cfg, err := tlsconf.Client(ca.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	resp, err = (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(r.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("TLS listener answered with %s, want HTTP/2", resp.Proto)
 	}
 
 	systemRoots := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
