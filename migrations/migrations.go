@@ -145,9 +145,9 @@ func (e *SchemaError) Error() string {
 		db = "none (no migration applied)"
 	}
 	if len(e.Unknown) > 0 {
-		return fmt.Sprintf("database schema is at %s, ahead of this registryd's %s (unknown migrations %s): "+
-			"run the newer registryd that migrated it (its `registryd migrate` or `registryd serve --migrate`), or this registryd against a database at %s",
-			db, e.Binary, strings.Join(e.Unknown, ", "), e.Binary)
+		return fmt.Sprintf("database schema is at %s, ahead of this registryd's %s (unknown migrations %s, applied by a newer registryd): "+
+			"run a registryd that has them; this one's `registryd migrate` cannot undo them",
+			db, e.Binary, strings.Join(e.Unknown, ", "))
 	}
 	return fmt.Sprintf("database schema is at %s, behind this registryd's %s (pending migrations %s): "+
 		"run `registryd migrate` (or `registryd serve --migrate`) first",

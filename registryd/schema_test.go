@@ -57,7 +57,7 @@ func TestServeRefusesAMismatchedSchema(t *testing.T) {
 		}, false, []string{"schema is at " + previous, "behind", binary, "registryd migrate", "serve --migrate"}},
 		{"database ahead of the binary", func(t *testing.T) string {
 			return migrated(t, "INSERT INTO schema_migrations (version) VALUES ($1)", future)
-		}, false, []string{"schema is at " + future, "ahead", binary, "registryd migrate"}},
+		}, false, []string{"schema is at " + future, "ahead", binary, future, "newer registryd"}},
 		{"database ahead is refused even with --migrate", func(t *testing.T) string {
 			return migrated(t, "INSERT INTO schema_migrations (version) VALUES ($1)", future)
 		}, true, []string{"schema is at " + future, "ahead", binary}},
