@@ -44,7 +44,8 @@ commands:
   token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
 
-Run "registryd <command> -h" for a command's flags.
+Run "registryd <command> -h" for a command's flags. Every flag --foo-bar
+can also be set as EXTEDGE_FOO_BAR; -h names each variable.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
