@@ -7,6 +7,9 @@ package main
 //   - The registry is --registry, else $EXTEDGE_REGISTRY, else
 //     http://127.0.0.1:7070. The token is the whole file named by
 //     --token-file (else $EXTEDGE_TOKEN_FILE), trimmed, else $EXTEDGE_TOKEN.
+//   - An https:// registry is verified against the system roots, or only
+//     against the CA certificates in --ca-file (else $EXTEDGE_CA_FILE), for
+//     a registryd serving --tls-cert from a private CA.
 //   - A registry error is one line "extctl: <code>: <message> (<details>)",
 //     where invalid_manifest lists its issues and invalid_bundle its rule.
 //   - --grant and --egress are repeatable and also accept comma-separated
@@ -45,10 +48,11 @@ import (
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/secretbox"
+	"github.com/extedge/extedge/internal/tlsconf"
 )
 
 func init() {
-	const common = " [--registry URL] [--token-file F] [--json]"
+	const common = " [--registry URL] [--token-file F] [--ca-file PEM] [--json]"
 	register("publish", "publish BUNDLE --signature SIGNATURE [--unsigned]"+common, cmdPublish)
 	register("install", "install --tenant T --extension NAME [--version V] [--grant CAP…] [--config k=v…] [--egress HOST…]"+common, cmdInstall)
 	register("upgrade", "upgrade --tenant T --extension NAME --version V [--grant CAP…] [--config k=v…] [--egress HOST…]"+common, cmdUpgrade)
@@ -73,6 +77,7 @@ const progressThreshold = 1 << 20
 type registryFlags struct {
 	url       string
 	tokenFile string
+	caFile    string
 	timeout   time.Duration
 	asJSON    bool
 }
@@ -85,6 +90,7 @@ func addRegistryFlags(fs *flag.FlagSet, timeout time.Duration) *registryFlags {
 	}
 	fs.StringVar(&f.url, "registry", def, "registry base URL [EXTEDGE_REGISTRY]")
 	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("EXTEDGE_TOKEN_FILE"), "file holding the admin token [EXTEDGE_TOKEN_FILE; else EXTEDGE_TOKEN]")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("EXTEDGE_CA_FILE"), "PEM CA certificates to verify an https:// registry with, instead of the system roots [EXTEDGE_CA_FILE]")
 	fs.DurationVar(&f.timeout, "timeout", timeout, "give up after this long (0: no limit)")
 	fs.BoolVar(&f.asJSON, "json", false, "JSON output")
 	return f
@@ -135,6 +141,16 @@ func (f *registryFlags) session() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	tlsConfig, err := tlsconf.Client(f.caFile)
+	if err != nil {
+		return nil, err
+	}
+	var hc *http.Client
+	if tlsConfig != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsConfig
+		hc = &http.Client{Transport: tr}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cancel := stop
 	if f.timeout > 0 {
@@ -142,7 +158,7 @@ func (f *registryFlags) session() (*session, error) {
 		ctx, tcancel = context.WithTimeout(ctx, f.timeout)
 		cancel = func() { tcancel(); stop() }
 	}
-	return &session{client: registryapi.New(f.url, tok, nil), ctx: ctx, cancel: cancel, timeout: f.timeout}, nil
+	return &session{client: registryapi.New(f.url, tok, hc), ctx: ctx, cancel: cancel, timeout: f.timeout}, nil
 }
 
 // wrap turns a client error into the one-line form: API errors as

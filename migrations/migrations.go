@@ -113,14 +113,92 @@ func applyOne(ctx context.Context, db Beginner, m Migration) (bool, error) {
 }
 
 // Applied lists the recorded versions, in order.
-func Applied(ctx context.Context, db interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}) ([]string, error) {
+func Applied(ctx context.Context, db Querier) ([]string, error) {
 	rows, err := db.Query(ctx, "SELECT version FROM schema_migrations ORDER BY version")
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// Querier is what Applied and Check need: *pgx.Conn and *pgxpool.Pool both
+// qualify.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// SchemaError is Check's answer when the database's recorded migrations are
+// not exactly this binary's: Pending are embedded but not applied (the
+// schema is behind), Unknown are applied but not embedded (a newer binary
+// migrated it; the schema is ahead).
+type SchemaError struct {
+	Database string // the newest recorded version, "" when none is
+	Binary   string // the newest embedded version
+	Pending  []string
+	Unknown  []string
+}
+
+func (e *SchemaError) Error() string {
+	db := e.Database
+	if db == "" {
+		db = "none (no migration applied)"
+	}
+	if len(e.Unknown) > 0 {
+		return fmt.Sprintf("database schema is at %s, ahead of this registryd's %s (unknown migrations %s, applied by a newer registryd): "+
+			"run a registryd that has them; this one's `registryd migrate` cannot undo them",
+			db, e.Binary, strings.Join(e.Unknown, ", "))
+	}
+	return fmt.Sprintf("database schema is at %s, behind this registryd's %s (pending migrations %s): "+
+		"run `registryd migrate` (or `registryd serve --migrate`) first",
+		db, e.Binary, strings.Join(e.Pending, ", "))
+}
+
+// Check compares the database's recorded migrations with the embedded ones
+// and returns a *SchemaError unless they are the same set. A database
+// without schema_migrations has none applied.
+func Check(ctx context.Context, db Querier) error {
+	all, err := All()
+	if err != nil {
+		return fmt.Errorf("reading migrations: %v", err)
+	}
+	var exists bool
+	if err := db.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return fmt.Errorf("reading the schema version: %v", err)
+	}
+	var applied []string
+	if exists {
+		if applied, err = Applied(ctx, db); err != nil {
+			return fmt.Errorf("reading the schema version: %v", err)
+		}
+	}
+	e := &SchemaError{}
+	if len(all) > 0 {
+		e.Binary = all[len(all)-1].Version
+	}
+	if len(applied) > 0 {
+		e.Database = applied[len(applied)-1]
+	}
+	recorded := make(map[string]bool, len(applied))
+	for _, v := range applied {
+		recorded[v] = true
+	}
+	embedded := make(map[string]bool, len(all))
+	for _, m := range all {
+		embedded[m.Version] = true
+		if !recorded[m.Version] {
+			e.Pending = append(e.Pending, m.Version)
+		}
+	}
+	for _, v := range applied {
+		if !embedded[v] {
+			e.Unknown = append(e.Unknown, v)
+		}
+	}
+	if len(e.Pending) == 0 && len(e.Unknown) == 0 {
+		return nil
+	}
+	return e
 }
 
 // near returns a short excerpt of sql around the 1-based character position.

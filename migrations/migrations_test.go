@@ -2,6 +2,7 @@ package migrations_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,22 @@ func TestApply(t *testing.T) {
 		applied, err := migrations.Applied(ctx, pool)
 		if err != nil || len(applied) != len(all) {
 			t.Fatalf("Applied = %v, %v", applied, err)
+		}
+	})
+	t.Run("Check accepts the schema Apply left", func(t *testing.T) {
+		if err := migrations.Check(ctx, pool); err != nil {
+			t.Fatalf("Check after Apply: %v", err)
+		}
+	})
+	t.Run("Check on an empty database lists every migration as pending", func(t *testing.T) {
+		empty, err := pgxpool.New(ctx, pg.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer empty.Close()
+		var se *migrations.SchemaError
+		if err := migrations.Check(ctx, empty); !errors.As(err, &se) || se.Database != "" || len(se.Pending) != len(all) || se.Binary != all[len(all)-1].Version {
+			t.Fatalf("Check on an empty database = %#v", err)
 		}
 	})
 	t.Run("a query without the tenant setting sees nothing", func(t *testing.T) {

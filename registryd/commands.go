@@ -16,11 +16,15 @@ import (
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
-	if err := fs.Parse(args); err != nil {
+	db := addDatabaseFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	d, err := openDatabase(ctx, *dbURL, false)
+	dbURL, err := db.resolve()
+	if err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, dbURL, false)
 	if err != nil {
 		return err
 	}
@@ -43,12 +47,12 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	db := addDatabaseFlags(fs)
 	role := fs.String("role", "", "platform_admin, tenant_admin or service")
 	tenant := fs.String("tenant", "", "tenant id (tenant_admin only)")
 	name := fs.String("name", "", "a label for the token (optional)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, "role", "tenant", "name", "json"); err != nil {
 		return err
 	}
 	if !store.ValidRole(*role) {
@@ -57,7 +61,11 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *tenant != "" && !tenantid.Valid(*tenant) {
 		return fmt.Errorf("--tenant %q is not a valid tenant id ([A-Za-z0-9._-], at most 64)", *tenant)
 	}
-	d, err := openDatabase(ctx, *dbURL, false)
+	dbURL, err := db.resolve()
+	if err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, dbURL, false)
 	if err != nil {
 		return err
 	}
@@ -81,12 +89,16 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
+	db := addDatabaseFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, "json"); err != nil {
 		return err
 	}
-	d, err := openDatabase(ctx, *dbURL, false)
+	dbURL, err := db.resolve()
+	if err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, dbURL, false)
 	if err != nil {
 		return err
 	}
@@ -119,14 +131,18 @@ func dash(s string) string {
 func cmdTokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token revoke", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbURL := fs.String("database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL or embedded:DIR [EXTEDGE_DATABASE_URL]")
-	if err := fs.Parse(args); err != nil {
+	db := addDatabaseFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("usage: registryd token revoke ID")
 	}
-	d, err := openDatabase(ctx, *dbURL, false)
+	dbURL, err := db.resolve()
+	if err != nil {
+		return err
+	}
+	d, err := openDatabase(ctx, dbURL, false)
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func openDatabaseWait(ctx context.Context, url string, migrate bool, wait time.D
 // always migrates; otherwise it migrates only when asked.
 func openDatabase(ctx context.Context, url string, migrate bool) (*database, error) {
 	if url == "" {
-		return nil, errors.New("no database: set --database-url or EXTEDGE_DATABASE_URL (postgres://… or embedded:DIR)")
+		return nil, errors.New("no database URL") // databaseFlags.resolve explains the flags
 	}
 	d := &database{}
 	if dir, ok := strings.CutPrefix(url, embeddedPrefix); ok {

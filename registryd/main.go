@@ -2,14 +2,16 @@
 // Postgres schema, publishes bundles into the blob store, and serves the
 // admin API (extctl) and the service API (gateways, runners).
 //
-//	registryd serve   [--listen 127.0.0.1:7070] --database-url URL --bundle-store URL [flags]
-//	registryd migrate [--database-url URL]
+//	registryd serve   [--listen 127.0.0.1:7070] --database-url URL|--database-url-file F --bundle-store URL [flags]
+//	registryd migrate [--database-url URL|--database-url-file F]
 //	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--json]
 //	registryd token list [--json]
 //	registryd token revoke ID
 //	registryd secrets-key generate
 //
-// --database-url (env EXTEDGE_DATABASE_URL) is a postgres:// URL, or
+// Every flag --foo-bar may be given as the variable EXTEDGE_FOO_BAR
+// (internal/envflag; --trust-bundle also as SIGNING_TRUST_BUNDLE); each
+// command's -h lists them. --database-url is a postgres:// URL, or
 // embedded:DIR to run a private PostgreSQL from the system's binaries with
 // its data in DIR (single-node and first-run mode; see internal/pgembed).
 // The application role must not be a superuser or BYPASSRLS, or row-level
@@ -42,7 +44,8 @@ commands:
   token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
 
-Run "registryd <command> -h" for a command's flags.
+Run "registryd <command> -h" for a command's flags. Every flag --foo-bar
+can also be set as EXTEDGE_FOO_BAR; -h names each variable.
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -97,12 +100,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// envOr returns the environment variable or def.
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -21,6 +19,8 @@ import (
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/tlsconf"
+	"github.com/extedge/extedge/migrations"
 	"github.com/extedge/extedge/registryd/api"
 	"github.com/extedge/extedge/registryd/publish"
 	"github.com/extedge/extedge/registryd/store"
@@ -29,7 +29,7 @@ import (
 // serveFlags are `registryd serve`'s options.
 type serveFlags struct {
 	listen         string
-	databaseURL    string
+	databaseURL    string // --database-url or the content of --database-url-file
 	bundleStore    string
 	trustBundle    string
 	secretsKeyFile string
@@ -43,37 +43,32 @@ type serveFlags struct {
 	tempDir        string
 	logRetention   time.Duration
 	dbWait         time.Duration
-}
-
-func envInt(key string, def int64) int64 {
-	if v := os.Getenv(key); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-	}
-	return def
+	tlsCert        string
+	tlsKey         string
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.listen, "listen", envOr("REGISTRY_LISTEN", "127.0.0.1:7070"), "host:port to serve on [REGISTRY_LISTEN]")
-	fs.StringVar(&f.databaseURL, "database-url", envOr("EXTEDGE_DATABASE_URL", ""), "Postgres URL, or embedded:DIR for a private PostgreSQL in DIR [EXTEDGE_DATABASE_URL]")
-	fs.StringVar(&f.bundleStore, "bundle-store", envOr("EXTEDGE_BUNDLE_STORE", ""), "blob store URL: file:///dir or s3://bucket?endpoint=… (empty: STORAGE_S3_* variables) [EXTEDGE_BUNDLE_STORE]")
-	fs.StringVar(&f.trustBundle, "trust-bundle", envOr("SIGNING_TRUST_BUNDLE", ""), "PEM file of trusted publisher keys and certificates [SIGNING_TRUST_BUNDLE]")
-	fs.StringVar(&f.secretsKeyFile, "secrets-key-file", envOr("EXTEDGE_SECRETS_KEY_FILE", ""), "file with the secrets key-encryption key (registryd secrets-key generate) [EXTEDGE_SECRETS_KEY_FILE]")
-	fs.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "accept unsigned bundles (development only; logged loudly)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7070", "host:port to serve on")
+	database := addDatabaseFlags(fs)
+	fs.StringVar(&f.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=… (empty: STORAGE_S3_* variables)")
+	fs.StringVar(&f.trustBundle, "trust-bundle", "", "PEM file of trusted publisher keys and certificates")
+	fs.StringVar(&f.secretsKeyFile, "secrets-key-file", "", "file with the secrets key-encryption key (registryd secrets-key generate)")
+	fs.BoolVar(&f.allowUnsigned, "allow-unsigned", false, "accept unsigned bundles (development only; logged loudly; no variable: it must be explicit)")
 	fs.BoolVar(&f.migrate, "migrate", false, "apply migrations before serving (always on in embedded mode)")
-	fs.StringVar(&f.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
-	fs.Int64Var(&f.maxBundleBytes, "max-bundle-bytes", envInt("EXTEDGE_MAX_BUNDLE_BYTES", bundle.DefaultLimits().MaxCompressed), "largest accepted bundle upload [EXTEDGE_MAX_BUNDLE_BYTES]")
-	fs.Int64Var(&f.kvMaxRecords, "kv-max-records", envInt("EXTEDGE_KV_MAX_RECORDS", store.DefaultKVMaxRecords), "KV quota: records per install [EXTEDGE_KV_MAX_RECORDS]")
-	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", envInt("EXTEDGE_KV_MAX_BYTES", store.DefaultKVMaxBytes), "KV quota: value bytes per install [EXTEDGE_KV_MAX_BYTES]")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int64Var(&f.maxBundleBytes, "max-bundle-bytes", bundle.DefaultLimits().MaxCompressed, "largest accepted bundle upload")
+	fs.Int64Var(&f.kvMaxRecords, "kv-max-records", store.DefaultKVMaxRecords, "KV quota: records per install")
+	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", store.DefaultKVMaxBytes, "KV quota: value bytes per install")
 	fs.DurationVar(&f.envelopeTTL, "envelope-ttl", 10*time.Minute, "lifetime of secret envelopes in resolve replies")
 	fs.DurationVar(&f.logRetention, "execution-log-retention", 30*24*time.Hour, "how long execution records are kept (0: forever; per-minute usage is kept)")
 	fs.DurationVar(&f.dbWait, "database-wait", 30*time.Second, "how long to retry connecting to an external database at startup")
-	fs.StringVar(&f.tempDir, "tmp-dir", envOr("EXTEDGE_TMP_DIR", ""), "directory for uploads being checked (default: system temp) [EXTEDGE_TMP_DIR]")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&f.tempDir, "tmp-dir", "", "directory for uploads being checked (default: system temp)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key (default: plain HTTP)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	if err := parseFlags(fs, args, "allow-unsigned"); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -82,6 +77,11 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return nil, fmt.Errorf("--listen %q: want host:port", f.listen)
 	}
+	url, err := database.resolve()
+	if err != nil {
+		return nil, err
+	}
+	f.databaseURL = url
 	return f, nil
 }
 
@@ -110,6 +110,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer log.Sync() //nolint:errcheck
 
+	tlsConfig, err := tlsconf.Server(f.tlsCert, f.tlsKey)
+	if err != nil {
+		return err
+	}
 	blobs, err := blobstore.Open(f.bundleStore)
 	if err != nil {
 		return fmt.Errorf("--bundle-store: %v", err)
@@ -142,6 +146,11 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
+	// Without --migrate (or after it, a schema a newer registryd wrote) the
+	// binary and the schema must agree before the first request.
+	if err := migrations.Check(ctx, d.db.Pool); err != nil {
+		return err
+	}
 	if d.pg != nil {
 		log.Info("embedded postgres ready", zap.String("dir", d.pg.Dir), zap.Bool("started_here", d.pg.Owned()))
 	}
@@ -166,6 +175,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	hs := &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute, // publish extends its own deadline
@@ -179,8 +189,15 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	go srv.RunJanitor(bg, time.Minute)
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("bundle_store", blobs.String()))
+	scheme := "http"
+	if tlsConfig != nil {
+		// ServeTLS, not a tls.NewListener: it also offers HTTP/2.
+		scheme = "https"
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	log.Info("registryd serving", zap.String("listen", ln.Addr().String()), zap.String("scheme", scheme), zap.String("bundle_store", blobs.String()))
 
 	select {
 	case err := <-errc:

@@ -18,6 +18,10 @@ type RegistrydOptions struct {
 	SecretsKeyFile string
 	Port           int      // 0 picks a free port
 	Args           []string // extra `serve` flags
+	// TLS, when set, serves HTTPS with its certificate and key
+	// (--tls-cert/--tls-key); URL is then https:// and Client trusts
+	// TLS.CAFile.
+	TLS *TestCA
 }
 
 // RegistrydServer is a real registryd process built from this module
@@ -28,8 +32,9 @@ type RegistrydServer struct {
 	Bin  string
 	Log  string // path of its combined output
 
-	dbURL string
-	proc  *process
+	dbURL  string
+	client *http.Client
+	proc   *process
 }
 
 // Registryd builds registryd once per test binary, runs `serve --migrate`
@@ -41,23 +46,32 @@ func Registryd(t testing.TB, opts RegistrydOptions) *RegistrydServer {
 		opts.Port = FreePort(t)
 	}
 	r := &RegistrydServer{
-		URL:   fmt.Sprintf("http://127.0.0.1:%d", opts.Port),
-		Port:  opts.Port,
-		Bin:   Binary(t, "./registryd"),
-		Log:   filepath.Join(t.TempDir(), "registryd.log"),
-		dbURL: opts.DatabaseURL,
+		URL:    fmt.Sprintf("http://127.0.0.1:%d", opts.Port),
+		Port:   opts.Port,
+		Bin:    Binary(t, "./registryd"),
+		Log:    filepath.Join(t.TempDir(), "registryd.log"),
+		dbURL:  opts.DatabaseURL,
+		client: http.DefaultClient,
 	}
 	args := []string{"serve", "--listen", fmt.Sprintf("127.0.0.1:%d", opts.Port),
 		"--database-url", opts.DatabaseURL, "--bundle-store", opts.BundleStore, "--migrate"}
+	if opts.TLS != nil {
+		r.URL = fmt.Sprintf("https://127.0.0.1:%d", opts.Port)
+		r.client = opts.TLS.client(t)
+		args = append(args, "--tls-cert", opts.TLS.CertFile, "--tls-key", opts.TLS.KeyFile)
+	}
 	if opts.TrustBundle != "" {
 		args = append(args, "--trust-bundle", opts.TrustBundle)
 	}
 	if opts.SecretsKeyFile != "" {
 		args = append(args, "--secrets-key-file", opts.SecretsKeyFile)
 	}
-	r.proc = startDaemon(t, r.Bin, append(args, opts.Args...), nil, r.Log, httpReady(http.DefaultClient, r.URL+"/readyz"))
+	r.proc = startDaemon(t, r.Bin, append(args, opts.Args...), nil, r.Log, httpReady(r.client, r.URL+"/readyz"))
 	return r
 }
+
+// Client is an HTTP client for URL: with TLS, one trusting only the test CA.
+func (r *RegistrydServer) Client() *http.Client { return r.client }
 
 // Kill stops registryd with SIGKILL (for fault tests) and waits for it.
 func (r *RegistrydServer) Kill() { r.proc.kill() }

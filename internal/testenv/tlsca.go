@@ -4,11 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,4 +60,19 @@ func WriteTestCA(t testing.TB, dir string) TestCA {
 	write(ca.CertFile, "CERTIFICATE", der)
 	write(ca.KeyFile, "EC PRIVATE KEY", keyDER)
 	return ca
+}
+
+// client is an HTTPS client trusting only ca's CA file. (tlsconf.Client
+// would do the same, but tlsconf's own tests import testenv.)
+func (ca TestCA) client(t testing.TB) *http.Client {
+	t.Helper()
+	data, err := os.ReadFile(ca.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		t.Fatalf("testenv: no certificate in %s", ca.CAFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 }
