@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/migrations"
@@ -47,9 +48,13 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	role := fs.String("role", "", "platform_admin, tenant_admin or service")
 	tenant := fs.String("tenant", "", "tenant id (tenant_admin only)")
 	name := fs.String("name", "", "a label for the token (optional)")
+	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: never expires)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *expires < 0 {
+		return fmt.Errorf("--expires %v: want a positive duration such as 720h", *expires)
 	}
 	if !store.ValidRole(*role) {
 		return fmt.Errorf("--role must be platform_admin, tenant_admin or service")
@@ -62,7 +67,11 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer d.Close()
-	token, id, err := d.db.CreateToken(ctx, *role, *tenant, *name)
+	var expiresAt time.Time
+	if *expires > 0 {
+		expiresAt = time.Now().Add(*expires).UTC().Truncate(time.Second)
+	}
+	token, id, err := d.db.CreateTokenUntil(ctx, *role, *tenant, *name, expiresAt)
 	if err != nil {
 		return err
 	}
@@ -71,13 +80,18 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		if *tenant != "" {
 			t = *tenant
 		}
-		return json.NewEncoder(stdout).Encode(map[string]any{"token": token, "id": id, "role": *role, "tenant": t})
+		out := map[string]any{"token": token, "id": id, "role": *role, "tenant": t}
+		if !expiresAt.IsZero() {
+			out["expires_at"] = expiresAt
+		}
+		return json.NewEncoder(stdout).Encode(out)
 	}
 	_, err = fmt.Fprintln(stdout, token)
 	return err
 }
 
-// cmdTokenList is `registryd token list`: ids, roles and tenants, never values.
+// cmdTokenList is `registryd token list`: ids, roles, tenants, names,
+// expiries (RFC 3339, or "never") and states, never values.
 func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -98,12 +112,19 @@ func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(list)
 	}
+	now := time.Now()
 	for _, t := range list {
-		state := "active"
+		state, expiry := "active", "never"
+		if t.ExpiresAt != nil {
+			expiry = t.ExpiresAt.UTC().Format(time.RFC3339)
+			if !now.Before(*t.ExpiresAt) {
+				state = "expired"
+			}
+		}
 		if t.RevokedAt != nil {
 			state = "revoked"
 		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(t.Name), state)
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(t.Name), expiry, state)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 //
 //	registryd serve   [--listen 127.0.0.1:7070] --database-url URL --bundle-store URL [flags]
 //	registryd migrate [--database-url URL]
-//	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--json]
+//	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--expires D] [--json]
 //	registryd token list [--json]
 //	registryd token revoke ID
 //	registryd secrets-key generate

@@ -37,6 +37,10 @@ func (s *Server) auth(roles []string, h http.HandlerFunc) http.Handler {
 			writeCode(w, codeUnauthorized, "invalid token", nil)
 			return
 		}
+		if errors.Is(err, store.ErrTokenExpired) {
+			writeCode(w, codeUnauthorized, "token expired", nil)
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
