@@ -8,6 +8,7 @@
 //	registryd token list [--json]
 //	registryd token revoke ID
 //	registryd secrets-key generate
+//	registryd secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]
 //
 // --database-url (env EXTEDGE_DATABASE_URL) is a postgres:// URL, or
 // embedded:DIR to run a private PostgreSQL from the system's binaries with
@@ -41,6 +42,7 @@ commands:
   token list            list tokens (ids, roles, tenants; never values)
   token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
+  secrets-key rotate    re-seal every stored secret under a new key
 
 Run "registryd <command> -h" for a command's flags.
 `
@@ -74,11 +76,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	case "secrets-key":
-		if len(args) < 2 || args[1] != "generate" {
-			fmt.Fprint(stderr, "usage: registryd secrets-key generate\n")
+		switch {
+		case len(args) > 1 && args[1] == "generate":
+			fmt.Fprintln(stdout, secretbox.GenerateKey())
+		case len(args) > 1 && args[1] == "rotate":
+			err = cmdSecretsKeyRotate(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, "usage: registryd secrets-key generate | secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]\n")
 			return 2
 		}
-		fmt.Fprintln(stdout, secretbox.GenerateKey())
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 	default:
