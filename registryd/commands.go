@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
+	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/tenantid"
 	"github.com/extedge/extedge/migrations"
 	"github.com/extedge/extedge/registryd/store"
@@ -51,9 +53,13 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	role := fs.String("role", "", "platform_admin, tenant_admin or service")
 	tenant := fs.String("tenant", "", "tenant id (tenant_admin only)")
 	name := fs.String("name", "", "a label for the token (optional)")
+	expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: never expires)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args, "role", "tenant", "name", "json"); err != nil {
 		return err
+	}
+	if *expires < 0 {
+		return fmt.Errorf("--expires %v: want a positive duration such as 720h", *expires)
 	}
 	if !store.ValidRole(*role) {
 		return fmt.Errorf("--role must be platform_admin, tenant_admin or service")
@@ -70,7 +76,11 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer d.Close()
-	token, id, err := d.db.CreateToken(ctx, *role, *tenant, *name)
+	var expiresAt time.Time
+	if *expires > 0 {
+		expiresAt = time.Now().Add(*expires).UTC().Truncate(time.Second)
+	}
+	token, id, err := d.db.CreateTokenUntil(ctx, *role, *tenant, *name, expiresAt)
 	if err != nil {
 		return err
 	}
@@ -79,13 +89,18 @@ func cmdTokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 		if *tenant != "" {
 			t = *tenant
 		}
-		return json.NewEncoder(stdout).Encode(map[string]any{"token": token, "id": id, "role": *role, "tenant": t})
+		out := map[string]any{"token": token, "id": id, "role": *role, "tenant": t}
+		if !expiresAt.IsZero() {
+			out["expires_at"] = expiresAt
+		}
+		return json.NewEncoder(stdout).Encode(out)
 	}
 	_, err = fmt.Fprintln(stdout, token)
 	return err
 }
 
-// cmdTokenList is `registryd token list`: ids, roles and tenants, never values.
+// cmdTokenList is `registryd token list`: ids, roles, tenants, names,
+// expiries (RFC 3339, or "never") and states, never values.
 func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token list", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -110,12 +125,19 @@ func cmdTokenList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(list)
 	}
+	now := time.Now()
 	for _, t := range list {
-		state := "active"
+		state, expiry := "active", "never"
+		if t.ExpiresAt != nil {
+			expiry = t.ExpiresAt.UTC().Format(time.RFC3339)
+			if !now.Before(*t.ExpiresAt) {
+				state = "expired"
+			}
+		}
 		if t.RevokedAt != nil {
 			state = "revoked"
 		}
-		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(t.Name), state)
+		fmt.Fprintf(stdout, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, dash(t.Tenant), dash(t.Name), expiry, state)
 	}
 	return nil
 }
@@ -151,5 +173,52 @@ func cmdTokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	fmt.Fprintln(stdout, "revoked", fs.Arg(0))
+	return nil
+}
+
+// cmdSecretsKeyRotate is `registryd secrets-key rotate`: it re-seals every
+// stored secret under the first key of --new-key-file, opening with the
+// keys of both files, in batches of --batch-size rows (one transaction
+// each). Values already under the new key are skipped, so a rerun after a
+// crash finishes the job and a rerun after success rewrites nothing.
+func cmdSecretsKeyRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("secrets-key rotate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := addDatabaseFlags(fs)
+	oldFile := fs.String("old-key-file", "", "key file the secrets are sealed under now")
+	newFile := fs.String("new-key-file", "", "key file to re-seal under (its first key seals)")
+	batch := fs.Int("batch-size", 500, "secrets re-sealed per transaction")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	dbURL, err := db.resolve()
+	if err != nil {
+		return err
+	}
+	if *oldFile == "" || *newFile == "" {
+		return fmt.Errorf("--old-key-file and --new-key-file are required")
+	}
+	if *batch < 1 {
+		return fmt.Errorf("--batch-size %d: want at least 1", *batch)
+	}
+	oldKeys, err := secretbox.LoadKeyFile(*oldFile)
+	if err != nil {
+		return fmt.Errorf("--old-key-file: %v", err)
+	}
+	newKeys, err := secretbox.LoadKeyFile(*newFile)
+	if err != nil {
+		return fmt.Errorf("--new-key-file: %v", err)
+	}
+	keys := secretbox.Combine(newKeys, oldKeys)
+	d, err := openDatabase(ctx, dbURL, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	stats, err := d.db.ResealSecrets(ctx, *batch, keys.ResealAtRest)
+	fmt.Fprintf(stdout, "re-sealed %d of %d secrets in %d batches\n", stats.Resealed, stats.Examined, stats.Batches)
+	if err != nil {
+		return fmt.Errorf("rotation stopped (committed batches stay done; rerun to continue): %v", err)
+	}
 	return nil
 }

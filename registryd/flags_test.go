@@ -44,6 +44,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		{[]string{"token", "create"}, []string{"role", "tenant", "name", "json"}, []string{"database-url", "database-url-file", "role"}},
 		{[]string{"token", "list"}, []string{"json"}, []string{"database-url", "database-url-file", "json"}},
 		{[]string{"token", "revoke"}, nil, []string{"database-url", "database-url-file"}},
+		{[]string{"secrets-key", "rotate"}, nil, []string{"database-url", "database-url-file", "old-key-file", "new-key-file", "batch-size"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.cmd, " "), func(t *testing.T) {

@@ -4,10 +4,11 @@
 //
 //	registryd serve   [--listen 127.0.0.1:7070] --database-url URL|--database-url-file F --bundle-store URL [flags]
 //	registryd migrate [--database-url URL|--database-url-file F]
-//	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--json]
+//	registryd token create --role platform_admin|tenant_admin|service [--tenant T] [--name N] [--expires D] [--json]
 //	registryd token list [--json]
 //	registryd token revoke ID
 //	registryd secrets-key generate
+//	registryd secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]
 //
 // Every flag --foo-bar may be given as the variable EXTEDGE_FOO_BAR
 // (internal/envflag; --trust-bundle also as SIGNING_TRUST_BUNDLE); each
@@ -43,6 +44,7 @@ commands:
   token list            list tokens (ids, roles, tenants; never values)
   token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
+  secrets-key rotate    re-seal every stored secret under a new key
 
 Run "registryd <command> -h" for a command's flags. Every flag --foo-bar
 can also be set as EXTEDGE_FOO_BAR; -h names each variable.
@@ -77,11 +79,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	case "secrets-key":
-		if len(args) < 2 || args[1] != "generate" {
-			fmt.Fprint(stderr, "usage: registryd secrets-key generate\n")
+		switch {
+		case len(args) > 1 && args[1] == "generate":
+			fmt.Fprintln(stdout, secretbox.GenerateKey())
+		case len(args) > 1 && args[1] == "rotate":
+			err = cmdSecretsKeyRotate(ctx, args[2:], stdout, stderr)
+		default:
+			fmt.Fprint(stderr, "usage: registryd secrets-key generate | secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]\n")
 			return 2
 		}
-		fmt.Fprintln(stdout, secretbox.GenerateKey())
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 	default:

@@ -99,7 +99,51 @@ func TestMigrateAndTokenCreate(t *testing.T) {
 			t.Fatal("revoking an unknown id should fail")
 		}
 	})
+	t.Run("token create --expires sets the expiry, token list shows it", func(t *testing.T) {
+		before := time.Now().Add(720 * time.Hour).Add(-time.Minute)
+		out, errOut, code := runCLI(t, "token", "create", "--role", "service", "--expires", "720h", "--json")
+		var v struct {
+			Token, ID string
+			ExpiresAt time.Time `json:"expires_at"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.ExpiresAt.Before(before) || v.ExpiresAt.After(before.Add(2*time.Minute)) {
+			t.Fatalf("%d %q %q", code, out, errOut)
+		}
+		list, _, _ := runCLI(t, "token", "list")
+		want := v.ID + "\tservice\t-\t-\t" + v.ExpiresAt.UTC().Format(time.RFC3339) + "\tactive\n"
+		if !strings.Contains(list, want) || !strings.Contains(list, "\tnever\t") {
+			t.Fatalf("token list %q does not contain %q (and a never-expiring token)", list, want)
+		}
+		db, err := store.Open(context.Background(), pg.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Pool.Exec(context.Background(), `UPDATE api_token SET expires_at = now() - interval '1 second' WHERE id = $1`, v.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Authenticate(context.Background(), v.Token); err != store.ErrTokenExpired {
+			t.Fatalf("expired token: err = %v, want ErrTokenExpired", err)
+		}
+		list, _, _ = runCLI(t, "token", "list")
+		if !strings.Contains(list, v.ID+"\tservice\t") || !strings.Contains(list, "\texpired\n") {
+			t.Fatalf("token list after expiry: %q", list)
+		}
+		var js []store.TokenInfo
+		out, _, _ = runCLI(t, "token", "list", "--json")
+		if json.Unmarshal([]byte(out), &js) != nil {
+			t.Fatalf("token list --json: %q", out)
+		}
+		found := false
+		for _, ti := range js {
+			found = found || ti.ID == v.ID && ti.ExpiresAt != nil
+		}
+		if !found {
+			t.Fatalf("token list --json has no expires_at for %s: %s", v.ID, out)
+		}
+	})
 	bad := [][]string{
+		{"token", "create", "--role", "service", "--expires", "-1h"},
 		{"token", "create", "--role", "root"},
 		{"token", "create", "--role", "tenant_admin"},
 		{"token", "create", "--role", "service", "--tenant", "t"},

@@ -5,6 +5,11 @@
 // Postgres and one for the secret envelopes registryd hands to runners, so a
 // value sealed for one purpose can never be opened as the other.
 //
+// A key file may hold several KEKs, one per line, so a key can be rotated
+// without downtime: the first line seals, every line opens. `registryd
+// secrets-key rotate` re-seals stored values under the first
+// (ResealAtRest); then the old line can be dropped.
+//
 // An envelope is "ev1.<header>.<ciphertext>", both parts base64url without
 // padding. The header is JSON {"t":tenant,"i":install,"e":expiry-unix} in
 // clear text, so a runner can reject a wrong tenant or an expired envelope
@@ -50,19 +55,36 @@ func GenerateKey() string {
 	return base64.StdEncoding.EncodeToString(k)
 }
 
-// ParseKey decodes a KEK in the file format; surrounding whitespace is ignored.
+// ParseKey decodes the key file format: one or more KEKs, one per line, in
+// standard base64. Surrounding whitespace and blank lines are ignored. The
+// first key seals; every key opens.
 func ParseKey(s string) (*Keys, error) {
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("secrets key: not standard base64: %v", err)
+	k := &Keys{}
+	for i, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("secrets key (line %d): not standard base64: %v", i+1, err)
+		}
+		if len(raw) != KeySize {
+			return nil, fmt.Errorf("secrets key (line %d): %d bytes, want %d", i+1, len(raw), KeySize)
+		}
+		f, err := newFamily(raw)
+		if err != nil {
+			return nil, err
+		}
+		k.families = append(k.families, f)
 	}
-	if len(raw) != KeySize {
-		return nil, fmt.Errorf("secrets key: %d bytes, want %d", len(raw), KeySize)
+	if len(k.families) == 0 {
+		return nil, errors.New("secrets key: no key (want 32 random bytes in standard base64; registryd secrets-key generate)")
 	}
-	return newKeys(raw)
+	return k, nil
 }
 
-// LoadKeyFile reads and parses a KEK file.
+// LoadKeyFile reads and parses a key file.
 func LoadKeyFile(path string) (*Keys, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -71,22 +93,38 @@ func LoadKeyFile(path string) (*Keys, error) {
 	return ParseKey(string(b))
 }
 
-// Keys holds the AEADs derived from one KEK.
+// Keys holds the key families of one or more KEKs: the first seals, all
+// open.
 type Keys struct {
+	families []family
+}
+
+// family is the AEADs derived from one KEK.
+type family struct {
 	atRest   cipher.AEAD
 	envelope cipher.AEAD
 }
 
-func newKeys(kek []byte) (*Keys, error) {
+// Combine returns keys that seal with primary's sealing key and open with
+// every key of primary and others (for re-sealing under a new key).
+func Combine(primary *Keys, others ...*Keys) *Keys {
+	k := &Keys{families: append([]family(nil), primary.families...)}
+	for _, o := range others {
+		k.families = append(k.families, o.families...)
+	}
+	return k
+}
+
+func newFamily(kek []byte) (family, error) {
 	atRest, err := deriveAEAD(kek, "extedge secrets at rest v1")
 	if err != nil {
-		return nil, err
+		return family{}, err
 	}
 	envelope, err := deriveAEAD(kek, "extedge secret envelope v1")
 	if err != nil {
-		return nil, err
+		return family{}, err
 	}
-	return &Keys{atRest: atRest, envelope: envelope}, nil
+	return family{atRest: atRest, envelope: envelope}, nil
 }
 
 func deriveAEAD(kek []byte, info string) (cipher.AEAD, error) {
@@ -124,16 +162,43 @@ func open(aead cipher.AEAD, sealed string, aad []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// SealAtRest seals one secret value for storage. aad binds it to its row
-// (registryd uses tenant, install and key name), so a ciphertext copied to
-// another row does not open.
+// SealAtRest seals one secret value for storage under the first key. aad
+// binds it to its row (registryd uses tenant, install and key name), so a
+// ciphertext copied to another row does not open.
 func (k *Keys) SealAtRest(plaintext []byte, aad string) string {
-	return seal(k.atRest, plaintext, []byte(aad))
+	return seal(k.families[0].atRest, plaintext, []byte(aad))
 }
 
-// OpenAtRest opens a value sealed by SealAtRest with the same aad.
+// OpenAtRest opens a value sealed by SealAtRest with the same aad under
+// any of the keys.
 func (k *Keys) OpenAtRest(sealed, aad string) ([]byte, error) {
-	return open(k.atRest, sealed, []byte(aad))
+	pt, _, err := k.openAtRest(sealed, aad)
+	return pt, err
+}
+
+// openAtRest also reports which key opened the value.
+func (k *Keys) openAtRest(sealed, aad string) ([]byte, int, error) {
+	for i, f := range k.families {
+		pt, err := open(f.atRest, sealed, []byte(aad))
+		if !errors.Is(err, ErrOpen) {
+			return pt, i, err
+		}
+	}
+	return nil, -1, ErrOpen
+}
+
+// ResealAtRest returns sealed re-sealed under the first key, and whether
+// that changed anything: a value already under the first key is returned
+// as it is, so re-running a rotation rewrites nothing.
+func (k *Keys) ResealAtRest(sealed, aad string) (string, bool, error) {
+	pt, i, err := k.openAtRest(sealed, aad)
+	if err != nil {
+		return "", false, err
+	}
+	if i == 0 {
+		return sealed, false, nil
+	}
+	return k.SealAtRest(pt, aad), true, nil
 }
 
 type envelopeHeader struct {
@@ -144,8 +209,8 @@ type envelopeHeader struct {
 
 const envelopePrefix = "ev1."
 
-// SealEnvelope seals an install's secrets for runners, bound to tenant,
-// install and expiry.
+// SealEnvelope seals an install's secrets for runners under the first key,
+// bound to tenant, install and expiry.
 func (k *Keys) SealEnvelope(tenant, install string, secrets map[string]string, expiry time.Time) (string, error) {
 	hdr, err := json.Marshal(envelopeHeader{Tenant: tenant, Install: install, Expiry: expiry.Unix()})
 	if err != nil {
@@ -156,11 +221,12 @@ func (k *Keys) SealEnvelope(tenant, install string, secrets map[string]string, e
 		return "", err
 	}
 	h := b64.EncodeToString(hdr)
-	return envelopePrefix + h + "." + seal(k.envelope, body, []byte(h)), nil
+	return envelopePrefix + h + "." + seal(k.families[0].envelope, body, []byte(h)), nil
 }
 
-// OpenEnvelope opens an envelope for the given tenant and install; it fails
-// for another tenant or install, after expiry, or when anything was altered.
+// OpenEnvelope opens an envelope for the given tenant and install under any
+// of the keys; it fails for another tenant or install, after expiry, or when
+// anything was altered.
 func (k *Keys) OpenEnvelope(envelope, tenant, install string, now time.Time) (map[string]string, error) {
 	rest, ok := strings.CutPrefix(envelope, envelopePrefix)
 	if !ok {
@@ -184,7 +250,12 @@ func (k *Keys) OpenEnvelope(envelope, tenant, install string, now time.Time) (ma
 	if now.Unix() >= hdr.Expiry {
 		return nil, ErrExpired
 	}
-	body, err := open(k.envelope, ct, []byte(h))
+	var body []byte
+	for _, f := range k.families {
+		if body, err = open(f.envelope, ct, []byte(h)); !errors.Is(err, ErrOpen) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,10 @@ func (s *Server) auth(roles []string, h http.HandlerFunc) http.Handler {
 			writeCode(w, codeUnauthorized, "invalid token", nil)
 			return
 		}
+		if errors.Is(err, store.ErrTokenExpired) {
+			writeCode(w, codeUnauthorized, "token expired", nil)
+			return
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -144,15 +148,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Bound every request so a hung database cannot pile up goroutines;
-	// streams and uploads set their own limits.
-	switch pattern {
-	case "GET /v1/changes":
-	case "POST /v1/bundles":
-		ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
-		defer cancel()
-		r = r.WithContext(ctx)
-	default:
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	// the route table gives uploads a longer limit and streams none.
+	if timeout, ok := s.timeouts[pattern]; !ok || timeout != noTimeout {
+		if !ok {
+			timeout = requestTimeout
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}

@@ -52,8 +52,14 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	now     func() time.Time
-	closing chan struct{}
-	once    sync.Once
+	// timeouts maps a route pattern to its request deadline (routes.go).
+	timeouts map[string]time.Duration
+	// openAPI is the JSON served at GET /openapi.json, built from the
+	// route table once.
+	openAPI        []byte
+	metricsHandler http.Handler
+	closing        chan struct{}
+	once           sync.Once
 }
 
 // CloseStreams ends every /v1/changes stream (clients reconnect to another
@@ -79,45 +85,10 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), now: cfg.Now, closing: make(chan struct{})}
 	s.metrics = newMetrics(cfg.Metrics, cfg.DB)
-	s.routes()
+	s.metricsHandler = s.metrics.handler()
+	s.openAPI = openAPIDocument(routes)
+	s.register()
 	return s
-}
-
-// Role sets used by the routes.
-var (
-	anyRole       = []string{store.RolePlatformAdmin, store.RoleTenantAdmin, store.RoleService}
-	platformAdmin = []string{store.RolePlatformAdmin}
-	tenantAdmins  = []string{store.RolePlatformAdmin, store.RoleTenantAdmin}
-	serviceRoles  = []string{store.RoleService, store.RolePlatformAdmin}
-)
-
-func (s *Server) routes() {
-	m := s.mux
-	m.HandleFunc("GET /healthz", s.healthz)
-	m.HandleFunc("GET /readyz", s.readyz)
-	m.Handle("GET /metrics", s.metrics.handler())
-
-	m.Handle("POST /v1/bundles", s.auth(platformAdmin, s.publishBundle))
-	m.Handle("GET /v1/extensions", s.auth(anyRole, s.listExtensions))
-	m.Handle("GET /v1/extensions/{name}", s.auth(anyRole, s.getExtension))
-	m.Handle("GET /v1/extensions/{name}/versions", s.auth(anyRole, s.listVersions))
-	m.Handle("GET /v1/extensions/{name}/versions/{version}", s.auth(anyRole, s.getVersion))
-	m.Handle("POST /v1/extensions/{name}/deprecate", s.auth(platformAdmin, s.deprecate))
-	m.Handle("POST /v1/extensions/{name}/versions/{version}/revoke", s.auth(platformAdmin, s.revoke))
-
-	m.Handle("GET /v1/tenants/{tenant}/installs", s.auth(tenantAdmins, s.listInstalls))
-	m.Handle("GET /v1/tenants/{tenant}/installs/{name}", s.auth(tenantAdmins, s.getInstall))
-	m.Handle("PUT /v1/tenants/{tenant}/installs/{name}", s.auth(tenantAdmins, s.putInstall))
-	m.Handle("DELETE /v1/tenants/{tenant}/installs/{name}", s.auth(tenantAdmins, s.deleteInstall))
-	m.Handle("POST /v1/tenants/{tenant}/installs/{name}/enable", s.auth(tenantAdmins, s.enableInstall))
-	m.Handle("POST /v1/tenants/{tenant}/installs/{name}/disable", s.auth(tenantAdmins, s.disableInstall))
-	m.Handle("PUT /v1/tenants/{tenant}/installs/{name}/secrets", s.auth(tenantAdmins, s.putSecrets))
-
-	m.Handle("GET /v1/resolve/{tenant}/{extension}", s.auth(serviceRoles, s.resolve))
-	m.Handle("GET /v1/bundles/{hash}/status", s.auth(serviceRoles, s.bundleStatus))
-	m.Handle("GET /v1/changes", s.auth(serviceRoles, s.changes))
-	m.Handle("POST /v1/internal/storage", s.auth(serviceRoles, s.storage))
-	m.Handle("POST /v1/internal/executions", s.auth(serviceRoles, s.executions))
 }
 
 // Handler returns the API with metrics, logging and panic recovery.
