@@ -181,3 +181,94 @@ func TestCaddyfileFairnessOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestCaddyfileSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		input   string
+		want    int64  // MaxRequestBody
+		wantErr string // substring, with the line number
+	}{
+		{name: "binary unit", input: "extedge {\n max_request_body 10MiB\n}", want: 10 << 20},
+		{name: "decimal unit", input: "extedge {\n max_request_body 10MB\n}", want: 10_000_000},
+		{name: "unit after a space is part of the size", input: "extedge {\n max_request_body 10 MB\n}", want: 10_000_000},
+		{name: "binary unit after a space", input: "extedge {\n max_request_body 10 MiB\n}", want: 10 << 20},
+		{name: "lower-case unit", input: "extedge {\n max_request_body 2 kib\n}", want: 2048},
+		{name: "plain bytes", input: "extedge {\n max_request_body 4096\n}", want: 4096},
+		{name: "a number then the next option on the line",
+			input: "extedge {\n max_request_body 4096 timeout 5s\n}", want: 4096},
+		{name: "misspelt unit after a space is a size error, not an unknown subdirective",
+			input:   "extedge {\n max_request_body 10 MBs\n}",
+			wantErr: "max_request_body: invalid size unit 'MBs' in '10 MBs': want e.g. 10MiB, 10MB or 10 MB, at Testfile:2"},
+		{name: "word is not a size",
+			input:   "extedge {\n timeout 5s\n max_request_body lots\n}",
+			wantErr: "max_request_body: invalid size 'lots': want e.g. 10MiB, 10MB or 10 MB, at Testfile:3"},
+		{name: "zero is not a size", input: "extedge {\n max_request_body 0\n}", wantErr: "max_request_body: invalid size '0'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.MaxRequestBody != tc.want {
+				t.Fatalf("max_request_body = %d, want %d", h.MaxRequestBody, tc.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileUICacheSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"ui_cache /c 2GiB":  2 << 30,
+		"ui_cache /c 2 GiB": 2 << 30,
+		"ui_cache /c":       0,
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("extedge {\n " + in + "\n}")); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if h.UICache.Dir != "/c" || h.UICache.MaxSize != want {
+			t.Fatalf("%s: got %+v, want dir /c and size %d", in, h.UICache, want)
+		}
+	}
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("extedge {\n ui_cache /c 2 GiB extra\n}"))
+	if err == nil || !strings.Contains(err.Error(), "Testfile:2") {
+		t.Fatalf("ui_cache with a trailing argument: %v, want an argument error at line 2", err)
+	}
+}
+
+func TestCaddyfileRunnerAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name, input, wantErr string
+	}{
+		{"unix socket with the unix/ prefix", "extedge {\n runners unix//run/r.sock\n}", ""},
+		{"unix socket url", "extedge {\n runners unix:///run/r.sock\n}", ""},
+		{"tcp runner", "extedge {\n runners tcp://10.0.0.5:7071 10.0.0.6:7071\n}", ""},
+		{"bare path hints at unix/", "extedge {\n runners /run/r.sock\n}",
+			`runner address "/run/r.sock" is a bare path: write unix//run/r.sock for a Unix socket, at Testfile:2`},
+		{"relative unix path", "extedge {\n runners unix:run/r.sock\n}", "unix socket path must be absolute, at Testfile:2"},
+		{"tcp without a port", "extedge {\n runners tcp://10.0.0.5\n}", "missing port in address, at Testfile:2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
-	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/internal/bundle"
 )
 
@@ -397,7 +396,7 @@ func (h *Handler) Validate() error {
 		return errors.New("extedge: at least one runner is required")
 	}
 	for _, a := range h.Runners.Addresses {
-		if _, _, err := runnerpool.ParseAddress(a); err != nil {
+		if err := checkRunnerAddress(a); err != nil {
 			return fmt.Errorf("extedge: %v", err)
 		}
 	}
