@@ -32,11 +32,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	extedge [<matcher>] {
 //	    registry <url> {
 //	        token_file <file>
+//	        ca_file    <file>
 //	        cache_ttl  <duration>
 //	        max_stale  <duration>
 //	    }
 //	    runners <address...> {
 //	        token_file      <file>
+//	        ca_file         <file>
 //	        health_interval <duration>
 //	        fail_duration   <duration>
 //	    }
@@ -214,6 +216,8 @@ func (h *Handler) parseRegistry(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "token_file":
 			err = oneArg(d, &h.Registry.TokenFile)
+		case "ca_file":
+			err = oneArg(d, &h.Registry.CAFile)
 		case "cache_ttl":
 			err = durationArg(d, &h.Registry.CacheTTL)
 		case "max_stale":
@@ -244,6 +248,8 @@ func (h *Handler) parseRunners(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "token_file":
 			err = oneArg(d, &h.Runners.TokenFile)
+		case "ca_file":
+			err = oneArg(d, &h.Runners.CAFile)
 		case "health_interval":
 			err = durationArg(d, &h.Runners.HealthInterval)
 		case "fail_duration":
@@ -422,13 +428,19 @@ func positiveIntArg(d *caddyfile.Dispenser, dst *int) error {
 	return nil
 }
 
+// durationArg reads the argument of the option d is at as a duration;
+// a negative one is an error.
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
 	dur, err := caddy.ParseDuration(d.Val())
 	if err != nil {
-		return d.Errf("invalid duration '%s': %v", d.Val(), err)
+		return d.Errf("%s: invalid duration '%s': %v", name, d.Val(), err)
+	}
+	if dur < 0 {
+		return d.Errf("%s: duration must not be negative, got '%s'", name, d.Val())
 	}
 	*dst = caddy.Duration(dur)
 	return nil
