@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,22 +79,82 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 }
 
-// TestREADMECaddyfileAdapts keeps the README's Caddyfile snippet (the
-// first ``` block under "### Caddyfile") valid.
-func TestREADMECaddyfileAdapts(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
+// docsWithSnippets are the documents whose Caddyfile examples must adapt.
+var docsWithSnippets = []string{"../README.md", "README.md", "../deploy/README.md"}
+
+// TestDocSnippetsAdapt keeps every ```caddyfile block of the READMEs
+// valid: each is adapted with the real Caddyfile adapter. A block that is
+// only an `extedge { … }` directive is adapted inside a site block. An
+// untagged block that looks like a Caddyfile fails the test, so an
+// example cannot escape it by losing its tag.
+func TestDocSnippetsAdapt(t *testing.T) {
+	total := 0
+	for _, doc := range docsWithSnippets {
+		raw, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range fencedBlocks(string(raw)) {
+			name := fmt.Sprintf("%s:%d", strings.TrimPrefix(doc, "../"), b.line)
+			if b.lang != "caddyfile" {
+				if looksLikeCaddyfile(b.text) {
+					t.Errorf("%s: a Caddyfile example in a ```%s block; tag it ```caddyfile", name, b.lang)
+				}
+				continue
+			}
+			total++
+			t.Run(name, func(t *testing.T) {
+				input := b.text
+				if strings.HasPrefix(strings.TrimSpace(input), "extedge") {
+					input = ":8080 {\n" + input + "\n}\n"
+				}
+				if got := adapt(t, input); strings.HasPrefix(got, "error:") {
+					t.Fatalf("%s: %s\n%s", name, got, b.text)
+				}
+			})
+		}
 	}
-	_, section, ok := strings.Cut(string(raw), "### Caddyfile\n")
-	_, block, ok2 := strings.Cut(section, "```\n")
-	block, _, ok3 := strings.Cut(block, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no Caddyfile snippet under ### Caddyfile")
+	if total < 1 {
+		t.Fatalf("found %d ```caddyfile blocks in %v, want the README's and caddymodule/README's", total, docsWithSnippets)
 	}
-	if got := adapt(t, block); strings.HasPrefix(got, "error:") {
-		t.Fatalf("README Caddyfile snippet: %s", got)
+}
+
+type fencedBlock struct {
+	lang, text string
+	line       int // of the opening fence
+}
+
+// fencedBlocks returns the ``` blocks of a Markdown document.
+func fencedBlocks(doc string) []fencedBlock {
+	var out []fencedBlock
+	var cur *fencedBlock
+	var body []string
+	for i, l := range strings.Split(doc, "\n") {
+		fence, ok := strings.CutPrefix(strings.TrimSpace(l), "```")
+		switch {
+		case !ok:
+			if cur != nil {
+				body = append(body, l)
+			}
+		case cur == nil:
+			cur, body = &fencedBlock{lang: strings.TrimSpace(fence), line: i + 1}, nil
+		default:
+			cur.text = strings.Join(body, "\n") + "\n"
+			out = append(out, *cur)
+			cur = nil
+		}
 	}
+	return out
+}
+
+func looksLikeCaddyfile(text string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && (f[0] == "extedge" || f[0] == "reverse_proxy") {
+			return true
+		}
+	}
+	return false
 }
 
 func TestParseRate(t *testing.T) {
