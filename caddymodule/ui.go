@@ -338,9 +338,10 @@ func (h *Handler) buildUITree(src *uiSource) uicache.Builder {
 	}
 }
 
-// uiSrc returns the blob store and trust bundle Provision opened; without
-// them (bundle_store or trust_bundle unset) it opens them here, a failure
-// retried at most once per second.
+// uiSrc returns the blob store and trust bundle Provision opened
+// (loadFiles). Without them it tries here — a handler without
+// bundle_store and trust_bundle gets the error that /ext-ui needs both —
+// retrying a failure at most once per second.
 func (h *Handler) uiSrc() *uiSource {
 	l := h.uiSource
 	l.mu.Lock()
