@@ -32,11 +32,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	extedge [<matcher>] {
 //	    registry <url> {
 //	        token_file <file>
+//	        ca_file    <file>
 //	        cache_ttl  <duration>
 //	        max_stale  <duration>
 //	    }
 //	    runners <address...> {
 //	        token_file      <file>
+//	        ca_file         <file>
 //	        health_interval <duration>
 //	        fail_duration   <duration>
 //	    }
@@ -81,7 +83,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // Settings inside a block are keyword-driven, so several may share a line
 // (`per_tenant 200r/s burst 400 per_extension 50r/s burst 100`). Sizes
-// take units (`10MiB`, `2GiB`). Unknown subdirectives are errors.
+// take units, with or without a space (`10MiB`, `10MB`, `10 MB`, `2 GiB`).
+// Runner addresses need a scheme for Unix sockets (`unix//run/r.sock`).
+// Unknown subdirectives are errors.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -110,17 +114,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "ui_cache":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.ArgErr()
+			h.UICache = new(UICacheConfig)
+			if err := oneArg(d, &h.UICache.Dir); err != nil {
+				return err
 			}
-			h.UICache = &UICacheConfig{Dir: args[0]}
-			if len(args) == 2 {
-				n, err := parseSize(d, args[1])
-				if err != nil {
+			if d.NextArg() {
+				d.Prev()
+				if err := namedSizeArg(d, "ui_cache", &h.UICache.MaxSize); err != nil {
 					return err
 				}
-				h.UICache.MaxSize = n
+			}
+			if d.NextArg() {
+				return d.ArgErr()
 			}
 		case "timeout":
 			if err := durationArg(d, &h.Timeout); err != nil {
@@ -253,6 +258,8 @@ func (h *Handler) parseRegistry(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "token_file":
 			err = oneArg(d, &h.Registry.TokenFile)
+		case "ca_file":
+			err = oneArg(d, &h.Registry.CAFile)
 		case "cache_ttl":
 			err = durationArg(d, &h.Registry.CacheTTL)
 		case "max_stale":
@@ -268,7 +275,13 @@ func (h *Handler) parseRegistry(d *caddyfile.Dispenser) error {
 }
 
 func (h *Handler) parseRunners(d *caddyfile.Dispenser) error {
-	h.Runners = &RunnersConfig{Addresses: d.RemainingArgs()}
+	h.Runners = new(RunnersConfig)
+	for d.NextArg() {
+		if err := checkRunnerAddress(d.Val()); err != nil {
+			return d.Errf("%v", err)
+		}
+		h.Runners.Addresses = append(h.Runners.Addresses, d.Val())
+	}
 	if len(h.Runners.Addresses) == 0 {
 		return d.ArgErr()
 	}
@@ -277,6 +290,8 @@ func (h *Handler) parseRunners(d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "token_file":
 			err = oneArg(d, &h.Runners.TokenFile)
+		case "ca_file":
+			err = oneArg(d, &h.Runners.CAFile)
 		case "health_interval":
 			err = durationArg(d, &h.Runners.HealthInterval)
 		case "fail_duration":
@@ -455,36 +470,74 @@ func positiveIntArg(d *caddyfile.Dispenser, dst *int) error {
 	return nil
 }
 
+// durationArg reads the argument of the option d is at as a duration;
+// a negative one is an error.
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
 	dur, err := caddy.ParseDuration(d.Val())
 	if err != nil {
-		return d.Errf("invalid duration '%s': %v", d.Val(), err)
+		return d.Errf("%s: invalid duration '%s': %v", name, d.Val(), err)
+	}
+	if dur < 0 {
+		return d.Errf("%s: duration must not be negative, got '%s'", name, d.Val())
 	}
 	*dst = caddy.Duration(dur)
 	return nil
 }
 
+// sizeArg reads the size argument of the option d is at: one token
+// (`10MiB`, `10MB`, `1048576`) or a number and its unit as two (`10 MB`),
+// so the unit is never mistaken for the next subdirective.
 func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	return namedSizeArg(d, d.Val(), dst)
+}
+
+// namedSizeArg is sizeArg for an option whose name is not the current
+// token (ui_cache's size follows its directory).
+func namedSizeArg(d *caddyfile.Dispenser, name string, dst *int64) error {
 	if !d.NextArg() {
 		return d.ArgErr()
 	}
-	n, err := parseSize(d, d.Val())
-	if err != nil {
-		return err
+	s := d.Val()
+	if _, err := strconv.ParseFloat(s, 64); err == nil && d.NextArg() {
+		switch unit := d.Val(); {
+		case isSizeUnit(unit):
+			s += unit
+		case looksLikeUnit(unit):
+			return d.Errf("%s: invalid size unit '%s' in '%s %s': want e.g. 10MiB, 10MB or 10 MB", name, unit, s, unit)
+		default:
+			d.Prev() // the next option on the line
+		}
 	}
-	*dst = n
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<50 {
+		return d.Errf("%s: invalid size '%s': want e.g. 10MiB, 10MB or 10 MB", name, s)
+	}
+	*dst = int64(n)
 	return nil
 }
 
-func parseSize(d *caddyfile.Dispenser, s string) (int64, error) {
-	n, err := humanize.ParseBytes(s)
-	if err != nil || n == 0 || n > 1<<50 {
-		return 0, d.Errf("invalid size '%s': want e.g. 10MiB or 2GiB", s)
+// isSizeUnit reports whether tok is a unit humanize understands (`MB`,
+// `MiB`, `k`…), as opposed to a keyword or a value.
+func isSizeUnit(tok string) bool {
+	_, err := humanize.ParseBytes("1" + tok)
+	return isLetters(tok) && err == nil
+}
+
+// looksLikeUnit reports whether tok, following a number, was meant as a
+// unit (`MBs`): a short word, where every option name is longer.
+func looksLikeUnit(tok string) bool { return len(tok) <= 4 && isLetters(tok) }
+
+func isLetters(tok string) bool {
+	for _, r := range tok {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
 	}
-	return int64(n), nil
+	return tok != ""
 }
 
 // Interface guards

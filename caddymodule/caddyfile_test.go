@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,22 +79,83 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 }
 
-// TestREADMECaddyfileAdapts keeps the README's Caddyfile snippet (the
-// first ``` block under "### Caddyfile") valid.
-func TestREADMECaddyfileAdapts(t *testing.T) {
-	raw, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
+// docsWithSnippets are the documents whose Caddyfile examples must adapt,
+// relative to the module root.
+var docsWithSnippets = []string{"README.md", "caddymodule/README.md", "deploy/README.md"}
+
+// TestDocSnippetsAdapt keeps every ```caddyfile block of the READMEs
+// valid: each is adapted with the real Caddyfile adapter. A block that is
+// only an `extedge { … }` directive is adapted inside a site block. An
+// untagged block that looks like a Caddyfile fails the test, so an
+// example cannot escape it by losing its tag.
+func TestDocSnippetsAdapt(t *testing.T) {
+	total := 0
+	for _, doc := range docsWithSnippets {
+		raw, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range fencedBlocks(string(raw)) {
+			name := fmt.Sprintf("%s:%d", doc, b.line)
+			if b.lang != "caddyfile" {
+				if looksLikeCaddyfile(b.text) {
+					t.Errorf("%s: a Caddyfile example in a ```%s block; tag it ```caddyfile", name, b.lang)
+				}
+				continue
+			}
+			total++
+			t.Run(name, func(t *testing.T) {
+				input := b.text
+				if strings.HasPrefix(strings.TrimSpace(input), "extedge") {
+					input = ":8080 {\n" + input + "\n}\n"
+				}
+				if got := adapt(t, input); strings.HasPrefix(got, "error:") {
+					t.Fatalf("%s: %s\n%s", name, got, b.text)
+				}
+			})
+		}
 	}
-	_, section, ok := strings.Cut(string(raw), "### Caddyfile\n")
-	_, block, ok2 := strings.Cut(section, "```\n")
-	block, _, ok3 := strings.Cut(block, "```")
-	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no Caddyfile snippet under ### Caddyfile")
+	if total < 2 {
+		t.Fatalf("found %d ```caddyfile blocks in %v, want the README's and caddymodule/README's", total, docsWithSnippets)
 	}
-	if got := adapt(t, block); strings.HasPrefix(got, "error:") {
-		t.Fatalf("README Caddyfile snippet: %s", got)
+}
+
+type fencedBlock struct {
+	lang, text string
+	line       int // of the opening fence
+}
+
+// fencedBlocks returns the ``` blocks of a Markdown document.
+func fencedBlocks(doc string) []fencedBlock {
+	var out []fencedBlock
+	var cur *fencedBlock
+	var body []string
+	for i, l := range strings.Split(doc, "\n") {
+		fence, ok := strings.CutPrefix(strings.TrimSpace(l), "```")
+		switch {
+		case !ok:
+			if cur != nil {
+				body = append(body, l)
+			}
+		case cur == nil:
+			cur, body = &fencedBlock{lang: strings.TrimSpace(fence), line: i + 1}, nil
+		default:
+			cur.text = strings.Join(body, "\n") + "\n"
+			out = append(out, *cur)
+			cur = nil
+		}
 	}
+	return out
+}
+
+func looksLikeCaddyfile(text string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && (f[0] == "extedge" || f[0] == "reverse_proxy") {
+			return true
+		}
+	}
+	return false
 }
 
 func TestParseRate(t *testing.T) {
@@ -198,6 +260,97 @@ func TestCaddyfileFairnessOptions(t *testing.T) {
 				t.Fatalf("got tenant_concurrency=%d breaker_failures=%d breaker_cooldown=%v, want %d %d %v",
 					h.TenantConcurrency, h.BreakerFailures, h.BreakerCooldown,
 					tc.want.TenantConcurrency, tc.want.BreakerFailures, tc.want.BreakerCooldown)
+			}
+		})
+	}
+}
+
+func TestCaddyfileSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		input   string
+		want    int64  // MaxRequestBody
+		wantErr string // substring, with the line number
+	}{
+		{name: "binary unit", input: "extedge {\n max_request_body 10MiB\n}", want: 10 << 20},
+		{name: "decimal unit", input: "extedge {\n max_request_body 10MB\n}", want: 10_000_000},
+		{name: "unit after a space is part of the size", input: "extedge {\n max_request_body 10 MB\n}", want: 10_000_000},
+		{name: "binary unit after a space", input: "extedge {\n max_request_body 10 MiB\n}", want: 10 << 20},
+		{name: "lower-case unit", input: "extedge {\n max_request_body 2 kib\n}", want: 2048},
+		{name: "plain bytes", input: "extedge {\n max_request_body 4096\n}", want: 4096},
+		{name: "a number then the next option on the line",
+			input: "extedge {\n max_request_body 4096 timeout 5s\n}", want: 4096},
+		{name: "misspelt unit after a space is a size error, not an unknown subdirective",
+			input:   "extedge {\n max_request_body 10 MBs\n}",
+			wantErr: "max_request_body: invalid size unit 'MBs' in '10 MBs': want e.g. 10MiB, 10MB or 10 MB, at Testfile:2"},
+		{name: "word is not a size",
+			input:   "extedge {\n timeout 5s\n max_request_body lots\n}",
+			wantErr: "max_request_body: invalid size 'lots': want e.g. 10MiB, 10MB or 10 MB, at Testfile:3"},
+		{name: "zero is not a size", input: "extedge {\n max_request_body 0\n}", wantErr: "max_request_body: invalid size '0'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.MaxRequestBody != tc.want {
+				t.Fatalf("max_request_body = %d, want %d", h.MaxRequestBody, tc.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileUICacheSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"ui_cache /c 2GiB":  2 << 30,
+		"ui_cache /c 2 GiB": 2 << 30,
+		"ui_cache /c":       0,
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("extedge {\n " + in + "\n}")); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if h.UICache.Dir != "/c" || h.UICache.MaxSize != want {
+			t.Fatalf("%s: got %+v, want dir /c and size %d", in, h.UICache, want)
+		}
+	}
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("extedge {\n ui_cache /c 2 GiB extra\n}"))
+	if err == nil || !strings.Contains(err.Error(), "Testfile:2") {
+		t.Fatalf("ui_cache with a trailing argument: %v, want an argument error at line 2", err)
+	}
+}
+
+func TestCaddyfileRunnerAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		name, input, wantErr string
+	}{
+		{"unix socket with the unix/ prefix", "extedge {\n runners unix//run/r.sock\n}", ""},
+		{"unix socket url", "extedge {\n runners unix:///run/r.sock\n}", ""},
+		{"tcp runner", "extedge {\n runners tcp://10.0.0.5:7071 10.0.0.6:7071\n}", ""},
+		{"bare path hints at unix/", "extedge {\n runners /run/r.sock\n}",
+			`runner address "/run/r.sock" is a bare path: write unix//run/r.sock for a Unix socket, at Testfile:2`},
+		{"relative unix path", "extedge {\n runners unix:run/r.sock\n}", "unix socket path must be absolute, at Testfile:2"},
+		{"tcp without a port", "extedge {\n runners tcp://10.0.0.5\n}", "missing port in address, at Testfile:2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -21,7 +21,6 @@ import (
 
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/ratelimit"
-	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/internal/bundle"
 )
 
@@ -38,9 +37,11 @@ func init() {
 //
 // Any other request is passed to the next handler.
 //
-// Provision only reads the configuration: it dials nothing and reads no
-// file (token and key files are read on first use), so `caddy validate`
-// works on a machine without the services or the secrets. State that must
+// Provision dials nothing, so `caddy validate` works on a machine without
+// the services; it does read the files the configuration names (token,
+// key, trust bundle and CA files) and fails naming a missing or unparsable
+// one, so a misconfiguration fails at validate, not at the first request
+// (SPEC §12). State that must
 // survive a config reload — rate-limit buckets, registry caches and their
 // change feed, runner health and connection pools, the UI cache index —
 // lives in package-level usage pools keyed by the configuration that
@@ -213,6 +214,10 @@ type RegistryConfig struct {
 	URL string `json:"url,omitempty"`
 	// TokenFile holds the service token (whole file, whitespace trimmed).
 	TokenFile string `json:"token_file,omitempty"`
+	// CAFile is a PEM file of the CA certificates that sign an https://
+	// registry's certificate, trusted instead of the system roots.
+	// Default: the system roots.
+	CAFile string `json:"ca_file,omitempty"`
 	// CacheTTL is how long a resolved install or bundle status is used
 	// before it is revalidated. The change feed invalidates sooner.
 	// Default: `30s` (registryapi.DefaultCacheTTL, shared with runnerd).
@@ -231,6 +236,10 @@ type RunnersConfig struct {
 	Addresses []string `json:"addresses,omitempty"`
 	// TokenFile holds the runner token (whole file, whitespace trimmed).
 	TokenFile string `json:"token_file,omitempty"`
+	// CAFile, when set, makes the gateway talk HTTPS to its TCP runners
+	// (runnerd --tls-cert/--tls-key), trusting the PEM CA certificates in
+	// it. Unix sockets stay plain. Default: plain HTTP.
+	CAFile string `json:"ca_file,omitempty"`
 	// HealthInterval is the period of active /readyz probes. Default: `5s`.
 	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
 	// FailDuration is how long a runner that refused a connection stays
@@ -351,8 +360,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills defaults and attaches shared state. It has no side
-// effects beyond the usage pools: no dialing, no file reads.
+// Provision fills defaults, reads the configured files (loadFiles) and
+// attaches shared state. It has no side effects beyond the usage pools:
+// no dialing, no writes.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.bundleLimits = bundle.DefaultLimits()
@@ -423,8 +433,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.auth = a
-	h.uiSource = new(uiSourceLoader)
-	st, err := acquireState(h)
+	files, err := h.loadFiles(a)
+	if err != nil {
+		return err
+	}
+	h.uiSource = &uiSourceLoader{src: files.ui}
+	st, err := acquireState(h, files)
 	if err != nil {
 		return err
 	}
@@ -445,9 +459,12 @@ func (h *Handler) Validate() error {
 		return errors.New("extedge: at least one runner is required")
 	}
 	for _, a := range h.Runners.Addresses {
-		if _, _, err := runnerpool.ParseAddress(a); err != nil {
+		if err := checkRunnerAddress(a); err != nil {
 			return fmt.Errorf("extedge: %v", err)
 		}
+	}
+	if err := h.validateClients(); err != nil {
+		return err
 	}
 	if h.Auth == nil {
 		return errors.New("extedge: auth is required")

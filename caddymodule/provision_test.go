@@ -44,18 +44,19 @@ func TestProvisionDialsNothing(t *testing.T) {
 	reg, regN := countingListener(t, "tcp", "127.0.0.1:0")
 	rds, rdsN := countingListener(t, "tcp", "127.0.0.1:0")
 	_, runN := countingListener(t, "unix", filepath.Join(dir, "r.sock"))
+	files := writeConfigFiles(t)
 	h := &Handler{
-		Registry:    &RegistryConfig{URL: "http://" + reg.Addr().String(), TokenFile: "/nonexistent/token"},
-		Runners:     &RunnersConfig{Addresses: []string{"unix/" + filepath.Join(dir, "r.sock")}, TokenFile: "/nonexistent/token"},
-		Auth:        &AuthConfig{Mode: "jwt", KeyFile: "/nonexistent/key.pem"},
+		Registry:    &RegistryConfig{URL: "http://" + reg.Addr().String(), TokenFile: files.token},
+		Runners:     &RunnersConfig{Addresses: []string{"unix/" + filepath.Join(dir, "r.sock")}, TokenFile: files.token},
+		Auth:        &AuthConfig{Mode: "jwt", KeyFile: files.key},
 		RateLimit:   &RateLimitConfig{PerTenant: &RateSpec{Requests: 1, Per: caddy.Duration(time.Second)}, Redis: "redis://" + rds.Addr().String()},
-		BundleStore: "file:///nonexistent", TrustBundle: "/nonexistent/trust.pem",
+		BundleStore: "file:///nonexistent", TrustBundle: files.trust,
 		UICache: &UICacheConfig{Dir: filepath.Join(dir, "ui")},
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	if err := h.Provision(ctx); err != nil {
-		t.Fatalf("provision with missing files and no services: %v", err)
+		t.Fatalf("provision with no services: %v", err)
 	}
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
-	"os"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -122,34 +122,35 @@ func (t *tokenFile) get() (string, error) {
 		return "", t.err
 	}
 	t.tried = time.Now()
-	b, err := os.ReadFile(t.path)
+	tok, err := readToken(t.path)
 	if err != nil {
-		t.err = fmt.Errorf("reading token file: %v", err)
-		return "", t.err
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		t.err = fmt.Errorf("token file %s is empty", t.path)
+		t.err = fmt.Errorf("token file: %v", err)
 		return "", t.err
 	}
 	t.tok, t.err = tok, nil
 	return tok, nil
 }
 
-func acquireState(h *Handler) (*sharedState, error) {
+func acquireState(h *Handler, files *loadedFiles) (*sharedState, error) {
 	logger := h.logger
 	st := &sharedState{}
 	reg := h.Registry
-	st.keys[0] = fmt.Sprintf("%s|%s|%d|%d", reg.URL, reg.TokenFile, reg.CacheTTL, reg.MaxStale)
+	st.keys[0] = fmt.Sprintf("%s|%s|%s|%d|%d", reg.URL, reg.TokenFile, reg.CAFile, reg.CacheTTL, reg.MaxStale)
 	v, _, err := registries.LoadOrNew(st.keys[0], func() (caddy.Destructor, error) {
 		tf := &tokenFile{path: reg.TokenFile}
+		hc := new(http.Client)
+		if files.registryTLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = files.registryTLS
+			hc.Transport = tr
+		}
 		return registryapi.NewCache(registryapi.CacheConfig{
 			Client: func() (*registryapi.Client, error) {
 				tok, err := tf.get()
 				if err != nil {
 					return nil, err
 				}
-				return registryapi.New(reg.URL, tok, nil), nil
+				return registryapi.New(reg.URL, tok, hc), nil
 			},
 			TTL:      time.Duration(reg.CacheTTL),
 			MaxStale: time.Duration(reg.MaxStale),
@@ -162,12 +163,13 @@ func acquireState(h *Handler) (*sharedState, error) {
 	st.registry = v.(*registryapi.Cache)
 
 	rc := h.Runners
-	st.keys[1] = fmt.Sprintf("%s|%s|%d|%d", strings.Join(rc.Addresses, ","), rc.TokenFile, rc.HealthInterval, rc.FailDuration)
+	st.keys[1] = fmt.Sprintf("%s|%s|%s|%d|%d", strings.Join(rc.Addresses, ","), rc.TokenFile, rc.CAFile, rc.HealthInterval, rc.FailDuration)
 	v, _, err = runnerSets.LoadOrNew(st.keys[1], func() (caddy.Destructor, error) {
 		tf := &tokenFile{path: rc.TokenFile}
 		return runnerpool.New(runnerpool.Config{
 			Addresses:      rc.Addresses,
 			Token:          tf.get,
+			TLS:            files.runnersTLS,
 			HealthInterval: time.Duration(rc.HealthInterval),
 			FailDuration:   time.Duration(rc.FailDuration),
 			Logger:         logger.Named("runners"),

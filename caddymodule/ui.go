@@ -305,7 +305,8 @@ type uiSourceLoader struct {
 	src *uiSource
 }
 
-// uiSource is the blob store and trust bundle, opened on first use.
+// uiSource is the blob store and trust bundle, opened at Provision
+// (loadFiles).
 type uiSource struct {
 	at    time.Time
 	store blobstore.Store
@@ -337,9 +338,10 @@ func (h *Handler) buildUITree(src *uiSource) uicache.Builder {
 	}
 }
 
-// uiSrc opens the blob store and loads the trust bundle on first use; a
-// failure is retried at most once per second (the file may appear, the
-// store come up).
+// uiSrc returns the blob store and trust bundle Provision opened
+// (loadFiles). Without them it tries here — a handler without
+// bundle_store and trust_bundle gets the error that /ext-ui needs both —
+// retrying a failure at most once per second.
 func (h *Handler) uiSrc() *uiSource {
 	l := h.uiSource
 	l.mu.Lock()

@@ -41,9 +41,10 @@ type JWTConfig struct {
 	Now func() time.Time
 }
 
-// JWT authenticates with a signed session token. Key material is read on
-// first use (so `caddy validate` works without the files) and kept; a
-// failed read is retried at most once per second.
+// JWT authenticates with a signed session token. Key material is read by
+// LoadKey (the gateway calls it at provision, so `caddy validate` reports
+// a missing or unparsable file) or else on first use, and kept; a failed
+// read is retried at most once per second.
 type JWT struct {
 	cfg    JWTConfig
 	parser *jwt.Parser
@@ -204,6 +205,16 @@ func (j *JWT) keyFunc(t *jwt.Token) (any, error) {
 	return nil, fmt.Errorf("algorithm %s does not fit the configured key", alg)
 }
 
+// LoadKey reads the key_file or secret_file now and reports a missing or
+// unusable one with its path. With JWKS it does nothing (no dialing).
+func (j *JWT) LoadKey() error {
+	if j.cfg.JWKS != nil {
+		return nil
+	}
+	_, _, err := j.loadKey()
+	return err
+}
+
 func (j *JWT) loadKey() (any, []string, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -222,7 +233,7 @@ func (j *JWT) loadKey() (any, []string, error) {
 		}
 		secret := []byte(strings.TrimSpace(string(b)))
 		if len(secret) < 16 {
-			j.loadErr = errors.New("jwt secret_file: secret shorter than 16 bytes")
+			j.loadErr = fmt.Errorf("jwt secret_file %s: secret shorter than 16 bytes", j.cfg.SecretFile)
 			return nil, nil, j.loadErr
 		}
 		j.key, j.methods, j.loadErr = secret, []string{"HS256"}, nil
@@ -263,7 +274,11 @@ func LoadPublicKey(path string) (any, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("jwt key_file %s: %v", path, err)
 	}
-	return pub, methodsFor(pub), nil
+	methods := methodsFor(pub)
+	if methods == nil {
+		return nil, nil, fmt.Errorf("jwt key_file %s: unsupported %T key (want RSA, ECDSA P-256 or Ed25519)", path, pub)
+	}
+	return pub, methods, nil
 }
 
 func methodsFor(pub any) []string {

@@ -13,6 +13,7 @@ package runnerpool
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,9 @@ type Config struct {
 	// Token returns the runner bearer token; it is called per request
 	// (callers cache). Nil sends no token.
 	Token func() (string, error)
+	// TLS, when set, is used for TCP runners (HTTPS); Unix sockets stay
+	// plain. Nil: plain HTTP everywhere.
+	TLS *tls.Config
 	// HealthInterval is the period of active /readyz probes. Default 5s.
 	HealthInterval time.Duration
 	// FailDuration is how long a runner that refused a connection or failed
@@ -123,6 +127,8 @@ func New(cfg Config) (*Pool, error) {
 		if err != nil {
 			return nil, err
 		}
+		network, addr, _ := ParseAddress(a)
+		r.useTLS(network, addr, cfg.TLS)
 		p.runners = append(p.runners, r)
 	}
 	p.SetTenantLimits(cfg.TenantConcurrency, cfg.TenantQueue, cfg.TenantQueueWait)
