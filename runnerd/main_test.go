@@ -140,6 +140,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 func TestServeRefusesMissingTrustBundle(t *testing.T) {
 	t.Setenv("SIGNING_TRUST_BUNDLE", "")
+	t.Setenv("EXTEDGE_TRUST_BUNDLE", "")
 	err := serve([]string{"--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock")})
 	if err == nil || !strings.Contains(err.Error(), "trust-bundle") {
 		t.Fatalf("err = %v, want a missing trust bundle error", err)

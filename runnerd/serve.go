@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/egress"
+	"github.com/extedge/extedge/internal/envflag"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
@@ -73,8 +75,18 @@ type options struct {
 
 type listFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// Set appends one address or a comma-separated list of them (the form an
+// environment variable holds).
+func (l *listFlag) Set(s string) error {
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			*l = append(*l, a)
+		}
+	}
+	return nil
+}
 
 type sizeFlag struct{ v *int64 }
 
@@ -113,42 +125,47 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
+// envAliases are the older variable names SPEC §6.1 pins, read after
+// the EXTEDGE_<FLAG> name of each flag (internal/envflag).
+var envAliases = map[string][]string{
+	"registry":             {"REGISTRY_BASE_URL"},
+	"cache-dir":            {"EXT_CACHE_ROOT"},
+	"cache-max-bytes":      {"EXT_CACHE_MAX_BYTES"},
+	"trust-bundle":         {"SIGNING_TRUST_BUNDLE"},
+	"egress-allowlist":     {"EXT_EGRESS_ALLOWLIST"},
+	"egress-allow-private": {"EXT_EGRESS_ALLOW_PRIVATE"},
+	"redis":                {"RUNNER_DEBUG_REDIS_URL"},
 }
 
-func envSize(name string, def int64) int64 {
-	if v := os.Getenv(name); v != "" {
-		if n, err := parseSize(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
+// runnerTokenEnv holds the runner token itself when no --token-file is
+// given (SPEC §6.1). It is no flag's variable: a token on the command
+// line would show in ps.
+const runnerTokenEnv = "EXTEDGE_RUNNER_TOKEN"
 
-func parseOptions(args []string) (*options, error) {
+// parseOptions parses the serve flags and their environment variables
+// (envflag: EXTEDGE_<FLAG>, then the SPEC aliases); usage and errors of
+// the flag package go to out.
+func parseOptions(args []string, out io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("runnerd serve", flag.ContinueOnError)
+	fs.SetOutput(out)
 	var listen listFlag
-	fs.Var(&listen, "listen", "listen address, unix:///abs/path or tcp://host:port; repeatable (default unix:///run/extedge/runner-0.sock)")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present [env EXTEDGE_RUNNER_TOKEN holds the token itself]")
-	fs.StringVar(&o.registry, "registry", env("REGISTRY_BASE_URL", ""), "registryd base URL for KV, bundle status, revocations and execution records [REGISTRY_BASE_URL]")
+	fs.Var(&listen, "listen", "listen address, unix:///abs/path or tcp://host:port; repeatable, or comma-separated (default unix:///run/extedge/runner-0.sock)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present; without it "+runnerTokenEnv+" holds the token itself")
+	fs.StringVar(&o.registry, "registry", "", "registryd base URL for KV, bundle status, revocations and execution records")
 	fs.StringVar(&o.registryTokenFile, "registry-token-file", "", "file holding the service token for registryd")
 	fs.DurationVar(&o.registryCacheTTL, "registry-cache-ttl", registryapi.DefaultCacheTTL, "how long a bundle status is used before registryd is asked again (the change feed invalidates sooner)")
 	fs.DurationVar(&o.registryMaxStale, "registry-max-stale", registryapi.DefaultCacheMaxStale, "how long since registryd last confirmed it a bundle status keeps serving while registryd is unreachable; then calls fail with bundle_unavailable")
 	fs.StringVar(&o.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=…; empty uses the STORAGE_S3_* environment")
-	fs.StringVar(&o.cacheDir, "cache-dir", env("EXT_CACHE_ROOT", "/var/cache/extedge/runner"), "cache directory for verified bundles and compiled modules [EXT_CACHE_ROOT]")
-	o.cacheMaxBytes = envSize("EXT_CACHE_MAX_BYTES", 2<<30)
-	fs.Var(sizeFlag{&o.cacheMaxBytes}, "cache-max-bytes", "disk budget of extracted bundles, e.g. 2GiB [EXT_CACHE_MAX_BYTES]")
-	fs.StringVar(&o.trustBundle, "trust-bundle", env("SIGNING_TRUST_BUNDLE", ""), "PEM trust bundle of publisher keys; required [SIGNING_TRUST_BUNDLE]")
+	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/extedge/runner", "cache directory for verified bundles and compiled modules")
+	o.cacheMaxBytes = 2 << 30
+	fs.Var(sizeFlag{&o.cacheMaxBytes}, "cache-max-bytes", "disk budget of extracted bundles, e.g. 2GiB")
+	fs.StringVar(&o.trustBundle, "trust-bundle", "", "PEM trust bundle of publisher keys; required")
 	fs.BoolVar(&o.trustPrecompiled, "trust-precompiled", false, "load publisher-supplied precompiled modules (native code!) instead of compiling")
-	fs.StringVar(&o.egressAllowlist, "egress-allowlist", env("EXT_EGRESS_ALLOWLIST", ""), "comma-separated [http://]host[:port] entries http.fetch may reach [EXT_EGRESS_ALLOWLIST]")
-	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", env("EXT_EGRESS_ALLOW_PRIVATE", ""), "entries that may resolve to private/loopback addresses (on-prem) [EXT_EGRESS_ALLOW_PRIVATE]")
+	fs.StringVar(&o.egressAllowlist, "egress-allowlist", "", "comma-separated [http://]host[:port] entries http.fetch may reach")
+	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", "", "entries that may resolve to private/loopback addresses (on-prem)")
 	fs.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file that opens secret envelopes (secrets.get)")
-	fs.StringVar(&o.redis, "redis", env("RUNNER_DEBUG_REDIS_URL", ""), "Redis URL for the debug stream [RUNNER_DEBUG_REDIS_URL]")
+	fs.StringVar(&o.redis, "redis", "", "Redis URL for the debug stream")
 	fs.DurationVar(&o.timeout, "timeout", engine.DefaultTimeout, "default guest timeout")
 	fs.DurationVar(&o.maxTimeout, "max-timeout", 5*time.Minute, "largest timeout an envelope may ask for")
 	fs.DurationVar(&o.initTimeout, "init-timeout", engine.DefaultInitTimeout, "deadline for instantiation and _initialize")
@@ -170,7 +187,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, args, envAliases); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -181,18 +198,28 @@ func parseOptions(args []string) (*options, error) {
 		o.listen = []string{"unix:///run/extedge/runner-0.sock"}
 	}
 	if o.trustBundle == "" {
-		return nil, errors.New("--trust-bundle (or SIGNING_TRUST_BUNDLE) is required: runnerd only runs signed bundles")
+		return nil, errors.New("--trust-bundle (or " + strings.Join(envflag.Names("trust-bundle", envAliases), " or ") + ") is required: runnerd only runs signed bundles")
 	}
 	return o, nil
 }
 
-func readToken(path, envName string) (string, error) {
+// readToken reads the token file given by --flagName (SPEC §15: the whole
+// file, whitespace trimmed), or without one the variable envName. Errors
+// name the flag and the file, never the token.
+func readToken(flagName, path, envName string) (string, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", fmt.Errorf("reading token file: %v", err)
+			return "", fmt.Errorf("--%s: %v", flagName, err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--%s: %s is empty", flagName, path)
+		}
+		return tok, nil
+	}
+	if envName == "" {
+		return "", nil
 	}
 	return strings.TrimSpace(os.Getenv(envName)), nil
 }
@@ -209,7 +236,7 @@ func newLogger(level string) (*zap.Logger, error) {
 }
 
 func serve(args []string) error {
-	o, err := parseOptions(args)
+	o, err := parseOptions(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -284,11 +311,11 @@ type daemon struct {
 func (d *daemon) loadInputs() error {
 	o := d.o
 	var err error
-	if d.token, err = readToken(o.tokenFile, "EXTEDGE_RUNNER_TOKEN"); err != nil {
+	if d.token, err = readToken("token-file", o.tokenFile, runnerTokenEnv); err != nil {
 		return err
 	}
 	if d.token == "" {
-		return errors.New("a runner token is required (--token-file or EXTEDGE_RUNNER_TOKEN)")
+		return errors.New("a runner token is required (--token-file or " + runnerTokenEnv + ")")
 	}
 	if d.trust, err = signing.LoadTrustBundle(o.trustBundle); err != nil {
 		return fmt.Errorf("loading trust bundle: %v", err)
@@ -302,7 +329,7 @@ func (d *daemon) loadInputs() error {
 		}
 	}
 	if o.registry != "" {
-		regToken, err := readToken(o.registryTokenFile, "")
+		regToken, err := readToken("registry-token-file", o.registryTokenFile, "")
 		if err != nil {
 			return err
 		}
