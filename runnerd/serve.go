@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,6 +27,7 @@ import (
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/tlsconf"
 	"github.com/extedge/extedge/runnerd/cache"
 	"github.com/extedge/extedge/runnerd/debugstream"
 	"github.com/extedge/extedge/runnerd/engine"
@@ -54,6 +57,8 @@ type options struct {
 	egressAllowPrivate string
 	secretsKeyFile     string
 	redis              string
+	tlsCert, tlsKey    string
+	caFile             string
 
 	timeout, maxTimeout, initTimeout time.Duration
 	memoryMB, maxMemoryMB            int
@@ -166,6 +171,9 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", "", "entries that may resolve to private/loopback addresses (on-prem)")
 	fs.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file that opens secret envelopes (secrets.get)")
 	fs.StringVar(&o.redis, "redis", "", "Redis URL for the debug stream")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) tcp:// listeners serve TLS with; needs --tls-key; Unix sockets stay plain")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA certificates the registry client trusts instead of the system roots")
 	fs.DurationVar(&o.timeout, "timeout", engine.DefaultTimeout, "default guest timeout")
 	fs.DurationVar(&o.maxTimeout, "max-timeout", 5*time.Minute, "largest timeout an envelope may ask for")
 	fs.DurationVar(&o.initTimeout, "init-timeout", engine.DefaultInitTimeout, "deadline for instantiation and _initialize")
@@ -274,9 +282,9 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	listeners, err := listenAll(o.listen)
+	listeners, err := server.ListenAll(o.listen, d.serverTLS)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen: %v", err)
 	}
 	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", d.store.String()),
 		zap.String("engine_fingerprint", d.eng.Fingerprint()), zap.Int("trusted_keys", d.trust.Len()),
@@ -294,11 +302,12 @@ type daemon struct {
 	log *zap.Logger
 
 	// loadInputs
-	token string
-	trust *signing.TrustBundle
-	store blobstore.Store
-	keys  *secretbox.Keys
-	reg   *registryapi.Client // nil without --registry
+	token     string
+	serverTLS *tls.Config // nil: plain tcp
+	trust     *signing.TrustBundle
+	store     blobstore.Store
+	keys      *secretbox.Keys
+	reg       *registryapi.Client // nil without --registry
 	// buildEngine
 	eng *engine.Engine
 	// buildModules
@@ -306,8 +315,10 @@ type daemon struct {
 	prom    *prometheus.Registry
 }
 
-// loadInputs reads what the flags point at: the runner token, the trust
-// bundle, the bundle store, the secrets key and the registry client.
+// loadInputs reads what the flags point at: the runner token, the TLS
+// files, the trust bundle, the bundle store, the secrets key and the
+// registry client. A missing or unparsable file fails here, at start,
+// with its flag and path (SPEC §12).
 func (d *daemon) loadInputs() error {
 	o := d.o
 	var err error
@@ -317,15 +328,25 @@ func (d *daemon) loadInputs() error {
 	if d.token == "" {
 		return errors.New("a runner token is required (--token-file or " + runnerTokenEnv + ")")
 	}
+	if d.serverTLS, err = tlsconf.Server(o.tlsCert, o.tlsKey); err != nil {
+		return err
+	}
+	if d.serverTLS != nil && !slices.ContainsFunc(o.listen, func(a string) bool { return strings.HasPrefix(a, "tcp://") }) {
+		return errors.New("--tls-cert: no tcp:// --listen address to serve TLS on (Unix sockets stay plain)")
+	}
+	clientTLS, err := tlsconf.Client(o.caFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %v", err)
+	}
 	if d.trust, err = signing.LoadTrustBundle(o.trustBundle); err != nil {
-		return fmt.Errorf("loading trust bundle: %v", err)
+		return fmt.Errorf("--trust-bundle: loading trust bundle: %v", err)
 	}
 	if d.store, err = blobstore.Open(o.bundleStore); err != nil {
-		return fmt.Errorf("opening bundle store: %v", err)
+		return fmt.Errorf("--bundle-store: opening bundle store: %v", err)
 	}
 	if o.secretsKeyFile != "" {
 		if d.keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
-			return err
+			return fmt.Errorf("--secrets-key-file: %v", err)
 		}
 	}
 	if o.registry != "" {
@@ -333,7 +354,13 @@ func (d *daemon) loadInputs() error {
 		if err != nil {
 			return err
 		}
-		d.reg = registryapi.New(o.registry, regToken, nil)
+		var hc *http.Client
+		if clientTLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = clientTLS
+			hc = &http.Client{Transport: tr}
+		}
+		d.reg = registryapi.New(o.registry, regToken, hc)
 	}
 	return nil
 }
@@ -381,7 +408,7 @@ func (d *daemon) buildModules() error {
 	}
 	var err error
 	if d.modules, err = cache.New(ccfg); err != nil {
-		return err
+		return fmt.Errorf("--cache-dir: %v", err)
 	}
 	d.prom = prometheus.NewRegistry()
 	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -421,22 +448,6 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 			Help: "Debug stream lines dropped."}, func() float64 { return float64(ds.Dropped()) }))
 	}
 	return scfg, nil
-}
-
-// listenAll opens every --listen address; on failure none stays open.
-func listenAll(addrs []string) ([]net.Listener, error) {
-	var listeners []net.Listener
-	for _, a := range addrs {
-		l, err := server.Listen(a)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return nil, err
-		}
-		listeners = append(listeners, l)
-	}
-	return listeners, nil
 }
 
 // cacheCollector exports the cache counters.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -32,6 +33,28 @@ func Listen(addr string) (net.Listener, error) {
 		return net.Listen("tcp", hostport)
 	}
 	return nil, fmt.Errorf("listen address %q must be unix:///abs/path or tcp://host:port", addr)
+}
+
+// ListenAll opens every address with Listen; on failure none stays open.
+// With tlsCfg, tcp:// listeners serve TLS (tlsconf.Server, SPEC §12);
+// Unix sockets stay plain: only processes that may open the socket file
+// reach them.
+func ListenAll(addrs []string, tlsCfg *tls.Config) ([]net.Listener, error) {
+	var listeners []net.Listener
+	for _, a := range addrs {
+		l, err := Listen(a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, err
+		}
+		if tlsCfg != nil && l.Addr().Network() == "tcp" {
+			l = tls.NewListener(l, tlsCfg)
+		}
+		listeners = append(listeners, l)
+	}
+	return listeners, nil
 }
 
 func listenUnix(path string) (net.Listener, error) {
