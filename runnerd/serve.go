@@ -72,6 +72,7 @@ type options struct {
 	maxConcurrency, maxPerTenant     int
 	maxQueuePerTenant                int
 	queueWait, grace, epochTick      time.Duration
+	drainDelay                       time.Duration
 	demoteAfter                      time.Duration
 
 	registryCacheTTL, registryMaxStale time.Duration
@@ -192,7 +193,8 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
 	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
-	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
+	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := envflag.Parse(fs, args, envAliases); err != nil {
@@ -272,6 +274,8 @@ func serve(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// A second SIGTERM or SIGINT during the drain ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	scfg, err := d.serverConfig(bg)
@@ -289,7 +293,14 @@ func serve(args []string) error {
 	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", d.store.String()),
 		zap.String("engine_fingerprint", d.eng.Fingerprint()), zap.Int("trusted_keys", d.trust.Len()),
 		zap.Bool("registry", d.reg != nil), zap.Bool("debug_stream", o.redis != ""))
-	err = server.Serve(ctx, srv, listeners, o.grace)
+	err = server.Serve(ctx, srv, listeners, server.Shutdown{
+		Begin: func() {
+			log.Info("runnerd draining", zap.Duration("drain_delay", o.drainDelay), zap.Duration("grace", o.grace))
+			srv.Drain()
+		},
+		Delay: o.drainDelay,
+		Grace: o.grace,
+	})
 	log.Info("runnerd stopped", zap.Error(err))
 	cancelBG()
 	return err

@@ -41,7 +41,7 @@ func newServeFixture(t *testing.T) *serveFixture {
 	hash := pub.Publish(t, store, map[string][]byte{
 		"manifest.json":           bundletest.Manifest("com.acme.e2e", "Acme Inc.", "dist/handlers/ok", "dist/handlers/slow", "dist/handlers/loop"),
 		"dist/handlers/ok.wasm":   guests.MustWasm(t, "ok.wat", nil),
-		"dist/handlers/slow.wasm": guests.MustWasm(t, "slow.wat", map[string]string{"MS": "1500"}),
+		"dist/handlers/slow.wasm": guests.MustWasm(t, "slow.wat", map[string]string{"MS": "3000"}),
 		"dist/handlers/loop.wasm": guests.MustWasm(t, "loop.wat", nil),
 	})
 	f := &serveFixture{dir: dir, store: store.String(), trust: filepath.Join(dir, "trust.pem"),
@@ -153,7 +153,7 @@ func TestServeTLSOnTCP(t *testing.T) {
 	f := newServeFixture(t)
 	ca := testenv.WriteTestCA(t, t.TempDir())
 	addr := freeTCPAddr(t)
-	done := f.start(t, "--listen", "tcp://"+addr, "--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile)
+	done := f.start(t, "--listen", "tcp://"+addr, "--tls-cert", ca.CertFile, "--tls-key", ca.KeyFile, "--drain-delay", "0")
 
 	clientTLS, err := tlsconf.Client(ca.CAFile)
 	if err != nil {
@@ -229,5 +229,102 @@ func TestRegistryClientTrustsCAFile(t *testing.T) {
 	}
 	if auth := <-gotAuth; auth != "Bearer svc-token" {
 		t.Fatalf("registry saw Authorization %q", auth)
+	}
+}
+
+// TestSIGTERMDrainsAfterDelay is the drain sequence: on SIGTERM /readyz
+// answers 503 at once; for --drain-delay the listener still accepts new
+// connections and serves them; then it closes, and a slow call in flight
+// still completes within --grace before serve returns.
+func TestSIGTERMDrainsAfterDelay(t *testing.T) {
+	const drainDelay = 1500 * time.Millisecond
+	f := newServeFixture(t)
+	done := f.start(t, "--drain-delay", drainDelay.String(), "--grace", "15s")
+	client := f.unixClient() // a new connection per request
+	get := func(path string) (int, string, error) {
+		resp, err := client.Get("http://runner" + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+
+	type result struct {
+		status int
+		reply  *execapi.Response
+		err    error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		st, reply, err := f.execute(client, "http://runner", "dist/handlers/slow", 10000)
+		slow <- result{st, reply, err}
+	}()
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		_, text, err := get("/metrics")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(text, "extedge_runner_in_flight 1") {
+			return fmt.Errorf("slow call not in flight yet")
+		}
+		return nil
+	})
+
+	sigterm := time.Now()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, time.Second, func() error {
+		st, body, err := get("/readyz")
+		if err != nil {
+			return err
+		}
+		if st != 503 || !strings.Contains(body, "draining") {
+			return fmt.Errorf("readyz %d %s", st, body)
+		}
+		return nil
+	})
+	if st, _, err := get("/healthz"); err != nil || st != 200 {
+		t.Fatalf("healthz during drain: %d %v, want 200 (the process is alive)", st, err)
+	}
+	st, reply, err := f.execute(client, "http://runner", "dist/handlers/ok", 1000)
+	if err != nil || st != 200 || reply.Status != 201 {
+		t.Fatalf("new call on a new connection during the drain delay: %d %+v %v", st, reply, err)
+	}
+	if since := time.Since(sigterm); since >= drainDelay {
+		t.Fatalf("checks took %v, longer than the drain delay: the test proves nothing", since)
+	}
+
+	// After the delay the listener closes while the slow call still runs.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if _, _, err := get("/healthz"); err == nil {
+			return fmt.Errorf("still accepting")
+		}
+		return nil
+	})
+	if since := time.Since(sigterm); since < drainDelay {
+		t.Fatalf("listener closed %v after SIGTERM, before the drain delay %v", since, drainDelay)
+	}
+	select {
+	case r := <-slow:
+		t.Fatalf("slow call ended before the listener closed: %+v", r)
+	default:
+	}
+	r := <-slow
+	if r.err != nil || r.status != 200 || r.reply.Status != 200 || string(r.reply.Body) != "slow" {
+		t.Fatalf("slow call in flight during the drain: %d %+v %v", r.status, r.reply, r.err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after the drain")
+	}
+	if _, err := os.Stat(f.sock); !os.IsNotExist(err) {
+		t.Error("socket left behind after the drain")
 	}
 }

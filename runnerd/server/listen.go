@@ -84,10 +84,28 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves s on every listener until ctx ends, then stops accepting
-// and waits up to grace for calls in flight (SIGTERM drain). It returns the
-// first serve error, or nil after a clean drain.
-func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, grace time.Duration) error {
+// Shutdown is how Serve drains once its context ends (SIGTERM).
+type Shutdown struct {
+	// Begin runs at once when the context ends, before Delay: for the
+	// runner, Server.Drain, which makes /readyz answer 503 so that probes
+	// and the gateway stop choosing this process.
+	Begin func()
+	// Delay keeps the listeners accepting and serving for this long after
+	// Begin, for callers that have not noticed /readyz fail yet. Replies
+	// sent meanwhile close their connection, so no idle keep-alive
+	// connection is cut under a client when the listeners close.
+	// Default: 0.
+	Delay time.Duration
+	// Grace bounds the wait for calls in flight once the listeners have
+	// closed; calls still running then are cut off.
+	Grace time.Duration
+}
+
+// Serve serves h on every listener until ctx ends, then drains as sd says:
+// Begin, Delay with the listeners still open, close the listeners, wait
+// up to Grace for calls in flight. It returns the first serve error (which
+// skips what is left of Delay), or nil after a clean drain.
+func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, sd Shutdown) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -107,9 +125,21 @@ func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, grace 
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		if sd.Begin != nil {
+			sd.Begin()
+		}
+		if sd.Delay > 0 {
+			srv.SetKeepAlivesEnabled(false)
+			t := time.NewTimer(sd.Delay)
+			select {
+			case <-t.C:
+			case serveErr = <-errc:
+				t.Stop()
+			}
+		}
 	case serveErr = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	sctx, cancel := context.WithTimeout(context.Background(), sd.Grace)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	wg.Wait()

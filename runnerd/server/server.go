@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,6 +111,8 @@ type Server struct {
 	metrics *metrics
 	log     *zap.Logger
 	mux     *http.ServeMux
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // New checks cfg, fills defaults and registers the metrics.
@@ -213,7 +216,16 @@ func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// Drain marks the runner as shutting down: /readyz answers 503 from now
+// on, so that probes and the gateway stop choosing it, while calls are
+// still served (Shutdown.Begin). /healthz stays 200: the process is alive.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
 			s.log.Warn("not ready", zap.Error(err))

@@ -115,7 +115,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, Shutdown{Begin: s.Drain, Grace: 5 * time.Second}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -541,7 +541,7 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, Shutdown{Begin: s.Drain, Grace: 5 * time.Second}) }()
 	f := &fixture{srv: s, client: unixClient(sock), base: "http://runner"}
 	env := envelope("loop.wat", "tenant-a")
 	env["limits"] = map[string]any{"timeout_ms": 300}
