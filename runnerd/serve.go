@@ -73,6 +73,7 @@ type options struct {
 	maxQueuePerTenant                int
 	queueWait, grace, epochTick      time.Duration
 	drainDelay                       time.Duration
+	metricsMaxExtensions             int
 	demoteAfter                      time.Duration
 
 	registryCacheTTL, registryMaxStale time.Duration
@@ -196,6 +197,7 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
+	fs.IntVar(&o.metricsMaxExtensions, "metrics-max-extensions", 100, "distinct values of the extension label on guest metrics; further extensions share \"_other\"")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := envflag.Parse(fs, args, envAliases); err != nil {
 		return nil, err
@@ -204,6 +206,9 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	o.listen = listen
+	if o.metricsMaxExtensions < 1 {
+		return nil, fmt.Errorf("--metrics-max-extensions %d: must be at least 1", o.metricsMaxExtensions)
+	}
 	if len(o.listen) == 0 {
 		o.listen = []string{"unix:///run/extedge/runner-0.sock"}
 	}
@@ -439,7 +444,8 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
 		MaxRequestBytes: int(o.maxRequestBytes),
 		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, MaxQueuePerTenant: o.maxQueuePerTenant, QueueWait: o.queueWait,
-		Ready: d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
+		MaxMetricExtensions: o.metricsMaxExtensions,
+		Ready:               d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
 	}
 	if d.reg != nil {
 		batcher := records.New(d.reg, records.Config{Logger: d.log.Named("records")})

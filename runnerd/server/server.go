@@ -99,6 +99,10 @@ type Config struct {
 	// private registry served on /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// MaxMetricExtensions bounds the extension label of guest metrics: the
+	// first this many extensions that emit metrics get their own value,
+	// the rest share "_other". Default: 100.
+	MaxMetricExtensions int
 	// Logger logs calls and guest log lines. Default: no-op.
 	Logger *zap.Logger
 }
@@ -145,6 +149,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLimits.MemoryBytes <= 0 {
 		cfg.MaxLimits.MemoryBytes = max(cfg.DefaultLimits.MemoryBytes, 256<<20)
 	}
+	if cfg.MaxMetricExtensions <= 0 {
+		cfg.MaxMetricExtensions = 100
+	}
 	if cfg.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		cfg.Registerer, cfg.Gatherer = reg, reg
@@ -159,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 		log:    cfg.Logger,
 	}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Registerer, s.limits); err != nil {
+	if s.metrics, err = newMetrics(cfg.Registerer, s.limits, cfg.MaxMetricExtensions); err != nil {
 		return nil, err
 	}
 	s.mux = http.NewServeMux()
@@ -408,7 +415,7 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	stats.Stats = res.Stats
 	stats.egress = res.Host.EgressBytes
 	s.emitGuestLogs(env, res.Host.Logs)
-	s.metrics.observeGuestMetrics(res.Host.Metrics)
+	s.metrics.observeGuestMetrics(env.Context.ExtensionID, res.Host.Metrics)
 	if err != nil {
 		return nil, stats, asExecError(err)
 	}

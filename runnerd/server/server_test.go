@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -636,7 +637,7 @@ func TestTelemetry(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		text := string(b)
-		if !strings.Contains(text, `extedge_guest_syncs_total{result="ok"} 6`) {
+		if !strings.Contains(text, `extedge_guest_syncs_total{extension="com.acme.test",result="ok"} 6`) {
 			t.Fatalf("guest counter missing:\n%s", text)
 		}
 		if strings.Contains(text, "tenant-a") {
@@ -647,7 +648,7 @@ func TestTelemetry(t *testing.T) {
 
 func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond))
+	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,14 +660,56 @@ func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 		hostapi.Metric{Name: "hits", Kind: "gauge", Value: 1, Labels: map[string]string{"id": "x"}}, // kind conflict
 		hostapi.Metric{Name: "bad-name", Kind: "gauge", Value: 1},
 		hostapi.Metric{Name: "other", Kind: "gauge", Value: 1, Labels: map[string]string{"__name__": "x"}},
+		hostapi.Metric{Name: "other", Kind: "gauge", Value: 1, Labels: map[string]string{"extension": "com.evil.x"}}, // reserved
 	)
-	m.observeGuestMetrics(samples)
+	m.observeGuestMetrics("com.acme.test", samples)
 	if n := len(m.guestVecs["extedge_guest_hits"].series); n != maxGuestSeriesPerVec {
 		t.Fatalf("%d series, want the cap %d", n, maxGuestSeriesPerVec)
 	}
 	var dropped dto.Metric
 	m.guestDropped.Write(&dropped)
-	if got := dropped.GetCounter().GetValue(); got != 53 {
-		t.Fatalf("dropped %v samples, want 53", got)
+	if got := dropped.GetCounter().GetValue(); got != 54 {
+		t.Fatalf("dropped %v samples, want 54", got)
+	}
+}
+
+// TestGuestMetricsExtensionLabelIsBounded: guest metrics carry the calling
+// extension's name, for at most MaxMetricExtensions extensions per
+// process; later extensions share "_other".
+func TestGuestMetricsExtensionLabelIsBounded(t *testing.T) {
+	const maxExt = 2
+	f := newFixture(t, func(c *Config) { c.MaxMetricExtensions = maxExt })
+	for _, ext := range []string{"com.acme.a", "com.acme.b", "com.acme.c", "com.acme.a", "com.acme.d"} {
+		env := envelope("metric", "tenant-a")
+		env["context"].(map[string]any)["extension_id"] = ext
+		if st, body := f.post(t, execapi.PathExecute, testToken, env); st != 200 {
+			t.Fatalf("%s: %d %s", ext, st, body)
+		}
+	}
+	resp, err := f.client.Get(f.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	text := string(b)
+	// Each call emits syncs 3 times by 2.
+	for _, want := range []string{
+		`extedge_guest_syncs_total{extension="com.acme.a",result="ok"} 12`,
+		`extedge_guest_syncs_total{extension="com.acme.b",result="ok"} 6`,
+		`extedge_guest_syncs_total{extension="_other",result="ok"} 12`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	values := regexp.MustCompile(`extedge_guest_syncs_total\{extension="([^"]+)"`).FindAllStringSubmatch(text, -1)
+	if len(values) != maxExt+1 {
+		t.Errorf("%d extension values %v, want %d names and _other", len(values), values, maxExt)
+	}
+	for _, ext := range []string{"com.acme.c", "com.acme.d"} {
+		if strings.Contains(text, ext) {
+			t.Errorf("%s has its own label beyond the cap", ext)
+		}
 	}
 }
