@@ -355,10 +355,10 @@ func (d *daemon) loadInputs() error {
 		return fmt.Errorf("--ca-file: %v", err)
 	}
 	if d.trust, err = signing.LoadTrustBundle(o.trustBundle); err != nil {
-		return fmt.Errorf("--trust-bundle: loading trust bundle: %v", err)
+		return fmt.Errorf("--trust-bundle: %v", err)
 	}
 	if d.store, err = blobstore.Open(o.bundleStore); err != nil {
-		return fmt.Errorf("--bundle-store: opening bundle store: %v", err)
+		return fmt.Errorf("--bundle-store: %v", err)
 	}
 	if o.secretsKeyFile != "" {
 		if d.keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
@@ -425,6 +425,12 @@ func (d *daemon) buildModules() error {
 	var err error
 	if d.modules, err = cache.New(ccfg); err != nil {
 		return fmt.Errorf("--cache-dir: %v", err)
+	}
+	// A cache directory that exists but is not writable would only show
+	// in /readyz; refuse it at start.
+	if err := d.modules.Ready(); err != nil {
+		d.modules.Close()
+		return fmt.Errorf("--cache-dir %s: %v", o.cacheDir, err)
 	}
 	d.prom = prometheus.NewRegistry()
 	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
