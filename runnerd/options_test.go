@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -85,5 +86,26 @@ func TestBadVariableIsAnErrorNamingIt(t *testing.T) {
 				t.Fatalf("err = %v, want it to name %s", err, tt.name)
 			}
 		})
+	}
+}
+
+// TestREADMEListsEveryFlag keeps runnerd/README.md's flag table in step
+// with the flags: each flag and each SPEC alias is named there.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	parseOptions([]string{"--help"}, &out)
+	for _, f := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(out.String(), -1) {
+		if !bytes.Contains(readme, []byte("`--"+f[1]+"`")) {
+			t.Errorf("README.md lacks `--%s`", f[1])
+		}
+		for _, alias := range envAliases[f[1]] {
+			if !bytes.Contains(readme, []byte("`"+alias+"`")) {
+				t.Errorf("README.md lacks alias `%s` of --%s", alias, f[1])
+			}
+		}
 	}
 }
