@@ -53,8 +53,6 @@ const (
 	maxGuestSeriesPerVec = 100
 	maxGuestLabels       = 8
 	guestMetricPrefix    = "extedge_guest_"
-	// extensionLabel is added to every guest metric; guests may not set it.
-	extensionLabel = "extension"
 	// otherExtension is the extension label of extensions beyond
 	// Config.MaxMetricExtensions. It is no valid extension name (§4).
 	otherExtension = "_other"
@@ -158,13 +156,13 @@ func (m *metrics) observeGuest(extension string, s hostapi.Metric) bool {
 	}
 	labels := make([]string, 0, len(s.Labels)+1)
 	for k := range s.Labels {
-		if !metricNameRE.MatchString(k) || strings.HasPrefix(k, "__") || k == extensionLabel {
+		if !metricNameRE.MatchString(k) || strings.HasPrefix(k, "__") || k == hostapi.MetricExtensionLabel {
 			return false
 		}
 		labels = append(labels, k)
 	}
 	sort.Strings(labels)
-	labels = append(labels, extensionLabel)
+	labels = append(labels, hostapi.MetricExtensionLabel)
 	name := guestMetricPrefix + s.Name
 	v := m.guestVecs[name]
 	if v == nil {
