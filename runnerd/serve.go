@@ -298,13 +298,16 @@ func serve(args []string) error {
 	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", d.store.String()),
 		zap.String("engine_fingerprint", d.eng.Fingerprint()), zap.Int("trusted_keys", d.trust.Len()),
 		zap.Bool("registry", d.reg != nil), zap.Bool("debug_stream", o.redis != ""))
-	err = server.Serve(ctx, srv, listeners, server.Shutdown{
-		Begin: func() {
+	// The HTTP server's own errors (failed TLS handshakes, …) as JSON too.
+	httpLog, _ := zap.NewStdLogAt(log.Named("http"), zapcore.WarnLevel)
+	err = server.Serve(ctx, srv, listeners, server.ServeOptions{
+		ErrorLog: httpLog,
+		Drain: func() {
 			log.Info("runnerd draining", zap.Duration("drain_delay", o.drainDelay), zap.Duration("grace", o.grace))
 			srv.Drain()
 		},
-		Delay: o.drainDelay,
-		Grace: o.grace,
+		DrainDelay: o.drainDelay,
+		Grace:      o.grace,
 	})
 	log.Info("runnerd stopped", zap.Error(err))
 	cancelBG()

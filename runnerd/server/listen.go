@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -84,32 +85,39 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Shutdown is how Serve drains once its context ends (SIGTERM).
-type Shutdown struct {
-	// Begin runs at once when the context ends, before Delay: for the
+// ServeOptions are Serve's error log and its drain once the context ends
+// (SIGTERM).
+type ServeOptions struct {
+	// ErrorLog receives the HTTP server's own errors (failed TLS
+	// handshakes, broken connections). Default: the log package's
+	// standard logger.
+	ErrorLog *log.Logger
+	// Drain runs at once when the context ends, before DrainDelay: for the
 	// runner, Server.Drain, which makes /readyz answer 503 so that probes
 	// and the gateway stop choosing this process.
-	Begin func()
-	// Delay keeps the listeners accepting and serving for this long after
-	// Begin, for callers that have not noticed /readyz fail yet. Replies
-	// sent meanwhile close their connection, so no idle keep-alive
+	Drain func()
+	// DrainDelay keeps the listeners accepting and serving for this long
+	// after Drain, for callers that have not noticed /readyz fail yet.
+	// Replies sent meanwhile close their connection, so no idle keep-alive
 	// connection is cut under a client when the listeners close.
 	// Default: 0.
-	Delay time.Duration
+	DrainDelay time.Duration
 	// Grace bounds the wait for calls in flight once the listeners have
 	// closed; calls still running then are cut off.
 	Grace time.Duration
 }
 
-// Serve serves h on every listener until ctx ends, then drains as sd says:
-// Begin, Delay with the listeners still open, close the listeners, wait
-// up to Grace for calls in flight. It returns the first serve error (which
-// skips what is left of Delay), or nil after a clean drain.
-func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, sd Shutdown) error {
+// Serve serves h on every listener until ctx ends, then drains as opts
+// say: Drain, DrainDelay with the listeners still open, close the
+// listeners, wait up to Grace for calls in flight. It returns the first
+// serve error (which skips what is left of DrainDelay), or nil after a
+// clean drain.
+func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, opts ServeOptions) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          opts.ErrorLog,
 	}
 	errc := make(chan error, len(listeners))
 	var wg sync.WaitGroup
@@ -125,12 +133,12 @@ func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, sd Shu
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		if sd.Begin != nil {
-			sd.Begin()
+		if opts.Drain != nil {
+			opts.Drain()
 		}
-		if sd.Delay > 0 {
+		if opts.DrainDelay > 0 {
 			srv.SetKeepAlivesEnabled(false)
-			t := time.NewTimer(sd.Delay)
+			t := time.NewTimer(opts.DrainDelay)
 			select {
 			case <-t.C:
 			case serveErr = <-errc:
@@ -139,7 +147,7 @@ func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, sd Shu
 		}
 	case serveErr = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), sd.Grace)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.Grace)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	wg.Wait()

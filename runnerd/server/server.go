@@ -225,7 +225,7 @@ func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 
 // Drain marks the runner as shutting down: /readyz answers 503 from now
 // on, so that probes and the gateway stop choosing it, while calls are
-// still served (Shutdown.Begin). /healthz stays 200: the process is alive.
+// still served (ServeOptions.Drain). /healthz stays 200: the process is alive.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {

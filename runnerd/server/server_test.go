@@ -116,7 +116,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, Shutdown{Begin: s.Drain, Grace: 5 * time.Second}) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, Grace: 5 * time.Second}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -542,7 +542,7 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, Shutdown{Begin: s.Drain, Grace: 5 * time.Second}) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, Grace: 5 * time.Second}) }()
 	f := &fixture{srv: s, client: unixClient(sock), base: "http://runner"}
 	env := envelope("loop.wat", "tenant-a")
 	env["limits"] = map[string]any{"timeout_ms": 300}
