@@ -23,6 +23,7 @@ import (
 
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/testenv"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
@@ -711,5 +712,70 @@ func TestGuestMetricsExtensionLabelIsBounded(t *testing.T) {
 		if strings.Contains(text, ext) {
 			t.Errorf("%s has its own label beyond the cap", ext)
 		}
+	}
+}
+
+// TestDrainDelayKeepsServingAndClosesConnections: during DrainDelay the
+// listener serves (on kept-alive and new connections alike), /readyz
+// answers 503, and replies close their connection; after it the listener
+// is gone.
+func TestDrainDelayKeepsServingAndClosesConnections(t *testing.T) {
+	set, _ := hostapi.NewSet(hostlog.Capability{})
+	eng, err := engine.New(engine.Config{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	s, err := New(Config{Token: testToken, Engine: eng, Modules: &staticModules{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "drain.sock")
+	l, err := Listen("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	const delay = time.Second
+	go func() {
+		done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, DrainDelay: delay, Grace: 5 * time.Second})
+	}()
+	client := unixClient(sock)
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := client.Get("http://runner" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := get(execapi.PathReadyz); r.StatusCode != 200 || r.Close {
+		t.Fatalf("before the drain: readyz %d, close %v", r.StatusCode, r.Close)
+	}
+	cancel()
+	started := time.Now()
+	testenv.WaitFor(t, time.Second, func() error {
+		if r := get(execapi.PathReadyz); r.StatusCode != 503 {
+			return fmt.Errorf("readyz %d", r.StatusCode)
+		}
+		return nil
+	})
+	if r := get(execapi.PathHealthz); r.StatusCode != 200 || !r.Close {
+		t.Fatalf("during the drain delay: healthz %d, close %v; want 200 and Connection: close", r.StatusCode, r.Close)
+	}
+	if time.Since(started) >= delay {
+		t.Fatal("checks outlasted the drain delay")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if since := time.Since(started); since < delay {
+		t.Fatalf("serve returned %v after the context ended, before the drain delay %v", since, delay)
+	}
+	if _, err := client.Get("http://runner" + execapi.PathHealthz); err == nil {
+		t.Fatal("listener still accepting after the drain")
 	}
 }
