@@ -61,8 +61,14 @@ func (f *serveFixture) args(extra ...string) []string {
 // Unix socket. The returned channel carries serve's result.
 func (f *serveFixture) start(t *testing.T, extra ...string) <-chan error {
 	t.Helper()
+	return f.startArgs(t, f.args(extra...))
+}
+
+// startArgs is start with exactly args.
+func (f *serveFixture) startArgs(t *testing.T, args []string) <-chan error {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- serve(f.args(extra...)) }()
+	go func() { done <- serve(args) }()
 	client := f.unixClient()
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		select {
@@ -326,5 +332,29 @@ func TestSIGTERMDrainsAfterDelay(t *testing.T) {
 	}
 	if _, err := os.Stat(f.sock); !os.IsNotExist(err) {
 		t.Error("socket left behind after the drain")
+	}
+}
+
+// TestRunnerTokenFromTheEnvironment: without --token-file,
+// EXTEDGE_RUNNER_TOKEN holds the token itself (SPEC §6.1), as before
+// envflag; EXTEDGE_TOKEN_FILE names a file like --token-file.
+func TestRunnerTokenFromTheEnvironment(t *testing.T) {
+	for _, tt := range []struct {
+		name, variable string
+		value          func(f *serveFixture) string
+	}{
+		{"token itself", runnerTokenEnv, func(*serveFixture) string { return serveToken }},
+		{"token file", "EXTEDGE_TOKEN_FILE", func(f *serveFixture) string { return f.tokenFile }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newServeFixture(t)
+			t.Setenv(tt.variable, tt.value(f))
+			done := f.startArgs(t, without(f.args("--drain-delay", "0"), "--token-file"))
+			st, reply, err := f.execute(f.unixClient(), "http://runner", "dist/handlers/ok", 1000)
+			if err != nil || st != 200 || reply.Status != 201 {
+				t.Fatalf("execute with the token from %s: %d %+v %v", tt.variable, st, reply, err)
+			}
+			stop(t, done, 10*time.Second)
+		})
 	}
 }
