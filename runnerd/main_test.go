@@ -43,7 +43,7 @@ func TestServeEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- serve([]string{"--listen", "unix://" + sock, "--token-file", tokenFile, "--trust-bundle", trust,
-			"--bundle-store", store.String(), "--cache-dir", filepath.Join(dir, "cache"), "--grace", "5s", "--log-level", "error"})
+			"--bundle-store", store.String(), "--cache-dir", filepath.Join(dir, "cache"), "--grace", "5s", "--drain-delay", "100ms", "--log-level", "error"})
 	}()
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -140,6 +140,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 func TestServeRefusesMissingTrustBundle(t *testing.T) {
 	t.Setenv("SIGNING_TRUST_BUNDLE", "")
+	t.Setenv("EXTEDGE_TRUST_BUNDLE", "")
 	err := serve([]string{"--listen", "unix://" + filepath.Join(t.TempDir(), "s.sock")})
 	if err == nil || !strings.Contains(err.Error(), "trust-bundle") {
 		t.Fatalf("err = %v, want a missing trust bundle error", err)

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
+	"io"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,9 +23,11 @@ import (
 
 	"github.com/extedge/extedge/internal/blobstore"
 	"github.com/extedge/extedge/internal/egress"
+	"github.com/extedge/extedge/internal/envflag"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/secretbox"
 	"github.com/extedge/extedge/internal/signing"
+	"github.com/extedge/extedge/internal/tlsconf"
 	"github.com/extedge/extedge/runnerd/cache"
 	"github.com/extedge/extedge/runnerd/debugstream"
 	"github.com/extedge/extedge/runnerd/engine"
@@ -52,6 +57,8 @@ type options struct {
 	egressAllowPrivate string
 	secretsKeyFile     string
 	redis              string
+	tlsCert, tlsKey    string
+	caFile             string
 
 	timeout, maxTimeout, initTimeout time.Duration
 	memoryMB, maxMemoryMB            int
@@ -65,6 +72,8 @@ type options struct {
 	maxConcurrency, maxPerTenant     int
 	maxQueuePerTenant                int
 	queueWait, grace, epochTick      time.Duration
+	drainDelay                       time.Duration
+	metricsMaxExtensions             int
 	demoteAfter                      time.Duration
 
 	registryCacheTTL, registryMaxStale time.Duration
@@ -73,8 +82,18 @@ type options struct {
 
 type listFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// Set appends one address or a comma-separated list of them (the form an
+// environment variable holds).
+func (l *listFlag) Set(s string) error {
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			*l = append(*l, a)
+		}
+	}
+	return nil
+}
 
 type sizeFlag struct{ v *int64 }
 
@@ -113,42 +132,50 @@ func parseSize(s string) (int64, error) {
 	return n * mult, nil
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
+// envAliases are the older variable names SPEC §6.1 pins, read after
+// the EXTEDGE_<FLAG> name of each flag (internal/envflag).
+var envAliases = map[string][]string{
+	"registry":             {"REGISTRY_BASE_URL"},
+	"cache-dir":            {"EXT_CACHE_ROOT"},
+	"cache-max-bytes":      {"EXT_CACHE_MAX_BYTES"},
+	"trust-bundle":         {"SIGNING_TRUST_BUNDLE"},
+	"egress-allowlist":     {"EXT_EGRESS_ALLOWLIST"},
+	"egress-allow-private": {"EXT_EGRESS_ALLOW_PRIVATE"},
+	"redis":                {"RUNNER_DEBUG_REDIS_URL"},
 }
 
-func envSize(name string, def int64) int64 {
-	if v := os.Getenv(name); v != "" {
-		if n, err := parseSize(v); err == nil {
-			return n
-		}
-	}
-	return def
-}
+// runnerTokenEnv holds the runner token itself when no --token-file is
+// given (SPEC §6.1). It is no flag's variable: a token on the command
+// line would show in ps.
+const runnerTokenEnv = "EXTEDGE_RUNNER_TOKEN"
 
-func parseOptions(args []string) (*options, error) {
+// parseOptions parses the serve flags and their environment variables
+// (envflag: EXTEDGE_<FLAG>, then the SPEC aliases); usage and errors of
+// the flag package go to out.
+func parseOptions(args []string, out io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("runnerd serve", flag.ContinueOnError)
+	fs.SetOutput(out)
 	var listen listFlag
-	fs.Var(&listen, "listen", "listen address, unix:///abs/path or tcp://host:port; repeatable (default unix:///run/extedge/runner-0.sock)")
-	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present [env EXTEDGE_RUNNER_TOKEN holds the token itself]")
-	fs.StringVar(&o.registry, "registry", env("REGISTRY_BASE_URL", ""), "registryd base URL for KV, bundle status, revocations and execution records [REGISTRY_BASE_URL]")
+	fs.Var(&listen, "listen", "listen address, unix:///abs/path or tcp://host:port; repeatable, or comma-separated (default unix:///run/extedge/runner-0.sock)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the runner token every /v1 call must present; without it "+runnerTokenEnv+" holds the token itself")
+	fs.StringVar(&o.registry, "registry", "", "registryd base URL for KV, bundle status, revocations and execution records")
 	fs.StringVar(&o.registryTokenFile, "registry-token-file", "", "file holding the service token for registryd")
 	fs.DurationVar(&o.registryCacheTTL, "registry-cache-ttl", registryapi.DefaultCacheTTL, "how long a bundle status is used before registryd is asked again (the change feed invalidates sooner)")
 	fs.DurationVar(&o.registryMaxStale, "registry-max-stale", registryapi.DefaultCacheMaxStale, "how long since registryd last confirmed it a bundle status keeps serving while registryd is unreachable; then calls fail with bundle_unavailable")
 	fs.StringVar(&o.bundleStore, "bundle-store", "", "blob store URL: file:///dir or s3://bucket?endpoint=…; empty uses the STORAGE_S3_* environment")
-	fs.StringVar(&o.cacheDir, "cache-dir", env("EXT_CACHE_ROOT", "/var/cache/extedge/runner"), "cache directory for verified bundles and compiled modules [EXT_CACHE_ROOT]")
-	o.cacheMaxBytes = envSize("EXT_CACHE_MAX_BYTES", 2<<30)
-	fs.Var(sizeFlag{&o.cacheMaxBytes}, "cache-max-bytes", "disk budget of extracted bundles, e.g. 2GiB [EXT_CACHE_MAX_BYTES]")
-	fs.StringVar(&o.trustBundle, "trust-bundle", env("SIGNING_TRUST_BUNDLE", ""), "PEM trust bundle of publisher keys; required [SIGNING_TRUST_BUNDLE]")
+	fs.StringVar(&o.cacheDir, "cache-dir", "/var/cache/extedge/runner", "cache directory for verified bundles and compiled modules")
+	o.cacheMaxBytes = 2 << 30
+	fs.Var(sizeFlag{&o.cacheMaxBytes}, "cache-max-bytes", "disk budget of extracted bundles, e.g. 2GiB")
+	fs.StringVar(&o.trustBundle, "trust-bundle", "", "PEM trust bundle of publisher keys; required")
 	fs.BoolVar(&o.trustPrecompiled, "trust-precompiled", false, "load publisher-supplied precompiled modules (native code!) instead of compiling")
-	fs.StringVar(&o.egressAllowlist, "egress-allowlist", env("EXT_EGRESS_ALLOWLIST", ""), "comma-separated [http://]host[:port] entries http.fetch may reach [EXT_EGRESS_ALLOWLIST]")
-	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", env("EXT_EGRESS_ALLOW_PRIVATE", ""), "entries that may resolve to private/loopback addresses (on-prem) [EXT_EGRESS_ALLOW_PRIVATE]")
+	fs.StringVar(&o.egressAllowlist, "egress-allowlist", "", "comma-separated [http://]host[:port] entries http.fetch may reach")
+	fs.StringVar(&o.egressAllowPrivate, "egress-allow-private", "", "entries that may resolve to private/loopback addresses (on-prem)")
 	fs.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file that opens secret envelopes (secrets.get)")
-	fs.StringVar(&o.redis, "redis", env("RUNNER_DEBUG_REDIS_URL", ""), "Redis URL for the debug stream [RUNNER_DEBUG_REDIS_URL]")
+	fs.StringVar(&o.redis, "redis", "", "Redis URL for the debug stream")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) tcp:// listeners serve TLS with; needs --tls-key; Unix sockets stay plain")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA certificates the registry client trusts instead of the system roots")
 	fs.DurationVar(&o.timeout, "timeout", engine.DefaultTimeout, "default guest timeout")
 	fs.DurationVar(&o.maxTimeout, "max-timeout", 5*time.Minute, "largest timeout an envelope may ask for")
 	fs.DurationVar(&o.initTimeout, "init-timeout", engine.DefaultInitTimeout, "deadline for instantiation and _initialize")
@@ -167,32 +194,47 @@ func parseOptions(args []string) (*options, error) {
 	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
 	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
-	fs.DurationVar(&o.grace, "grace", 30*time.Second, "how long SIGTERM waits for calls in flight")
+	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
+	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
+	fs.IntVar(&o.metricsMaxExtensions, "metrics-max-extensions", 100, "distinct values of the extension label on guest metrics; further extensions share \"_other\"")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, args, envAliases); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	o.listen = listen
+	if o.metricsMaxExtensions < 1 {
+		return nil, fmt.Errorf("--metrics-max-extensions %d: must be at least 1", o.metricsMaxExtensions)
+	}
 	if len(o.listen) == 0 {
 		o.listen = []string{"unix:///run/extedge/runner-0.sock"}
 	}
 	if o.trustBundle == "" {
-		return nil, errors.New("--trust-bundle (or SIGNING_TRUST_BUNDLE) is required: runnerd only runs signed bundles")
+		return nil, errors.New("--trust-bundle (or " + strings.Join(envflag.Names("trust-bundle", envAliases), " or ") + ") is required: runnerd only runs signed bundles")
 	}
 	return o, nil
 }
 
-func readToken(path, envName string) (string, error) {
+// readToken reads the token file given by --flagName (SPEC §15: the whole
+// file, whitespace trimmed), or without one the variable envName. Errors
+// name the flag and the file, never the token.
+func readToken(flagName, path, envName string) (string, error) {
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", fmt.Errorf("reading token file: %v", err)
+			return "", fmt.Errorf("--%s: %v", flagName, err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--%s: %s is empty", flagName, path)
+		}
+		return tok, nil
+	}
+	if envName == "" {
+		return "", nil
 	}
 	return strings.TrimSpace(os.Getenv(envName)), nil
 }
@@ -209,7 +251,7 @@ func newLogger(level string) (*zap.Logger, error) {
 }
 
 func serve(args []string) error {
-	o, err := parseOptions(args)
+	o, err := parseOptions(args, os.Stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -237,6 +279,8 @@ func serve(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// A second SIGTERM or SIGINT during the drain ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	scfg, err := d.serverConfig(bg)
@@ -247,14 +291,24 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	listeners, err := listenAll(o.listen)
+	listeners, err := server.ListenAll(o.listen, d.serverTLS)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen: %v", err)
 	}
 	log.Info("runnerd serving", zap.Strings("listen", o.listen), zap.String("bundle_store", d.store.String()),
 		zap.String("engine_fingerprint", d.eng.Fingerprint()), zap.Int("trusted_keys", d.trust.Len()),
 		zap.Bool("registry", d.reg != nil), zap.Bool("debug_stream", o.redis != ""))
-	err = server.Serve(ctx, srv, listeners, o.grace)
+	// The HTTP server's own errors (failed TLS handshakes, …) as JSON too.
+	httpLog, _ := zap.NewStdLogAt(log.Named("http"), zapcore.WarnLevel)
+	err = server.Serve(ctx, srv, listeners, server.ServeOptions{
+		ErrorLog: httpLog,
+		Drain: func() {
+			log.Info("runnerd draining", zap.Duration("drain_delay", o.drainDelay), zap.Duration("grace", o.grace))
+			srv.Drain()
+		},
+		DrainDelay: o.drainDelay,
+		Grace:      o.grace,
+	})
 	log.Info("runnerd stopped", zap.Error(err))
 	cancelBG()
 	return err
@@ -267,11 +321,12 @@ type daemon struct {
 	log *zap.Logger
 
 	// loadInputs
-	token string
-	trust *signing.TrustBundle
-	store blobstore.Store
-	keys  *secretbox.Keys
-	reg   *registryapi.Client // nil without --registry
+	token     string
+	serverTLS *tls.Config // nil: plain tcp
+	trust     *signing.TrustBundle
+	store     blobstore.Store
+	keys      *secretbox.Keys
+	reg       *registryapi.Client // nil without --registry
 	// buildEngine
 	eng *engine.Engine
 	// buildModules
@@ -279,34 +334,52 @@ type daemon struct {
 	prom    *prometheus.Registry
 }
 
-// loadInputs reads what the flags point at: the runner token, the trust
-// bundle, the bundle store, the secrets key and the registry client.
+// loadInputs reads what the flags point at: the runner token, the TLS
+// files, the trust bundle, the bundle store, the secrets key and the
+// registry client. A missing or unparsable file fails here, at start,
+// with its flag and path (SPEC §12).
 func (d *daemon) loadInputs() error {
 	o := d.o
 	var err error
-	if d.token, err = readToken(o.tokenFile, "EXTEDGE_RUNNER_TOKEN"); err != nil {
+	if d.token, err = readToken("token-file", o.tokenFile, runnerTokenEnv); err != nil {
 		return err
 	}
 	if d.token == "" {
-		return errors.New("a runner token is required (--token-file or EXTEDGE_RUNNER_TOKEN)")
+		return errors.New("a runner token is required (--token-file or " + runnerTokenEnv + ")")
+	}
+	if d.serverTLS, err = tlsconf.Server(o.tlsCert, o.tlsKey); err != nil {
+		return err
+	}
+	if d.serverTLS != nil && !slices.ContainsFunc(o.listen, func(a string) bool { return strings.HasPrefix(a, "tcp://") }) {
+		return errors.New("--tls-cert: no tcp:// --listen address to serve TLS on (Unix sockets stay plain)")
+	}
+	clientTLS, err := tlsconf.Client(o.caFile)
+	if err != nil {
+		return fmt.Errorf("--ca-file: %v", err)
 	}
 	if d.trust, err = signing.LoadTrustBundle(o.trustBundle); err != nil {
-		return fmt.Errorf("loading trust bundle: %v", err)
+		return fmt.Errorf("--trust-bundle: %v", err)
 	}
 	if d.store, err = blobstore.Open(o.bundleStore); err != nil {
-		return fmt.Errorf("opening bundle store: %v", err)
+		return fmt.Errorf("--bundle-store: %v", err)
 	}
 	if o.secretsKeyFile != "" {
 		if d.keys, err = secretbox.LoadKeyFile(o.secretsKeyFile); err != nil {
-			return err
+			return fmt.Errorf("--secrets-key-file: %v", err)
 		}
 	}
 	if o.registry != "" {
-		regToken, err := readToken(o.registryTokenFile, "")
+		regToken, err := readToken("registry-token-file", o.registryTokenFile, "")
 		if err != nil {
 			return err
 		}
-		d.reg = registryapi.New(o.registry, regToken, nil)
+		var hc *http.Client
+		if clientTLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = clientTLS
+			hc = &http.Client{Transport: tr}
+		}
+		d.reg = registryapi.New(o.registry, regToken, hc)
 	}
 	return nil
 }
@@ -354,7 +427,13 @@ func (d *daemon) buildModules() error {
 	}
 	var err error
 	if d.modules, err = cache.New(ccfg); err != nil {
-		return err
+		return fmt.Errorf("--cache-dir: %v", err)
+	}
+	// A cache directory that exists but is not writable would only show
+	// in /readyz; refuse it at start.
+	if err := d.modules.Ready(); err != nil {
+		d.modules.Close()
+		return fmt.Errorf("--cache-dir %s: %v", o.cacheDir, err)
 	}
 	d.prom = prometheus.NewRegistry()
 	d.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -374,7 +453,8 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 		Budgets:         hostapi.Budgets{MaxHostCalls: o.maxHostCalls, MaxLogBytes: int(o.maxLogBytes)},
 		MaxRequestBytes: int(o.maxRequestBytes),
 		MaxConcurrency:  o.maxConcurrency, MaxConcurrencyPerTenant: o.maxPerTenant, MaxQueuePerTenant: o.maxQueuePerTenant, QueueWait: o.queueWait,
-		Ready: d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
+		MaxMetricExtensions: o.metricsMaxExtensions,
+		Ready:               d.modules.Ready, Registerer: d.prom, Gatherer: d.prom, Logger: d.log.Named("server"),
 	}
 	if d.reg != nil {
 		batcher := records.New(d.reg, records.Config{Logger: d.log.Named("records")})
@@ -394,22 +474,6 @@ func (d *daemon) serverConfig(bg context.Context) (server.Config, error) {
 			Help: "Debug stream lines dropped."}, func() float64 { return float64(ds.Dropped()) }))
 	}
 	return scfg, nil
-}
-
-// listenAll opens every --listen address; on failure none stays open.
-func listenAll(addrs []string) ([]net.Listener, error) {
-	var listeners []net.Listener
-	for _, a := range addrs {
-		l, err := server.Listen(a)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return nil, err
-		}
-		listeners = append(listeners, l)
-	}
-	return listeners, nil
 }
 
 // cacheCollector exports the cache counters.

@@ -115,7 +115,10 @@ func newRigPerTenant(tb testing.TB, wasm []byte, concurrency, perTenant int) *ri
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { server.Serve(ctx, srv, []net.Listener{l}, 5*time.Second); close(done) }()
+	go func() {
+		server.Serve(ctx, srv, []net.Listener{l}, server.ServeOptions{Grace: 5 * time.Second})
+		close(done)
+	}()
 	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}

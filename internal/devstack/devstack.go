@@ -175,7 +175,10 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			"--trust-bundle", filepath.Join(d, "keys", "trust.pem"),
 			"--secrets-key-file", filepath.Join(d, "keys", "secrets.key"),
 			"--egress-allowlist", egress,
-			"--egress-allow-private", egress); err != nil {
+			"--egress-allow-private", egress,
+			// Stop ends Caddy before the runners: nobody is left to
+			// notice /readyz fail, so there is nothing to wait for.
+			"--drain-delay", "0"); err != nil {
 			return st, err
 		}
 	}

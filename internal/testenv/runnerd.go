@@ -60,8 +60,11 @@ func Runnerd(t testing.TB, opts RunnerdOptions) *RunnerdServer {
 		Bin:    Binary(t, "./runnerd"),
 		Log:    filepath.Join(t.TempDir(), "runnerd.log"),
 	}
+	// No drain delay: tests stop runnerd with SIGTERM and want it gone
+	// (stopTimeout); a test of the drain passes its own --drain-delay in
+	// Args, which comes later and wins.
 	args := []string{"serve", "--listen", "unix://" + opts.Socket, "--bundle-store", opts.BundleStore,
-		"--trust-bundle", opts.TrustBundle, "--cache-dir", opts.CacheDir}
+		"--trust-bundle", opts.TrustBundle, "--cache-dir", opts.CacheDir, "--drain-delay", "0"}
 	if opts.TokenFile != "" {
 		args = append(args, "--token-file", opts.TokenFile)
 	}

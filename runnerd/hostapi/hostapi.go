@@ -185,8 +185,13 @@ type Metric struct {
 	Name   string
 	Kind   string
 	Value  float64
-	Labels map[string]string
+	Labels map[string]string // never MetricExtensionLabel
 }
+
+// MetricExtensionLabel is the label the runner adds to every guest metric
+// (the calling extension's name, bounded per process); a guest may not set
+// it.
+const MetricExtensionLabel = "extension"
 
 // Error is an error reply to the guest.
 type Error struct {

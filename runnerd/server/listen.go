@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -34,6 +36,28 @@ func Listen(addr string) (net.Listener, error) {
 	return nil, fmt.Errorf("listen address %q must be unix:///abs/path or tcp://host:port", addr)
 }
 
+// ListenAll opens every address with Listen; on failure none stays open.
+// With tlsCfg, tcp:// listeners serve TLS (tlsconf.Server, SPEC §12);
+// Unix sockets stay plain: only processes that may open the socket file
+// reach them.
+func ListenAll(addrs []string, tlsCfg *tls.Config) ([]net.Listener, error) {
+	var listeners []net.Listener
+	for _, a := range addrs {
+		l, err := Listen(a)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return nil, err
+		}
+		if tlsCfg != nil && l.Addr().Network() == "tcp" {
+			l = tls.NewListener(l, tlsCfg)
+		}
+		listeners = append(listeners, l)
+	}
+	return listeners, nil
+}
+
 func listenUnix(path string) (net.Listener, error) {
 	if !filepath.IsAbs(path) {
 		return nil, fmt.Errorf("unix socket path %q must be absolute", path)
@@ -61,14 +85,39 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve serves s on every listener until ctx ends, then stops accepting
-// and waits up to grace for calls in flight (SIGTERM drain). It returns the
-// first serve error, or nil after a clean drain.
-func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, grace time.Duration) error {
+// ServeOptions are Serve's error log and its drain once the context ends
+// (SIGTERM).
+type ServeOptions struct {
+	// ErrorLog receives the HTTP server's own errors (failed TLS
+	// handshakes, broken connections). Default: the log package's
+	// standard logger.
+	ErrorLog *log.Logger
+	// Drain runs at once when the context ends, before DrainDelay: for the
+	// runner, Server.Drain, which makes /readyz answer 503 so that probes
+	// and the gateway stop choosing this process.
+	Drain func()
+	// DrainDelay keeps the listeners accepting and serving for this long
+	// after Drain, for callers that have not noticed /readyz fail yet.
+	// Replies sent meanwhile close their connection, so no idle keep-alive
+	// connection is cut under a client when the listeners close.
+	// Default: 0.
+	DrainDelay time.Duration
+	// Grace bounds the wait for calls in flight once the listeners have
+	// closed; calls still running then are cut off.
+	Grace time.Duration
+}
+
+// Serve serves h on every listener until ctx ends, then drains as opts
+// say: Drain, DrainDelay with the listeners still open, close the
+// listeners, wait up to Grace for calls in flight. It returns the first
+// serve error (which skips what is left of DrainDelay), or nil after a
+// clean drain.
+func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, opts ServeOptions) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          opts.ErrorLog,
 	}
 	errc := make(chan error, len(listeners))
 	var wg sync.WaitGroup
@@ -84,9 +133,21 @@ func Serve(ctx context.Context, h http.Handler, listeners []net.Listener, grace 
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		if opts.Drain != nil {
+			opts.Drain()
+		}
+		if opts.DrainDelay > 0 {
+			srv.SetKeepAlivesEnabled(false)
+			t := time.NewTimer(opts.DrainDelay)
+			select {
+			case <-t.C:
+			case serveErr = <-errc:
+				t.Stop()
+			}
+		}
 	case serveErr = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.Grace)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
 	wg.Wait()

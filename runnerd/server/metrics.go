@@ -13,7 +13,8 @@ import (
 )
 
 // metrics are the runner's Prometheus metrics. No label carries a tenant,
-// install or request id: outcome codes and guest metric names only.
+// install or request id: outcome codes, guest metric names and labels, and
+// on guest metrics the extension name, bounded per process.
 type metrics struct {
 	invocations *prometheus.CounterVec
 	duration    prometheus.Histogram
@@ -31,6 +32,10 @@ type metrics struct {
 	guestMu      sync.Mutex
 	guestVecs    map[string]*guestVec
 	guestDropped prometheus.Counter
+	// extensions are the values the extension label has taken; once
+	// there are maxExtensions, other extensions share otherExtension.
+	extensions    map[string]bool
+	maxExtensions int
 }
 
 type guestVec struct {
@@ -48,9 +53,12 @@ const (
 	maxGuestSeriesPerVec = 100
 	maxGuestLabels       = 8
 	guestMetricPrefix    = "extedge_guest_"
+	// otherExtension is the extension label of extensions beyond
+	// Config.MaxMetricExtensions. It is no valid extension name (§4).
+	otherExtension = "_other"
 )
 
-func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int) (*metrics, error) {
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	m := &metrics{
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "extedge_runner_invocations_total", Help: "Execute calls by outcome (ok or a §6.2 error code)."}, []string{"outcome"}),
@@ -67,7 +75,9 @@ func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
 			Help: "CPU time of the threads that ran guests."}),
 		demoted: prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_demoted_calls_total",
 			Help: "Calls whose thread ran at low priority after using more CPU than the demotion threshold."}),
-		guestVecs: map[string]*guestVec{},
+		guestVecs:     map[string]*guestVec{},
+		extensions:    map[string]bool{},
+		maxExtensions: maxExtensions,
 		guestDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_guest_metrics_dropped_total",
 			Help: "metrics.emit samples dropped by the name and label-cardinality caps."}),
 	}
@@ -106,35 +116,53 @@ func (m *metrics) observe(outcome string, d time.Duration, st *callStats) {
 
 var metricNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,99}$`)
 
-// observeGuestMetrics exports metrics.emit samples under the
-// extedge_guest_ prefix. The first emission fixes a name's kind and label
-// names; later samples that disagree, new names beyond the cap and series
-// beyond the per-name cap are dropped and counted.
-func (m *metrics) observeGuestMetrics(samples []hostapi.Metric) {
+// observeGuestMetrics exports the metrics.emit samples of one call of
+// extension under the extedge_guest_ prefix, with an extension label. The
+// first emission fixes a name's kind and label names; later samples that
+// disagree, new names beyond the cap and series beyond the per-name cap
+// are dropped and counted.
+func (m *metrics) observeGuestMetrics(extension string, samples []hostapi.Metric) {
 	if len(samples) == 0 {
 		return
 	}
 	m.guestMu.Lock()
 	defer m.guestMu.Unlock()
+	ext := m.extensionValue(extension)
 	for _, s := range samples {
-		if !m.observeGuest(s) {
+		if !m.observeGuest(ext, s) {
 			m.guestDropped.Inc()
 		}
 	}
 }
 
-func (m *metrics) observeGuest(s hostapi.Metric) bool {
+// extensionValue is extension's value of the extension label: its name
+// for the first maxExtensions extensions that emit metrics in this
+// process, otherExtension for the rest, so the label's cardinality stays
+// bounded however many extensions a runner serves.
+func (m *metrics) extensionValue(extension string) string {
+	if m.extensions[extension] {
+		return extension
+	}
+	if len(m.extensions) < m.maxExtensions {
+		m.extensions[extension] = true
+		return extension
+	}
+	return otherExtension
+}
+
+func (m *metrics) observeGuest(extension string, s hostapi.Metric) bool {
 	if !metricNameRE.MatchString(s.Name) || len(s.Labels) > maxGuestLabels {
 		return false
 	}
-	labels := make([]string, 0, len(s.Labels))
+	labels := make([]string, 0, len(s.Labels)+1)
 	for k := range s.Labels {
-		if !metricNameRE.MatchString(k) || strings.HasPrefix(k, "__") {
+		if !metricNameRE.MatchString(k) || strings.HasPrefix(k, "__") || k == hostapi.MetricExtensionLabel {
 			return false
 		}
 		labels = append(labels, k)
 	}
 	sort.Strings(labels)
+	labels = append(labels, hostapi.MetricExtensionLabel)
 	name := guestMetricPrefix + s.Name
 	v := m.guestVecs[name]
 	if v == nil {
@@ -165,9 +193,10 @@ func (m *metrics) observeGuest(s hostapi.Metric) bool {
 		return false
 	}
 	values := make([]string, len(labels))
-	for i, k := range labels {
+	for i, k := range labels[:len(labels)-1] {
 		values[i] = s.Labels[k]
 	}
+	values[len(values)-1] = extension
 	key := strings.Join(values, "\xff")
 	if !v.series[key] {
 		if len(v.series) >= maxGuestSeriesPerVec {

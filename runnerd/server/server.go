@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,10 @@ type Config struct {
 	// private registry served on /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// MaxMetricExtensions bounds the extension label of guest metrics: the
+	// first this many extensions that emit metrics get their own value,
+	// the rest share "_other". Default: 100.
+	MaxMetricExtensions int
 	// Logger logs calls and guest log lines. Default: no-op.
 	Logger *zap.Logger
 }
@@ -110,6 +115,8 @@ type Server struct {
 	metrics *metrics
 	log     *zap.Logger
 	mux     *http.ServeMux
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // New checks cfg, fills defaults and registers the metrics.
@@ -142,6 +149,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLimits.MemoryBytes <= 0 {
 		cfg.MaxLimits.MemoryBytes = max(cfg.DefaultLimits.MemoryBytes, 256<<20)
 	}
+	if cfg.MaxMetricExtensions <= 0 {
+		cfg.MaxMetricExtensions = 100
+	}
 	if cfg.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		cfg.Registerer, cfg.Gatherer = reg, reg
@@ -156,7 +166,7 @@ func New(cfg Config) (*Server, error) {
 		log:    cfg.Logger,
 	}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Registerer, s.limits); err != nil {
+	if s.metrics, err = newMetrics(cfg.Registerer, s.limits, cfg.MaxMetricExtensions); err != nil {
 		return nil, err
 	}
 	s.mux = http.NewServeMux()
@@ -213,7 +223,16 @@ func (s *Server) authed(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// Drain marks the runner as shutting down: /readyz answers 503 from now
+// on, so that probes and the gateway stop choosing it, while calls are
+// still served (ServeOptions.Drain). /healthz stays 200: the process is alive.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(); err != nil {
 			s.log.Warn("not ready", zap.Error(err))
@@ -396,7 +415,7 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	stats.Stats = res.Stats
 	stats.egress = res.Host.EgressBytes
 	s.emitGuestLogs(env, res.Host.Logs)
-	s.metrics.observeGuestMetrics(res.Host.Metrics)
+	s.metrics.observeGuestMetrics(env.Context.ExtensionID, res.Host.Metrics)
 	if err != nil {
 		return nil, stats, asExecError(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/testenv"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
@@ -115,7 +117,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, Grace: 5 * time.Second}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -541,7 +543,7 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, s, []net.Listener{l}, 5*time.Second) }()
+	go func() { done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, Grace: 5 * time.Second}) }()
 	f := &fixture{srv: s, client: unixClient(sock), base: "http://runner"}
 	env := envelope("loop.wat", "tenant-a")
 	env["limits"] = map[string]any{"timeout_ms": 300}
@@ -636,7 +638,7 @@ func TestTelemetry(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		text := string(b)
-		if !strings.Contains(text, `extedge_guest_syncs_total{result="ok"} 6`) {
+		if !strings.Contains(text, `extedge_guest_syncs_total{extension="com.acme.test",result="ok"} 6`) {
 			t.Fatalf("guest counter missing:\n%s", text)
 		}
 		if strings.Contains(text, "tenant-a") {
@@ -647,7 +649,7 @@ func TestTelemetry(t *testing.T) {
 
 func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond))
+	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,14 +661,121 @@ func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 		hostapi.Metric{Name: "hits", Kind: "gauge", Value: 1, Labels: map[string]string{"id": "x"}}, // kind conflict
 		hostapi.Metric{Name: "bad-name", Kind: "gauge", Value: 1},
 		hostapi.Metric{Name: "other", Kind: "gauge", Value: 1, Labels: map[string]string{"__name__": "x"}},
+		hostapi.Metric{Name: "other", Kind: "gauge", Value: 1, Labels: map[string]string{"extension": "com.evil.x"}}, // reserved
 	)
-	m.observeGuestMetrics(samples)
+	m.observeGuestMetrics("com.acme.test", samples)
 	if n := len(m.guestVecs["extedge_guest_hits"].series); n != maxGuestSeriesPerVec {
 		t.Fatalf("%d series, want the cap %d", n, maxGuestSeriesPerVec)
 	}
 	var dropped dto.Metric
 	m.guestDropped.Write(&dropped)
-	if got := dropped.GetCounter().GetValue(); got != 53 {
-		t.Fatalf("dropped %v samples, want 53", got)
+	if got := dropped.GetCounter().GetValue(); got != 54 {
+		t.Fatalf("dropped %v samples, want 54", got)
+	}
+}
+
+// TestGuestMetricsExtensionLabelIsBounded: guest metrics carry the calling
+// extension's name, for at most MaxMetricExtensions extensions per
+// process; later extensions share "_other".
+func TestGuestMetricsExtensionLabelIsBounded(t *testing.T) {
+	const maxExt = 2
+	f := newFixture(t, func(c *Config) { c.MaxMetricExtensions = maxExt })
+	for _, ext := range []string{"com.acme.a", "com.acme.b", "com.acme.c", "com.acme.a", "com.acme.d"} {
+		env := envelope("metric", "tenant-a")
+		env["context"].(map[string]any)["extension_id"] = ext
+		if st, body := f.post(t, execapi.PathExecute, testToken, env); st != 200 {
+			t.Fatalf("%s: %d %s", ext, st, body)
+		}
+	}
+	resp, err := f.client.Get(f.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	text := string(b)
+	// Each call emits syncs 3 times by 2.
+	for _, want := range []string{
+		`extedge_guest_syncs_total{extension="com.acme.a",result="ok"} 12`,
+		`extedge_guest_syncs_total{extension="com.acme.b",result="ok"} 6`,
+		`extedge_guest_syncs_total{extension="_other",result="ok"} 12`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	values := regexp.MustCompile(`extedge_guest_syncs_total\{extension="([^"]+)"`).FindAllStringSubmatch(text, -1)
+	if len(values) != maxExt+1 {
+		t.Errorf("%d extension values %v, want %d names and _other", len(values), values, maxExt)
+	}
+	for _, ext := range []string{"com.acme.c", "com.acme.d"} {
+		if strings.Contains(text, ext) {
+			t.Errorf("%s has its own label beyond the cap", ext)
+		}
+	}
+}
+
+// TestDrainDelayKeepsServingAndClosesConnections: during DrainDelay the
+// listener serves (on kept-alive and new connections alike), /readyz
+// answers 503, and replies close their connection; after it the listener
+// is gone.
+func TestDrainDelayKeepsServingAndClosesConnections(t *testing.T) {
+	set, _ := hostapi.NewSet(hostlog.Capability{})
+	eng, err := engine.New(engine.Config{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	s, err := New(Config{Token: testToken, Engine: eng, Modules: &staticModules{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "drain.sock")
+	l, err := Listen("unix://" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	const delay = time.Second
+	go func() {
+		done <- Serve(ctx, s, []net.Listener{l}, ServeOptions{Drain: s.Drain, DrainDelay: delay, Grace: 5 * time.Second})
+	}()
+	client := unixClient(sock)
+	get := func(path string) *http.Response {
+		t.Helper()
+		resp, err := client.Get("http://runner" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if r := get(execapi.PathReadyz); r.StatusCode != 200 || r.Close {
+		t.Fatalf("before the drain: readyz %d, close %v", r.StatusCode, r.Close)
+	}
+	cancel()
+	started := time.Now()
+	testenv.WaitFor(t, time.Second, func() error {
+		if r := get(execapi.PathReadyz); r.StatusCode != 503 {
+			return fmt.Errorf("readyz %d", r.StatusCode)
+		}
+		return nil
+	})
+	if r := get(execapi.PathHealthz); r.StatusCode != 200 || !r.Close {
+		t.Fatalf("during the drain delay: healthz %d, close %v; want 200 and Connection: close", r.StatusCode, r.Close)
+	}
+	if time.Since(started) >= delay {
+		t.Fatal("checks outlasted the drain delay")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if since := time.Since(started); since < delay {
+		t.Fatalf("serve returned %v after the context ended, before the drain delay %v", since, delay)
+	}
+	if _, err := client.Get("http://runner" + execapi.PathHealthz); err == nil {
+		t.Fatal("listener still accepting after the drain")
 	}
 }

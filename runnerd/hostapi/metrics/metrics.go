@@ -1,7 +1,7 @@
 // Package metrics is the always-granted metrics.emit capability (SPEC
 // §5.2): the guest reports `{name, value, kind, labels?}` samples, which
-// the runner exports to Prometheus under the extedge_guest_ prefix with
-// caps on names and label cardinality (runnerd/server). This unit only
+// the runner exports to Prometheus under the extedge_guest_ prefix with an
+// extension label and caps on names and label cardinality (runnerd/server). This unit only
 // validates the samples of a call and reports them when it finishes.
 package metrics
 
@@ -62,6 +62,9 @@ func emit(_ context.Context, s *samples, raw []byte) (any, error) {
 	for k, v := range req.Labels {
 		if len(k) > 100 || len(v) > 128 {
 			return nil, hostapi.Errorf(hostapi.CodeInvalidRequest, "label names are at most 100 and values 128 characters")
+		}
+		if k == hostapi.MetricExtensionLabel {
+			return nil, hostapi.Errorf(hostapi.CodeInvalidRequest, "label %q is set by the runner", k)
 		}
 	}
 	if len(s.list) >= MaxSamplesPerCall {

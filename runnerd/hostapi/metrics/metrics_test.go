@@ -22,6 +22,7 @@ func TestEmit(t *testing.T) {
 		{"unknown kind is refused", `{"name":"x","value":1,"kind":"summary"}`, false},
 		{"negative counter is refused", `{"name":"x","value":-1,"kind":"counter"}`, false},
 		{"missing name is refused", `{"value":1,"kind":"gauge"}`, false},
+		{"the runner's extension label is refused", `{"name":"x","value":1,"kind":"gauge","labels":{"extension":"com.other.x"}}`, false},
 		{"too many labels are refused", `{"name":"x","value":1,"kind":"gauge","labels":{"a":"","b":"","c":"","d":"","e":"","f":"","g":"","h":"","i":""}}`, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
