@@ -460,13 +460,20 @@ func TestRunnersOutliveCaddysDrain(t *testing.T) {
 			t.Errorf("%s: --grace %q: %v", r.Name, g[0], err)
 			continue
 		}
-		if grace >= term {
-			t.Errorf("%s: --grace %v must be shorter than terminationGracePeriodSeconds %v", r.Name, grace, term)
+		drain := 5 * time.Second // runnerd's default --drain-delay
+		if d := flagValues(r.Args, "drain-delay"); len(d) == 1 {
+			if drain, err = time.ParseDuration(d[0]); err != nil {
+				t.Errorf("%s: --drain-delay %q: %v", r.Name, d[0], err)
+				continue
+			}
 		}
-		maxRunnerGrace = max(maxRunnerGrace, grace)
+		if drain+grace >= term {
+			t.Errorf("%s: --drain-delay %v + --grace %v must be shorter than terminationGracePeriodSeconds %v", r.Name, drain, grace, term)
+		}
+		maxRunnerGrace = max(maxRunnerGrace, drain+grace)
 	}
 	if total := preStop + caddyGrace + maxRunnerGrace; total >= term {
-		t.Errorf("preStop %v + Caddy grace_period %v + runner --grace %v = %v, must be below terminationGracePeriodSeconds %v",
+		t.Errorf("preStop %v + Caddy grace_period %v + runner --drain-delay and --grace %v = %v, must be below terminationGracePeriodSeconds %v",
 			preStop, caddyGrace, maxRunnerGrace, total, term)
 	}
 }

@@ -294,8 +294,14 @@ func TestRunnerDrainsBeforeSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TimeoutStopSec=%q: %v", u.last("TimeoutStopSec"), err)
 	}
-	if grace >= stop {
-		t.Errorf("--grace %v must be shorter than TimeoutStopSec %v", grace, stop)
+	drain := 5 * time.Second // runnerd's default --drain-delay
+	if d, ok := flagValue(u.execArgs(), "drain-delay"); ok {
+		if drain, err = time.ParseDuration(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if drain+grace >= stop {
+		t.Errorf("--drain-delay %v + --grace %v must be shorter than TimeoutStopSec %v", drain, grace, stop)
 	}
 	caddy := parseUnit(t, "extedge-caddy.service")
 	if !slices.ContainsFunc(strings.Fields(caddy["Unit"]["After"][0]), func(s string) bool { return strings.HasPrefix(s, "extedge-runnerd@") }) {
