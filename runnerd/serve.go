@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -264,6 +265,9 @@ func serve(args []string) error {
 	}
 	defer log.Sync()
 
+	if procs, set := guestProcs(o.maxConcurrency); set {
+		log.Info("GOMAXPROCS raised so calls in guests never hold every P", zap.Int("gomaxprocs", procs))
+	}
 	d := &daemon{o: o, log: log}
 	if err := d.loadInputs(); err != nil {
 		return err
@@ -409,6 +413,26 @@ func (d *daemon) buildEngine() error {
 	}
 	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter}, hosts)
 	return err
+}
+
+// guestProcs raises GOMAXPROCS to the cores plus maxConcurrency unless
+// the GOMAXPROCS variable is set. A call in a guest is a cgo call that
+// keeps its P until the runtime's monitor takes it back, which takes from
+// 20 µs to 10 ms; with GOMAXPROCS at the core count, a few long calls (a
+// tenant's flood of CPU spins, demoted to SCHED_IDLE) held every P and
+// the short calls of other tenants waited that long for one to read their
+// request (bench/e2e TestNoisyNeighbours). Spare Ps cost nothing while
+// idle; the OS still decides who gets a core.
+func guestProcs(maxConcurrency int) (int, bool) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return runtime.GOMAXPROCS(0), false
+	}
+	want := runtime.NumCPU() + maxConcurrency
+	if want <= runtime.GOMAXPROCS(0) {
+		return runtime.GOMAXPROCS(0), false
+	}
+	runtime.GOMAXPROCS(want)
+	return want, true
 }
 
 // buildModules builds the bundle and module cache and the metrics

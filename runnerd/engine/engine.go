@@ -120,6 +120,9 @@ func (e *Engine) Fuel() bool { return e.cfg.Fuel }
 // EpochTick is the ticker period.
 func (e *Engine) EpochTick() time.Duration { return e.cfg.EpochTick }
 
+// DemoteAfter is the CPU time after which a call is demoted (0: never).
+func (e *Engine) DemoteAfter() time.Duration { return e.cfg.DemoteAfter }
+
 func (e *Engine) tick() {
 	defer close(e.done)
 	t := time.NewTicker(e.cfg.EpochTick)

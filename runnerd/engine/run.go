@@ -30,6 +30,12 @@ type Limits struct {
 	Fuel uint64
 	// MaxResponseBytes caps the guest's response JSON. Default: 8 MiB.
 	MaxResponseBytes int
+	// StartDemoted runs the call at the lowest thread priority from its
+	// first instruction instead of after Config.DemoteAfter of CPU. The
+	// server sets it for installs whose recent calls were demoted
+	// (server.heavyInstalls), so a flood of long calls never runs its
+	// first DemoteAfter at normal priority. Ignored when demotion is off.
+	StartDemoted bool
 }
 
 // Defaults of Limits (SPEC §5.4).
@@ -105,7 +111,7 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 		res   *Result
 		err   error
 	)
-	cpu, demoted := onThread(e.cfg.DemoteAfter, func() {
+	cpu, demoted := onThread(e.cfg.DemoteAfter, lim.StartDemoted, func() {
 		res, err = e.run(ctx, m, export, request, lim, inv, &stdio)
 	})
 	res.Stats.CPU, res.Stats.Demoted = cpu, demoted

@@ -56,11 +56,11 @@ func restore(tid int) bool {
 // thread and the Go runtime ends it; the hand-off costs about 50 µs per
 // call on this project's 2-core test machine (bench/runner), against a few
 // µs inline.
-func onThread(after time.Duration, f func()) (cpu time.Duration, demoted bool) {
+func onThread(after time.Duration, atOnce bool, f func()) (cpu time.Duration, demoted bool) {
 	if after <= 0 || canRestorePriority() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		cpu, demoted = runLocked(after, f)
+		cpu, demoted = runLocked(after, atOnce, f)
 		if demoted {
 			_ = restore(unix.Gettid())
 		}
@@ -70,7 +70,7 @@ func onThread(after time.Duration, f func()) (cpu time.Duration, demoted bool) {
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
-		cpu, demoted = runLocked(after, f)
+		cpu, demoted = runLocked(after, atOnce, f)
 		if !demoted {
 			runtime.UnlockOSThread()
 		}
@@ -80,13 +80,18 @@ func onThread(after time.Duration, f func()) (cpu time.Duration, demoted bool) {
 }
 
 // runLocked runs f on the calling goroutine, which is locked to its
-// thread, demoting the thread once it has used after of CPU.
-func runLocked(after time.Duration, f func()) (cpu time.Duration, demoted bool) {
+// thread, demoting the thread once it has used after of CPU, or before f
+// starts when atOnce is set.
+func runLocked(after time.Duration, atOnce bool, f func()) (cpu time.Duration, demoted bool) {
 	tid := unix.Gettid()
 	start := threadCPU()
 	if after <= 0 {
 		f()
 		return threadCPU() - start, false
+	}
+	if atOnce && demote(tid) {
+		f()
+		return threadCPU() - start, true
 	}
 	var (
 		mu    sync.Mutex

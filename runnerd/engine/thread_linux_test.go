@@ -20,7 +20,7 @@ func spin(d time.Duration) {
 func TestLongCallIsDemotedAndShortCallIsNot(t *testing.T) {
 	var niceDuring int
 	var policyDuring uint32
-	cpu, demoted := onThread(5*time.Millisecond, func() {
+	cpu, demoted := onThread(5*time.Millisecond, false, func() {
 		spin(60 * time.Millisecond)
 		p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
 		if err != nil {
@@ -41,9 +41,31 @@ func TestLongCallIsDemotedAndShortCallIsNot(t *testing.T) {
 	if policyDuring != unix.SCHED_IDLE {
 		t.Errorf("scheduling policy while over the threshold: %d, want SCHED_IDLE (%d)", policyDuring, unix.SCHED_IDLE)
 	}
-	cpu, demoted = onThread(50*time.Millisecond, func() { spin(time.Millisecond) })
+	cpu, demoted = onThread(50*time.Millisecond, false, func() { spin(time.Millisecond) })
 	if demoted || cpu < time.Millisecond {
 		t.Fatalf("1ms spin: demoted %v, cpu %v; want not demoted, cpu >= 1ms", demoted, cpu)
+	}
+}
+
+// TestStartDemotedRunsTheWholeCallAtTheLowestPriority: a call started
+// demoted (its install's recent calls were long) is under SCHED_IDLE from
+// its first instruction, however short it is.
+func TestStartDemotedRunsTheWholeCallAtTheLowestPriority(t *testing.T) {
+	var policyDuring uint32
+	cpu, demoted := onThread(time.Second, true, func() {
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			policyDuring = a.Policy
+		}
+		spin(time.Millisecond)
+	})
+	if !demoted || cpu < time.Millisecond {
+		t.Fatalf("started demoted: demoted %v, cpu %v; want demoted, cpu >= 1ms", demoted, cpu)
+	}
+	if policyDuring != unix.SCHED_IDLE {
+		t.Fatalf("policy at the call's start: %d, want SCHED_IDLE (%d)", policyDuring, unix.SCHED_IDLE)
+	}
+	if _, demoted := onThread(0, true, func() {}); demoted {
+		t.Fatal("with demotion off a call started demoted anyway")
 	}
 }
 
@@ -60,7 +82,7 @@ func TestDemotedThreadDoesNotServeOtherWorkAtLowPriority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, demoted := onThread(2*time.Millisecond, func() { spin(20 * time.Millisecond) }); !demoted {
+	if _, demoted := onThread(2*time.Millisecond, false, func() { spin(20 * time.Millisecond) }); !demoted {
 		t.Fatal("20ms spin was not demoted")
 	}
 	after, _ := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())

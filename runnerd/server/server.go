@@ -117,6 +117,7 @@ type Server struct {
 	mux     *http.ServeMux
 	// draining is set by Drain: /readyz answers 503 from then on.
 	draining atomic.Bool
+	heavy    *heavyInstalls
 }
 
 // New checks cfg, fills defaults and registers the metrics.
@@ -164,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 		token:  []byte(strings.TrimSpace(cfg.Token)),
 		limits: newLimiter(cfg.MaxConcurrency, cfg.MaxConcurrencyPerTenant, cfg.MaxQueuePerTenant, cfg.QueueWait),
 		log:    cfg.Logger,
+		heavy:  newHeavyInstalls(cfg.Engine.DemoteAfter()),
 	}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registerer, s.limits, cfg.MaxMetricExtensions); err != nil {
@@ -411,7 +413,10 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	}
 	inv := hostapi.NewInvocation(ctx, env, s.cfg.Budgets)
 	stats.ran = true
-	res, err := s.cfg.Engine.Run(ctx, mod, export, request, s.limitsFor(env.Limits), inv)
+	lim := s.limitsFor(env.Limits)
+	lim.StartDemoted = s.heavy.startDemoted(env.Context.InstallID)
+	res, err := s.cfg.Engine.Run(ctx, mod, export, request, lim, inv)
+	s.heavy.observe(env.Context.InstallID, res.Stats.CPU)
 	stats.Stats = res.Stats
 	stats.egress = res.Host.EgressBytes
 	s.emitGuestLogs(env, res.Host.Logs)
