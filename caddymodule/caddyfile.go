@@ -75,6 +75,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    tenant_concurrency <n>
 //	    tenant_queue       <n>|off
 //	    tenant_queue_wait  <duration>
+//	    tenant_cost_bytes  <size>|off
 //	    refusal_delay      <duration>|off
 //	    refusal_max_parked <n>
 //	    breaker_failures   <n>|off
@@ -202,6 +203,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if h.TenantQueueWait <= 0 {
 				return d.Errf("tenant_queue_wait: want a positive duration, got '%s'", d.Val())
+			}
+		case "tenant_cost_bytes":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.TenantCostBytes = -1 // the JSON's "every call weighs 1"
+				break
+			}
+			d.Prev()
+			if err := sizeArg(d, &h.TenantCostBytes); err != nil {
+				return err
 			}
 		case "refusal_delay":
 			if !d.NextArg() {

@@ -159,6 +159,16 @@ type Handler struct {
 	// before it is refused with 503 runners_busy. Default: `1s`.
 	TenantQueueWait caddy.Duration `json:"tenant_queue_wait,omitempty"`
 
+	// TenantCostBytes weighs calls in TenantConcurrency by what they cost
+	// the gateway: a call holds 1 + m/TenantCostBytes units of its
+	// tenant's cap, m being its install's recent mean response size
+	// (runnerpool.callCosts). With the defaults, a tenant whose calls
+	// answer 4 MiB runs one at a time instead of four: copying bodies is
+	// CPU this process spends at normal priority, and four such streams
+	// took most of a 2-core node from the other tenants. Negative (`off`
+	// in the Caddyfile): every call weighs 1. Default: 1 MiB.
+	TenantCostBytes int64 `json:"tenant_cost_bytes,omitempty"`
+
 	// BreakerFailures is how many consecutive failed calls open an
 	// install's circuit breaker (SPEC §17). A failure is a call that timed
 	// out or trapped: the runner's codes timeout, trap, memory_limit and

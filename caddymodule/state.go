@@ -184,6 +184,7 @@ func acquireState(h *Handler, files *loadedFiles) (*sharedState, error) {
 	// changes only them keeps the pool's connections, in-flight counts and
 	// queued calls; new and reused pools alike get them here.
 	st.runners.SetTenantLimits(h.TenantConcurrency, h.TenantQueue, time.Duration(h.TenantQueueWait))
+	st.runners.SetTenantCostBytes(h.TenantCostBytes)
 
 	st.keys[3] = "quotas"
 	v, _, _ = quotaSets.LoadOrNew(st.keys[3], func() (caddy.Destructor, error) { return newQuotaState(nil), nil })

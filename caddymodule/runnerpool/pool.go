@@ -61,6 +61,11 @@ type Config struct {
 	// queue off, so a call over the cap is refused at once.
 	TenantQueue     int
 	TenantQueueWait time.Duration
+	// TenantCostBytes weighs calls by their install's recent response
+	// sizes: a call holds 1 + mean/TenantCostBytes units of its tenant's
+	// TenantConcurrency (callCosts); SetTenantCostBytes changes it later.
+	// Zero means DefaultTenantCostBytes, negative that every call weighs 1.
+	TenantCostBytes int64
 	// Logger may be nil.
 	Logger *zap.Logger
 }
@@ -72,6 +77,7 @@ type Pool struct {
 	runners []*Runner
 	logger  *zap.Logger
 	tenants tenantSlots
+	costs   *callCosts
 
 	startOnce sync.Once
 	ctx       context.Context
@@ -131,7 +137,9 @@ func New(cfg Config) (*Pool, error) {
 		r.useTLS(network, addr, cfg.TLS)
 		p.runners = append(p.runners, r)
 	}
+	p.costs = newCallCosts()
 	p.SetTenantLimits(cfg.TenantConcurrency, cfg.TenantQueue, cfg.TenantQueueWait)
+	p.SetTenantCostBytes(cfg.TenantCostBytes)
 	return p, nil
 }
 
@@ -267,7 +275,8 @@ const ReplyMargin = 100 * time.Millisecond
 //
 // The call holds one of its tenant's (req.Context.TenantID) slots from
 // here until Execute returns. A call that finds its tenant with
-// TenantConcurrency calls already in flight waits in the tenant's queue
+// TenantConcurrency units in flight (a call weighs 1 + its install's mean
+// response size / TenantCostBytes, callCosts) waits in the tenant's queue
 // (FIFO, TenantQueue long, TenantQueueWait at most); one that finds the
 // queue full, or waits in vain, is refused without reaching a runner, with
 // a concurrency_limited Result (Runner empty), exactly as if every runner
@@ -283,14 +292,15 @@ const ReplyMargin = 100 * time.Millisecond
 // answers are never retried). The check is made when the answer arrives,
 // not when the call started, since other calls come and go meanwhile.
 func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64) (*Result, error) {
-	tenant := req.Context.TenantID
-	if !p.tenants.acquire(ctx, tenant) {
+	tenant, install := req.Context.TenantID, req.Context.InstallID
+	weight := p.costs.weight(install)
+	if !p.tenants.acquire(ctx, tenant, weight) {
 		if ce := p.logger.Check(zap.DebugLevel, "tenant at its concurrency cap"); ce != nil {
 			ce.Write(zap.String("tenant", tenant), zap.Int64("cap", p.tenants.limit.Load()))
 		}
 		return &Result{Err: &execapi.Error{Code: execapi.CodeConcurrencyLimited, Message: "tenant at its concurrency cap"}}, nil
 	}
-	defer p.tenants.release(tenant)
+	defer p.tenants.release(tenant, weight)
 	p.startOnce.Do(p.startProbes)
 	req.Limits.SetDeadline(ctx, ReplyMargin)
 	envelope, err := json.Marshal(req)
@@ -303,6 +313,9 @@ func (p *Pool) Execute(ctx context.Context, req *execapi.Request, maxBody int64)
 	for _, r := range runners {
 		res, retry, err := p.try(ctx, r, envelope, maxBody)
 		if err == nil && !retry {
+			if res.Response != nil {
+				p.costs.observe(install, len(res.Response.Body))
+			}
 			return res, nil
 		}
 		if ctx.Err() != nil {

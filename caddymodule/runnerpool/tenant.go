@@ -29,6 +29,16 @@ func (p *Pool) SetTenantLimits(concurrency, queue int, wait time.Duration) {
 	p.tenants.wait.Store(int64(wait))
 }
 
+// SetTenantCostBytes sets the response size that adds a unit to a call's
+// weight (Config.TenantCostBytes): 0 restores the default, negative makes
+// every call weigh 1.
+func (p *Pool) SetTenantCostBytes(n int64) {
+	if n == 0 {
+		n = DefaultTenantCostBytes
+	}
+	p.costs.unit.Store(n)
+}
+
 // TenantConcurrency is the cap in force.
 func (p *Pool) TenantConcurrency() int { return int(p.tenants.limit.Load()) }
 
@@ -67,14 +77,27 @@ func (p *Pool) TenantQueueStats() QueueStats {
 }
 
 type tenantQueue struct {
-	running int64
-	waiting []chan struct{} // FIFO; release hands a slot to waiting[0]
+	running int64    // units held by calls in flight
+	waiting []waiter // FIFO; slots go to waiting[0] first
 }
 
-// acquire takes a slot for one call of tenant, waiting in the tenant's
-// queue while it is at its cap. It reports false when the queue is full or
-// off, the wait ran out, or ctx ended first.
-func (t *tenantSlots) acquire(ctx context.Context, tenant string) bool {
+// waiter is a call waiting in its tenant's queue for weight units.
+type waiter struct {
+	handed chan struct{} // closed when the units are the call's
+	weight int64
+}
+
+// fits reports whether a call of weight may start: it fits under the cap,
+// or the tenant has nothing in flight (a call heavier than the whole cap
+// still runs, alone).
+func (q *tenantQueue) fits(weight, limit int64) bool {
+	return q.running == 0 || q.running+weight <= limit
+}
+
+// acquire takes weight units of tenant's cap for one call, waiting in the
+// tenant's queue while they do not fit. It reports false when the queue is
+// full or off, the wait ran out, or ctx ended first.
+func (t *tenantSlots) acquire(ctx context.Context, tenant string, weight int64) bool {
 	limit := t.limit.Load()
 	t.mu.Lock()
 	q := t.t[tenant]
@@ -85,8 +108,8 @@ func (t *tenantSlots) acquire(ctx context.Context, tenant string) bool {
 		q = &tenantQueue{}
 		t.t[tenant] = q
 	}
-	if q.running < limit && len(q.waiting) == 0 {
-		q.running++
+	if len(q.waiting) == 0 && q.fits(weight, limit) {
+		q.running += weight
 		t.mu.Unlock()
 		return true
 	}
@@ -96,7 +119,7 @@ func (t *tenantSlots) acquire(ctx context.Context, tenant string) bool {
 		return false // the tenant has calls in flight, so q stays
 	}
 	handed := make(chan struct{})
-	q.waiting = append(q.waiting, handed)
+	q.waiting = append(q.waiting, waiter{handed: handed, weight: weight})
 	t.mu.Unlock()
 	t.waiting.Add(1)
 	defer t.waiting.Add(-1)
@@ -113,37 +136,45 @@ func (t *tenantSlots) acquire(ctx context.Context, tenant string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	select {
-	case <-handed: // release handed the slot over as the wait ended
+	case <-handed: // release handed the units over as the wait ended
 		t.admitted.Add(1)
 		return true
 	default:
 	}
 	t.timedOut.Add(1)
-	for i, ch := range q.waiting {
-		if ch == handed {
+	for i, w := range q.waiting {
+		if w.handed == handed {
 			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
 			break
 		}
 	}
+	t.admit(q, limit) // a heavy call leaving the head may let lighter ones start
 	t.forget(tenant, q)
 	return false
 }
 
-// release returns a slot taken by acquire: to the first waiting call of
-// the tenant if there is one (and the cap, which a reload may have
-// lowered, allows it), else to the pool.
-func (t *tenantSlots) release(tenant string) {
+// release returns weight units taken by acquire and starts the waiting
+// calls that now fit, in order (the cap, which a reload may have lowered,
+// is read now).
+func (t *tenantSlots) release(tenant string, weight int64) {
 	limit := t.limit.Load()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	q := t.t[tenant]
-	if len(q.waiting) > 0 && q.running <= limit {
-		close(q.waiting[0])
-		q.waiting = q.waiting[1:]
-		return
-	}
-	q.running--
+	q.running -= weight
+	t.admit(q, limit)
 	t.forget(tenant, q)
+}
+
+// admit hands units to waiting calls from the head while they fit; t.mu
+// is held.
+func (t *tenantSlots) admit(q *tenantQueue, limit int64) {
+	for len(q.waiting) > 0 && q.fits(q.waiting[0].weight, limit) {
+		w := q.waiting[0]
+		q.waiting = q.waiting[1:]
+		q.running += w.weight
+		close(w.handed)
+	}
 }
 
 // forget drops an idle tenant's entry; t.mu is held.

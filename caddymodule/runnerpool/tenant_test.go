@@ -328,3 +328,107 @@ func TestTenantQueueOffRefusesAtOnce(t *testing.T) {
 		t.Fatalf("got %+v, %v after %v; want concurrency_limited at once with no wait", res, err, time.Since(start))
 	}
 }
+
+func TestTenantCapWeighsCallsByTheirInstallsResponseSizes(t *testing.T) {
+	release := make(chan struct{})
+	big := func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(execapi.Response{Status: 200, Body: make([]byte, 3<<20)})
+	}
+	rn := startRunner(t, sockDir(t), "a", holding(release, big))
+	p := newPool(t, Config{TenantConcurrency: 4, TenantQueue: -1}, rn)
+	of := func(install string, hold bool) *execapi.Request {
+		req := tenantCall("k", "tenant-a", hold)
+		req.Context.InstallID = install
+		return req
+	}
+
+	if w := p.costs.weight("inst-big"); w != 1 {
+		t.Fatalf("an install never seen weighs %d, want 1", w)
+	}
+	if res, err := p.Execute(context.Background(), of("inst-big", false), 0); err != nil || res.Err != nil {
+		t.Fatalf("3 MiB call: %+v, %v", res, err)
+	}
+	if w := p.costs.weight("inst-big"); w != 4 {
+		t.Fatalf("after a 3 MiB answer the install weighs %d, want 1 + 3", w)
+	}
+
+	// One held call of the heavy install fills the tenant's cap of 4.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if res, err := p.Execute(context.Background(), of("inst-big", true), 0); err != nil || res.Err != nil {
+			t.Errorf("held call: %+v, %v", res, err)
+		}
+	}()
+	defer wg.Wait()
+	defer close(release)
+	waitRunning(t, p, "tenant-a", 4)
+
+	if res, err := p.Execute(context.Background(), of("inst-big", false), 0); !isBusy(res, err) || res.Runner != "" {
+		t.Fatalf("second call of the heavy install: %+v, %v; want concurrency_limited, its tenant's cap is full", res, err)
+	}
+	if res, err := p.Execute(context.Background(), of("inst-small", false), 0); !isBusy(res, err) {
+		t.Fatalf("a light call of the same tenant: %+v, %v; want concurrency_limited (4 + 1 > 4)", res, err)
+	}
+	other := of("inst-other", false)
+	other.Context.TenantID = "tenant-b"
+	if res, err := p.Execute(context.Background(), other, 0); err != nil || res.Err != nil {
+		t.Fatalf("another tenant: %+v, %v; want an answer", res, err)
+	}
+
+	p.SetTenantCostBytes(-1)
+	if w := p.costs.weight("inst-big"); w != 1 {
+		t.Fatalf("with weighing off the heavy install weighs %d, want 1", w)
+	}
+}
+
+func TestTenantQueueAdmitsInOrderAsUnitsFree(t *testing.T) {
+	var s tenantSlots
+	s.limit.Store(4)
+	s.queue.Store(4)
+	s.wait.Store(int64(10 * time.Second))
+	if !s.acquire(context.Background(), "a", 3) {
+		t.Fatal("first call refused")
+	}
+	got := make(chan int64, 2)
+	go func() { s.acquire(context.Background(), "a", 4); got <- 4 }()
+	waitFor := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s.mu.Lock()
+			l := len(s.t["a"].waiting)
+			s.mu.Unlock()
+			if l == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiting, want %d", l, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(1)
+	go func() { s.acquire(context.Background(), "a", 1); got <- 1 }()
+	waitFor(2)
+	// 3 + 1 would fit, but the light call waits behind the heavy one: FIFO.
+	select {
+	case w := <-got:
+		t.Fatalf("call of weight %d started out of order", w)
+	case <-time.After(20 * time.Millisecond):
+	}
+	s.release("a", 3)
+	if w := <-got; w != 4 {
+		t.Fatalf("first admitted weighs %d, want the head (4)", w)
+	}
+	s.release("a", 4)
+	if w := <-got; w != 1 {
+		t.Fatalf("second admitted weighs %d, want 1", w)
+	}
+	s.release("a", 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.t) != 0 {
+		t.Fatalf("%d tenant entries left, want 0", len(s.t))
+	}
+}
