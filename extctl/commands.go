@@ -101,6 +101,11 @@ func init() {
 			summary: "list the catalog, or a tenant's installs",
 			about: "Lists the registry's extensions with their latest version, or with --tenant " +
 				"that tenant's installs (secret keys only, never values)." + registryAbout},
+		{name: "version", setup: versionCmd,
+			summary: "print extctl's version, commit and Go version",
+			about: "Prints the version, the VCS commit it was built from (\", modified\" for a tree " +
+				"with uncommitted changes) and the Go version. `extctl --version` prints the same. " +
+				`With --json: {"version","commit","modified","go_version"}.`},
 		{name: "help", args: "[COMMAND [SUBCOMMAND]]", setup: helpCmd,
 			summary: "show help for extctl or for one command",
 			about: "Without arguments, lists every command. With a command, prints its usage, " +

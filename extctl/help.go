@@ -27,7 +27,8 @@ func (c *cli) printOverview(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprint(w, wrap("Run `extctl help <command>` (or `extctl <command> --help`) for a command's "+
 		"flags, defaults and environment variables. Every command takes --json for "+
-		"machine-readable output. Flags may come before, between or after arguments.", "", helpWidth))
+		"machine-readable output. Flags may come before, between or after arguments. "+
+		"extctl --version prints the version.", "", helpWidth))
 }
 
 // synopsis is the usage line of cmd.
