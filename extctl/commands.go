@@ -106,6 +106,12 @@ func init() {
 			about: "Prints the version, the VCS commit it was built from (\", modified\" for a tree " +
 				"with uncommitted changes) and the Go version. `extctl --version` prints the same. " +
 				`With --json: {"version","commit","modified","go_version"}.`},
+		{name: "completion", args: "bash|zsh|fish", words: completionShells, setup: completionCmd,
+			summary: "print a shell completion script",
+			about: "Prints a completion script for bash, zsh or fish, generated from extctl's command " +
+				"table: commands, subcommands and each command's flags. Load it with " +
+				"`source <(extctl completion bash)` (zsh likewise, or save it as _extctl in $fpath) " +
+				"or `extctl completion fish | source`."},
 		{name: "help", args: "[COMMAND [SUBCOMMAND]]", setup: helpCmd,
 			summary: "show help for extctl or for one command",
 			about: "Without arguments, lists every command. With a command, prints its usage, " +
