@@ -263,7 +263,7 @@ func verifyCmd(fs *flagSet) runFunc {
 		}
 		sig, err := signing.ParseSignature(sigRaw)
 		if err != nil {
-			return fmt.Errorf("signature_invalid: %v", err)
+			return &codedError{"signature_invalid", fmt.Sprintf("signature_invalid: %v", err)}
 		}
 		if err := tb.Verify(sig, hash, m.Publisher, time.Now()); err != nil {
 			return err

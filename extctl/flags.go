@@ -54,5 +54,5 @@ func (fs *flagSet) applyEnv() error {
 
 // jsonFlag adds --json, which every command takes.
 func (fs *flagSet) jsonFlag() *bool {
-	return fs.Bool("json", false, "JSON output")
+	return fs.Bool("json", false, `JSON output; a failure is {"error":{"code","message"}} on stderr`)
 }

@@ -38,6 +38,7 @@ func main() {
 }
 
 func (c *cli) main(args []string) int {
+	asJSON := wantsJSON(args)
 	if len(args) == 0 {
 		c.printOverview(c.stderr)
 		return 2
@@ -60,7 +61,7 @@ func (c *cli) main(args []string) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	return c.fail(err, cmd)
+	return c.fail(err, cmd, asJSON)
 }
 
 // runCommand parses a command's flags (from the command line, then from
@@ -82,19 +83,21 @@ func (c *cli) runCommand(cmd *command, args []string) error {
 	return run(c, pos)
 }
 
-// fail prints err as one line and returns the exit code: 2 for usage
-// errors, 1 for everything else.
-func (c *cli) fail(err error, cmd *command) int {
+// fail prints err as one line, or with --json as
+// {"error":{"code","message"[,"details"]}}, on stderr and returns the exit
+// code: 2 for usage errors, 1 for everything else.
+func (c *cli) fail(err error, cmd *command, asJSON bool) int {
+	code, exit := errorCode(err)
+	if asJSON {
+		writeJSONError(c.stderr, code, err)
+		return exit
+	}
 	fmt.Fprintf(c.stderr, "extctl: %s\n", oneLine(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(c.stderr, "usage: %s (see extctl help %s)\n", synopsis(cmd), cmd.name)
-		return 2
 	}
-	if errors.As(err, new(unknownCommandError)) || errors.As(err, new(groupError)) {
-		return 2
-	}
-	return 1
+	return exit
 }
 
 // parseInterspersed parses flags that may appear before, between or after

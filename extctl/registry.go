@@ -156,14 +156,14 @@ func (s *session) wrap(err error) error {
 		return &apiError{ae}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("the registry at %s did not answer within %s (see --timeout)", s.client.BaseURL(), s.timeout)
+		return &codedError{codeTimeout, fmt.Sprintf("the registry at %s did not answer within %s (see --timeout)", s.client.BaseURL(), s.timeout)}
 	}
 	if errors.Is(err, context.Canceled) {
-		return errors.New("interrupted")
+		return &codedError{codeInterrupted, "interrupted"}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("cannot reach the registry at %s: %v", s.client.BaseURL(), ue.Err)
+		return &codedError{codeRegistryUnreachable, fmt.Sprintf("cannot reach the registry at %s: %v", s.client.BaseURL(), ue.Err)}
 	}
 	return err
 }
