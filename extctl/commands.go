@@ -84,7 +84,9 @@ func init() {
 				"change feed's delay. Its settings, secrets and data are kept." + registryAbout},
 		{name: "uninstall", args: "--tenant T --extension NAME", setup: uninstallCmd,
 			summary: "remove an install with its secrets and stored data",
-			about:   "Deletes tenant T's install of NAME together with its secrets and KV data." + registryAbout},
+			about: "Deletes tenant T's install of NAME together with its secrets and KV data. " +
+				"It asks for confirmation when stdin is a terminal; otherwise it refuses unless --yes " +
+				"is given, so a script never deletes by accident." + registryAbout},
 		{name: "secrets set", args: "--tenant T --extension NAME KEY=VALUE|KEY=@FILE|KEY=- ...", setup: secretsSetCmd,
 			summary: "set an install's secrets",
 			about: "Stores secrets for tenant T's install of NAME, sealed at rest. KEY=@FILE reads a " +

@@ -25,6 +25,7 @@ package main
 //     refused (secrets unset deletes). Values are never printed.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -529,10 +530,11 @@ func setStatus(c *cli, name string, f *targetFlags, pos []string) error {
 
 func uninstallCmd(fs *flagSet) runFunc {
 	f := addTargetFlags(fs)
-	return func(c *cli, pos []string) error { return uninstall(c, f, pos) }
+	yes := fs.Bool("yes", false, "uninstall without asking; needed when stdin is not a terminal")
+	return func(c *cli, pos []string) error { return uninstall(c, f, *yes, pos) }
 }
 
-func uninstall(c *cli, f *targetFlags, pos []string) error {
+func uninstall(c *cli, f *targetFlags, yes bool, pos []string) error {
 	if err := f.check("uninstall", pos); err != nil {
 		return err
 	}
@@ -542,6 +544,11 @@ func uninstall(c *cli, f *targetFlags, pos []string) error {
 		return err
 	}
 	defer s.cancel()
+	if !yes {
+		if err := c.confirm(fmt.Sprintf("uninstall %s from tenant %s (deleting its secrets and stored data)", ext, tenant)); err != nil {
+			return err
+		}
+	}
 	if err := s.client.Uninstall(s.ctx, tenant, ext); err != nil {
 		return s.wrap(err)
 	}
@@ -550,6 +557,22 @@ func uninstall(c *cli, f *targetFlags, pos []string) error {
 	}
 	fmt.Fprintf(c.stdout, "uninstalled %s from tenant %s (its secrets and stored data are deleted)\n", ext, tenant)
 	return nil
+}
+
+// confirm asks whether to do action (on stderr, answer on stdin). Without
+// a terminal on stdin nobody can answer, so it refuses rather than guess:
+// scripts pass --yes.
+func (c *cli) confirm(action string) error {
+	if !c.stdinTerminal {
+		return &codedError{codeConfirmationRequired, "refusing to " + action + " without --yes: stdin is not a terminal, so extctl cannot ask"}
+	}
+	fmt.Fprintf(c.stderr, "%s%s? [y/N] ", strings.ToUpper(action[:1]), action[1:])
+	answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return &codedError{codeAborted, "aborted; nothing was changed"}
 }
 
 // ungranted lists capabilities the installed version declares but the
