@@ -11,7 +11,9 @@ package main
 //     against the CA certificates in --ca-file (else $EXTEDGE_CA_FILE), for
 //     a registryd serving --tls-cert from a private CA.
 //   - A registry error is one line "extctl: <code>: <message> (<details>)",
-//     where invalid_manifest lists its issues and invalid_bundle its rule.
+//     where invalid_manifest lists its issues and invalid_bundle its rule;
+//     with --json it is {"error":{"code","message","details"}} (errors.go).
+//   - uninstall asks on a terminal and otherwise needs --yes.
 //   - --grant and --egress are repeatable and also accept comma-separated
 //     lists; a single empty value (--grant '') clears the list. Lists and
 //     config that are not given keep the install's current value.
