@@ -2,8 +2,11 @@
 // (SPEC §10): keys, canonical packing, signing, verification, inspection,
 // and the registry calls (publish, install…).
 //
+// Every command is one entry of the table in commands.go; dispatch, help
+// (extctl help CMD, CMD --help) and shell completion are all read from it.
 // Output is human-readable by default and JSON with --json. Every failure
-// exits non-zero with one line on stderr: "extctl: <reason>".
+// exits non-zero with one line on stderr: "extctl: <reason>", or with
+// --json the object {"error":{"code":…,"message":…}}.
 package main
 
 import (
@@ -12,27 +15,15 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 )
-
-// command is one extctl subcommand.
-type command struct {
-	usage string
-	run   func(ctx *cli, args []string) error
-}
-
-var commands = map[string]command{}
-
-func register(name, usage string, run func(*cli, []string) error) {
-	commands[name] = command{usage: usage, run: run}
-}
 
 // cli carries the streams so tests can run commands in-process.
 type cli struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
-	isTerminal     bool
+	isTerminal     bool // stderr is a terminal (progress bars)
+	stdinTerminal  bool // stdin is a terminal (confirmation prompts)
 }
 
 // usageError marks errors that should print the command's usage.
@@ -41,57 +32,72 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func main() {
-	c := &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, isTerminal: isTerminal(os.Stderr)}
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin,
+		isTerminal: isTerminal(os.Stderr), stdinTerminal: isTerminal(os.Stdin)}
 	os.Exit(c.main(os.Args[1:]))
 }
 
 func (c *cli) main(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		c.printUsage(c.stdout)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	name := args[0]
-	if len(args) > 1 && (name == "secrets") {
-		name += " " + args[1]
-		args = args[1:]
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(c.stderr, "extctl: unknown command %q (run extctl --help)\n", args[0])
+	asJSON := wantsJSON(args)
+	if len(args) == 0 {
+		c.printOverview(c.stderr)
 		return 2
 	}
-	if err := cmd.run(c, args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		fmt.Fprintf(c.stderr, "extctl: %s\n", msg)
-		var ue usageError
-		if errors.As(err, &ue) {
-			fmt.Fprintf(c.stderr, "usage: extctl %s\n", cmd.usage)
-			return 2
-		}
-		return 1
+	switch args[0] {
+	case "-h", "-help", "--help":
+		c.printOverview(c.stdout)
+		return 0
+	case "-version", "--version":
+		args = append([]string{"version"}, args[1:]...)
 	}
-	return 0
+	if isGroup(args[0]) && len(args) > 1 && isHelpFlag(args[1]) {
+		printGroupHelp(c.stdout, args[0])
+		return 0
+	}
+	cmd, rest, err := lookup(args)
+	if err == nil {
+		err = c.runCommand(cmd, rest)
+	}
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return c.fail(err, cmd, asJSON)
 }
 
-func (c *cli) printUsage(w io.Writer) {
-	fmt.Fprintln(w, "extctl — build, sign and publish extedge extensions")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "commands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// runCommand parses a command's flags (from the command line, then from
+// their environment variables) and runs it. -h/--help prints its help.
+func (c *cli) runCommand(cmd *command, args []string) error {
+	fs := newFlagSet(cmd.name)
+	run := cmd.setup(fs)
+	pos, err := parseInterspersed(fs.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) {
+		printCommandHelp(c.stdout, cmd)
+		return err
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  extctl %s\n", commands[n].usage)
+	if err == nil {
+		err = fs.applyEnv()
 	}
-	fmt.Fprintln(w, "\nevery command accepts --json for machine-readable output")
+	if err != nil {
+		return err
+	}
+	return run(c, pos)
+}
+
+// fail prints err as one line, or with --json as
+// {"error":{"code","message"[,"details"]}}, on stderr and returns the exit
+// code: 2 for usage errors, 1 for everything else.
+func (c *cli) fail(err error, cmd *command, asJSON bool) int {
+	code, exit := errorCode(err)
+	if asJSON {
+		writeJSONError(c.stderr, code, err)
+		return exit
+	}
+	fmt.Fprintf(c.stderr, "extctl: %s\n", oneLine(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(c.stderr, "usage: %s (see extctl help %s)\n", synopsis(cmd), cmd.name)
+	}
+	return exit
 }
 
 // parseInterspersed parses flags that may appear before, between or after

@@ -6,7 +6,6 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -19,10 +18,6 @@ import (
 
 	"github.com/extedge/extedge/internal/manifest"
 )
-
-func init() {
-	register("new", "new NAME [--dir DIR] [--publisher NAME] [--sdk PATH] [--json]", cmdNew)
-}
 
 // templateFS holds the project `extctl new` writes: a simplified copy of
 // examples/agreements. Every file ends in ".tmpl" so that the Go tool never
@@ -46,86 +41,84 @@ type projectData struct {
 	GoVersion     string // the SDK module's go line
 }
 
-func cmdNew(c *cli, args []string) error {
-	fs := flag.NewFlagSet("new", flag.ContinueOnError)
-	dir := fs.String("dir", "", "project directory (default ./<last label of NAME>)")
-	publisher := fs.String("publisher", "", "manifest publisher (default: the NAME label before the last, capitalised)")
-	sdk := fs.String("sdk", "", "extedge checkout providing "+sdkModule+" (default $EXTEDGE_SDK, else searched upward from here and from extctl)")
-	asJSON := fs.Bool("json", false, "JSON output")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"new needs one NAME, e.g. com.acme.notes"}
-	}
-	name := pos[0]
-	if !manifest.ValidName(name) {
-		return usageError{fmt.Sprintf("NAME %q is not a valid extension name (reverse-domain, lowercase labels of a-z 0-9 and inner -, at least two labels, at most 128 characters)", name)}
-	}
-	labels := strings.Split(name, ".")
-	if *publisher == "" {
-		*publisher = capitalise(labels[len(labels)-2])
-	}
-	if *dir == "" {
-		*dir = labels[len(labels)-1]
-	}
-
-	cwd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	exe, _ := os.Executable()
-	if exe != "" {
-		if resolved, err := filepath.EvalSymlinks(exe); err == nil {
-			exe = resolved
+func newCmd(fs *flagSet) runFunc {
+	dir := fs.String("dir", "", "project `DIR` (default: ./ and the last label of NAME)")
+	publisher := fs.String("publisher", "", "manifest publisher `NAME` (default: the label of NAME before the last, capitalised)")
+	sdk := fs.String("sdk", "", "extedge checkout `PATH` providing "+sdkModule+" (default: searched upward from here and from extctl's directory)")
+	fs.documentEnv("sdk", "EXTEDGE_SDK") // findSDK reads it, to name it in errors
+	asJSON := fs.jsonFlag()
+	return func(c *cli, pos []string) error {
+		if len(pos) != 1 {
+			return usageError{"new needs one NAME, e.g. com.acme.notes"}
 		}
-	}
-	sdkRoot, err := findSDK(*sdk, os.Getenv("EXTEDGE_SDK"), cwd, exe)
-	if err != nil {
-		return err
-	}
-	// The project declares the SDK module's go version: the go command
-	// refuses a dependency that needs a newer one than the main module's.
-	goVersion, err := goModDirective(filepath.Join(sdkRoot, "go.mod"), "go")
-	if err != nil {
-		return err
-	}
-	pubJSON, _ := json.Marshal(*publisher)
-	data := projectData{
-		Name:          name,
-		Label:         labels[len(labels)-1],
-		Title:         capitalise(strings.ReplaceAll(labels[len(labels)-1], "-", " ")),
-		Module:        name,
-		PublisherJSON: string(pubJSON),
-		SDKPath:       goModPath(sdkRoot),
-		GoVersion:     goVersion,
-	}
-	files, err := renderProject(data)
-	if err != nil {
-		return err
-	}
-	// The manifest carries user input (name, publisher): check it now
-	// rather than at the first pack.
-	if _, err := manifest.Parse(files["manifest.json"].data, manifest.Options{}); err != nil {
-		return fmt.Errorf("generated manifest is invalid (check --publisher): %v", err)
-	}
-	if err := writeProject(*dir, files); err != nil {
-		return err
-	}
+		name := pos[0]
+		if !manifest.ValidName(name) {
+			return usageError{fmt.Sprintf("NAME %q is not a valid extension name (reverse-domain, lowercase labels of a-z 0-9 and inner -, at least two labels, at most 128 characters)", name)}
+		}
+		labels := strings.Split(name, ".")
+		if *publisher == "" {
+			*publisher = capitalise(labels[len(labels)-2])
+		}
+		if *dir == "" {
+			*dir = labels[len(labels)-1]
+		}
 
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
+		cwd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		exe, _ := os.Executable()
+		if exe != "" {
+			if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+				exe = resolved
+			}
+		}
+		sdkRoot, err := findSDK(*sdk, os.Getenv("EXTEDGE_SDK"), cwd, exe)
+		if err != nil {
+			return err
+		}
+		// The project declares the SDK module's go version: the go command
+		// refuses a dependency that needs a newer one than the main module's.
+		goVersion, err := goModDirective(filepath.Join(sdkRoot, "go.mod"), "go")
+		if err != nil {
+			return err
+		}
+		pubJSON, _ := json.Marshal(*publisher)
+		data := projectData{
+			Name:          name,
+			Label:         labels[len(labels)-1],
+			Title:         capitalise(strings.ReplaceAll(labels[len(labels)-1], "-", " ")),
+			Module:        name,
+			PublisherJSON: string(pubJSON),
+			SDKPath:       goModPath(sdkRoot),
+			GoVersion:     goVersion,
+		}
+		files, err := renderProject(data)
+		if err != nil {
+			return err
+		}
+		// The manifest carries user input (name, publisher): check it now
+		// rather than at the first pack.
+		if _, err := manifest.Parse(files["manifest.json"].data, manifest.Options{}); err != nil {
+			return fmt.Errorf("generated manifest is invalid (check --publisher): %v", err)
+		}
+		if err := writeProject(*dir, files); err != nil {
+			return err
+		}
+
+		paths := make([]string, 0, len(files))
+		for p := range files {
+			paths = append(paths, p)
+		}
+		sort.Strings(paths)
+		if *asJSON {
+			return c.printJSON(map[string]any{"dir": *dir, "name": name, "module": data.Module,
+				"publisher": *publisher, "sdk": sdkRoot, "files": paths})
+		}
+		fmt.Fprintf(c.stdout, "created %s in %s (SDK: %s)\n", name, *dir, sdkRoot)
+		fmt.Fprintf(c.stdout, "next:\n  cd %s\n  go test ./...   # handler tests, natively\n  ./build.sh      # wasm, staging and extctl pack into build/\n", *dir)
+		return nil
 	}
-	sort.Strings(paths)
-	if *asJSON {
-		return c.printJSON(map[string]any{"dir": *dir, "name": name, "module": data.Module,
-			"publisher": *publisher, "sdk": sdkRoot, "files": paths})
-	}
-	fmt.Fprintf(c.stdout, "created %s in %s (SDK: %s)\n", name, *dir, sdkRoot)
-	fmt.Fprintf(c.stdout, "next:\n  cd %s\n  go test ./...   # handler tests, natively\n  ./build.sh      # wasm, staging and extctl pack into build/\n", *dir)
-	return nil
 }
 
 // projectFile is one rendered file of a new project.

@@ -11,7 +11,9 @@ package main
 //     against the CA certificates in --ca-file (else $EXTEDGE_CA_FILE), for
 //     a registryd serving --tls-cert from a private CA.
 //   - A registry error is one line "extctl: <code>: <message> (<details>)",
-//     where invalid_manifest lists its issues and invalid_bundle its rule.
+//     where invalid_manifest lists its issues and invalid_bundle its rule;
+//     with --json it is {"error":{"code","message","details"}} (errors.go).
+//   - uninstall asks on a terminal and otherwise needs --yes.
 //   - --grant and --egress are repeatable and also accept comma-separated
 //     lists; a single empty value (--grant '') clears the list. Lists and
 //     config that are not given keep the install's current value.
@@ -25,10 +27,10 @@ package main
 //     refused (secrets unset deletes). Values are never printed.
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,20 +53,6 @@ import (
 	"github.com/extedge/extedge/internal/tlsconf"
 )
 
-func init() {
-	const common = " [--registry URL] [--token-file F] [--ca-file PEM] [--json]"
-	register("publish", "publish BUNDLE --signature SIGNATURE [--unsigned]"+common, cmdPublish)
-	register("install", "install --tenant T --extension NAME [--version V] [--grant CAP…] [--config k=v…] [--egress HOST…]"+common, cmdInstall)
-	register("upgrade", "upgrade --tenant T --extension NAME --version V [--grant CAP…] [--config k=v…] [--egress HOST…]"+common, cmdUpgrade)
-	register("enable", "enable --tenant T --extension NAME"+common, cmdEnable)
-	register("disable", "disable --tenant T --extension NAME"+common, cmdDisable)
-	register("uninstall", "uninstall --tenant T --extension NAME"+common, cmdUninstall)
-	register("secrets set", "secrets set --tenant T --extension NAME KEY=VALUE|KEY=@FILE|KEY=- …"+common, cmdSecretsSet)
-	register("secrets unset", "secrets unset --tenant T --extension NAME KEY…"+common, cmdSecretsUnset)
-	register("revoke", "revoke --extension NAME --version V --reason R"+common, cmdRevoke)
-	register("list", "list [--tenant T]"+common, cmdList)
-}
-
 // DefaultRegistry is the registry URL when neither --registry nor
 // $EXTEDGE_REGISTRY is set (registryd's default listen address).
 const DefaultRegistry = "http://127.0.0.1:7070"
@@ -79,20 +67,19 @@ type registryFlags struct {
 	tokenFile string
 	caFile    string
 	timeout   time.Duration
-	asJSON    bool
+	asJSON    *bool
 }
 
-func addRegistryFlags(fs *flag.FlagSet, timeout time.Duration) *registryFlags {
+func addRegistryFlags(fs *flagSet, timeout time.Duration) *registryFlags {
 	f := new(registryFlags)
-	def := os.Getenv("EXTEDGE_REGISTRY")
-	if def == "" {
-		def = DefaultRegistry
-	}
-	fs.StringVar(&f.url, "registry", def, "registry base URL [EXTEDGE_REGISTRY]")
-	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("EXTEDGE_TOKEN_FILE"), "file holding the admin token [EXTEDGE_TOKEN_FILE; else EXTEDGE_TOKEN]")
-	fs.StringVar(&f.caFile, "ca-file", os.Getenv("EXTEDGE_CA_FILE"), "PEM CA certificates to verify an https:// registry with, instead of the system roots [EXTEDGE_CA_FILE]")
-	fs.DurationVar(&f.timeout, "timeout", timeout, "give up after this long (0: no limit)")
-	fs.BoolVar(&f.asJSON, "json", false, "JSON output")
+	fs.StringVar(&f.url, "registry", DefaultRegistry, "registry base `URL`")
+	fs.bindEnv("registry", "EXTEDGE_REGISTRY")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` holding the admin token (without it, the token in $EXTEDGE_TOKEN)")
+	fs.bindEnv("token-file", "EXTEDGE_TOKEN_FILE")
+	fs.StringVar(&f.caFile, "ca-file", "", "`PEM` CA certificates to verify an https:// registry with, instead of the system roots")
+	fs.bindEnv("ca-file", "EXTEDGE_CA_FILE")
+	fs.DurationVar(&f.timeout, "timeout", timeout, "give up after this `DURATION`")
+	f.asJSON = fs.jsonFlag()
 	return f
 }
 
@@ -172,14 +159,14 @@ func (s *session) wrap(err error) error {
 		return &apiError{ae}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("the registry at %s did not answer within %s (see --timeout)", s.client.BaseURL(), s.timeout)
+		return &codedError{codeTimeout, fmt.Sprintf("the registry at %s did not answer within %s (see --timeout)", s.client.BaseURL(), s.timeout)}
 	}
 	if errors.Is(err, context.Canceled) {
-		return errors.New("interrupted")
+		return &codedError{codeInterrupted, "interrupted"}
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("cannot reach the registry at %s: %v", s.client.BaseURL(), ue.Err)
+		return &codedError{codeRegistryUnreachable, fmt.Sprintf("cannot reach the registry at %s: %v", s.client.BaseURL(), ue.Err)}
 	}
 	return err
 }
@@ -244,83 +231,81 @@ func formatDetails(raw json.RawMessage) string {
 
 // ---- publish ----
 
-func cmdPublish(c *cli, args []string) error {
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	sigPath := fs.String("signature", "", "detached SIGNATURE file (default: SIGNATURE beside the bundle, if present)")
+func publishCmd(fs *flagSet) runFunc {
+	sigPath := fs.String("signature", "", "detached `SIGNATURE` file (default: SIGNATURE beside the bundle, if present)")
 	unsigned := fs.Bool("unsigned", false, "publish without a signature (only a registry run with --allow-unsigned accepts it)")
 	rf := addRegistryFlags(fs, 0)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usageError{"publish needs one BUNDLE"}
-	}
-	bundlePath := pos[0]
-	if *unsigned && *sigPath != "" {
-		return usageError{"--signature and --unsigned exclude each other"}
-	}
-	if !*unsigned && *sigPath == "" {
-		beside := filepath.Join(filepath.Dir(bundlePath), "SIGNATURE")
-		if _, err := os.Stat(beside); err != nil {
-			return usageError{"publish needs --signature SIGNATURE (extctl sign writes one), or --unsigned"}
+	return func(c *cli, pos []string) error {
+		if len(pos) != 1 {
+			return usageError{"publish needs one BUNDLE"}
 		}
-		*sigPath = beside
-	}
-	var sigJSON []byte
-	if *sigPath != "" {
-		if sigJSON, err = os.ReadFile(*sigPath); err != nil {
-			return fmt.Errorf("reading signature: %v", err)
+		bundlePath := pos[0]
+		if *unsigned && *sigPath != "" {
+			return usageError{"--signature and --unsigned exclude each other"}
 		}
-	}
-	f, err := os.Open(bundlePath)
-	if err != nil {
-		return fmt.Errorf("opening bundle: %v", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("bundle %s is not a regular file", bundlePath)
-	}
-	s, err := rf.session()
-	if err != nil {
-		return err
-	}
-	defer s.cancel()
+		if !*unsigned && *sigPath == "" {
+			beside := filepath.Join(filepath.Dir(bundlePath), "SIGNATURE")
+			if _, err := os.Stat(beside); err != nil {
+				return usageError{"publish needs --signature SIGNATURE (extctl sign writes one), or --unsigned"}
+			}
+			*sigPath = beside
+		}
+		var sigJSON []byte
+		if *sigPath != "" {
+			var err error
+			if sigJSON, err = os.ReadFile(*sigPath); err != nil {
+				return fmt.Errorf("reading signature: %v", err)
+			}
+		}
+		f, err := os.Open(bundlePath)
+		if err != nil {
+			return fmt.Errorf("opening bundle: %v", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("bundle %s is not a regular file", bundlePath)
+		}
+		s, err := rf.session()
+		if err != nil {
+			return err
+		}
+		defer s.cancel()
 
-	var body io.Reader = f
-	var bar *progressbar.ProgressBar
-	if c.isTerminal && fi.Size() > progressThreshold {
-		bar = progressbar.NewOptions64(fi.Size(),
-			progressbar.OptionSetWriter(c.stderr),
-			progressbar.OptionSetDescription("uploading "+filepath.Base(bundlePath)),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowTotalBytes(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(c.stderr) }),
-		)
-		body = &progressReader{r: f, bar: bar}
+		var body io.Reader = f
+		var bar *progressbar.ProgressBar
+		if c.isTerminal && fi.Size() > progressThreshold {
+			bar = progressbar.NewOptions64(fi.Size(),
+				progressbar.OptionSetWriter(c.stderr),
+				progressbar.OptionSetDescription("uploading "+filepath.Base(bundlePath)),
+				progressbar.OptionShowBytes(true),
+				progressbar.OptionShowTotalBytes(true),
+				progressbar.OptionSetWidth(30),
+				progressbar.OptionThrottle(100*time.Millisecond),
+				progressbar.OptionOnCompletion(func() { fmt.Fprintln(c.stderr) }),
+			)
+			body = &progressReader{r: f, bar: bar}
+		}
+		res, err := s.client.Publish(s.ctx, body, fi.Size(), sigJSON)
+		if bar != nil && !bar.IsFinished() {
+			_ = bar.Exit() // ends the bar's line before the error
+		}
+		if err != nil {
+			return s.wrap(err)
+		}
+		if *rf.asJSON {
+			return c.printJSON(publishOutput{Extension: res.Extension, Version: res.Version, ContentHash: res.ContentHash, Created: res.Created})
+		}
+		if res.Created {
+			fmt.Fprintf(c.stdout, "published %s@%s by %s (%s)\n", res.Extension.Name, res.Version.Version, res.Extension.Publisher, res.ContentHash)
+		} else {
+			fmt.Fprintf(c.stdout, "%s@%s was already published with this content (%s); nothing changed\n", res.Extension.Name, res.Version.Version, res.ContentHash)
+		}
+		return nil
 	}
-	res, err := s.client.Publish(s.ctx, body, fi.Size(), sigJSON)
-	if bar != nil && !bar.IsFinished() {
-		_ = bar.Exit() // ends the bar's line before the error
-	}
-	if err != nil {
-		return s.wrap(err)
-	}
-	if rf.asJSON {
-		return c.printJSON(publishOutput{Extension: res.Extension, Version: res.Version, ContentHash: res.ContentHash, Created: res.Created})
-	}
-	if res.Created {
-		fmt.Fprintf(c.stdout, "published %s@%s by %s (%s)\n", res.Extension.Name, res.Version.Version, res.Extension.Publisher, res.ContentHash)
-	} else {
-		fmt.Fprintf(c.stdout, "%s@%s was already published with this content (%s); nothing changed\n", res.Extension.Name, res.Version.Version, res.ContentHash)
-	}
-	return nil
 }
 
 // publishOutput is `extctl publish --json`: the registry's reply plus
@@ -355,27 +340,27 @@ type installFlags struct {
 	rf                         *registryFlags
 }
 
-func parseInstallFlags(name string, args []string) (*installFlags, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func addInstallFlags(fs *flagSet) *installFlags {
 	f := new(installFlags)
-	fs.StringVar(&f.tenant, "tenant", "", "tenant id")
-	fs.StringVar(&f.extension, "extension", "", "extension name")
-	fs.StringVar(&f.version, "version", "", "version to install (install: default the newest non-revoked)")
-	fs.Var(&f.grants, "grant", "capability to grant (repeatable or comma-separated; '' clears)")
-	fs.Var(&f.config, "config", "config key=value, value parsed as JSON if valid (repeatable)")
-	fs.Var(&f.egress, "egress", "allowed egress host[:port] (repeatable or comma-separated; '' clears)")
+	fs.StringVar(&f.tenant, "tenant", "", "tenant id `T`")
+	fs.StringVar(&f.extension, "extension", "", "extension `NAME`")
+	fs.StringVar(&f.version, "version", "", "`V`ersion to install (install default: the newest non-revoked)")
+	fs.Var(&f.grants, "grant", "capability `CAP` to grant (repeatable or comma-separated; '' clears)")
+	fs.Var(&f.config, "config", "config `k=v`, v parsed as JSON if valid, else a string (repeatable)")
+	fs.Var(&f.egress, "egress", "allowed egress `HOST[:PORT]` (repeatable or comma-separated; '' clears)")
 	f.rf = addRegistryFlags(fs, time.Minute)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return nil, err
-	}
+	return f
+}
+
+// check validates install and upgrade arguments.
+func (f *installFlags) check(name string, pos []string) error {
 	if len(pos) > 0 {
-		return nil, usageError{fmt.Sprintf("%s takes no arguments (got %q)", name, pos[0])}
+		return usageError{fmt.Sprintf("%s takes no arguments (got %q)", name, pos[0])}
 	}
 	if f.tenant == "" || f.extension == "" {
-		return nil, usageError{name + " needs --tenant and --extension"}
+		return usageError{name + " needs --tenant and --extension"}
 	}
-	return f, nil
+	return nil
 }
 
 // request builds the PUT body: lists and config not given stay nil so the
@@ -430,9 +415,13 @@ func parseConfig(pairs []string) (json.RawMessage, error) {
 	return json.Marshal(obj)
 }
 
-func cmdInstall(c *cli, args []string) error {
-	f, err := parseInstallFlags("install", args)
-	if err != nil {
+func installCmd(fs *flagSet) runFunc {
+	f := addInstallFlags(fs)
+	return func(c *cli, pos []string) error { return install(c, f, pos) }
+}
+
+func install(c *cli, f *installFlags, pos []string) error {
+	if err := f.check("install", pos); err != nil {
 		return err
 	}
 	req, err := f.request()
@@ -448,12 +437,16 @@ func cmdInstall(c *cli, args []string) error {
 	if err != nil {
 		return s.wrap(err)
 	}
-	return c.showInstall(f.rf.asJSON, fmt.Sprintf("installed %s@%s for tenant %s", in.Extension.Name, in.Version.Version, in.TenantID), in)
+	return c.showInstall(*f.rf.asJSON, fmt.Sprintf("installed %s@%s for tenant %s", in.Extension.Name, in.Version.Version, in.TenantID), in)
 }
 
-func cmdUpgrade(c *cli, args []string) error {
-	f, err := parseInstallFlags("upgrade", args)
-	if err != nil {
+func upgradeCmd(fs *flagSet) runFunc {
+	f := addInstallFlags(fs)
+	return func(c *cli, pos []string) error { return upgrade(c, f, pos) }
+}
+
+func upgrade(c *cli, f *installFlags, pos []string) error {
+	if err := f.check("upgrade", pos); err != nil {
 		return err
 	}
 	if f.version == "" {
@@ -481,33 +474,45 @@ func cmdUpgrade(c *cli, args []string) error {
 	if cur.Version.Version == in.Version.Version {
 		head = fmt.Sprintf("%s for tenant %s is already at %s; settings updated", in.Extension.Name, in.TenantID, in.Version.Version)
 	}
-	return c.showInstall(f.rf.asJSON, head, in)
+	return c.showInstall(*f.rf.asJSON, head, in)
 }
 
-// tenantFlags parses the flags of enable, disable and uninstall.
-func tenantFlags(name string, args []string) (tenant, ext string, rf *registryFlags, err error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&tenant, "tenant", "", "tenant id")
-	fs.StringVar(&ext, "extension", "", "extension name")
-	rf = addRegistryFlags(fs, time.Minute)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return "", "", nil, err
-	}
-	if len(pos) > 0 || tenant == "" || ext == "" {
-		return "", "", nil, usageError{name + " needs --tenant and --extension and no arguments"}
-	}
-	return tenant, ext, rf, nil
+// targetFlags are the flags of enable, disable and uninstall.
+type targetFlags struct {
+	tenant, ext string
+	rf          *registryFlags
 }
 
-func cmdEnable(c *cli, args []string) error  { return setStatus(c, "enable", args) }
-func cmdDisable(c *cli, args []string) error { return setStatus(c, "disable", args) }
+func addTargetFlags(fs *flagSet) *targetFlags {
+	f := new(targetFlags)
+	fs.StringVar(&f.tenant, "tenant", "", "tenant id `T`")
+	fs.StringVar(&f.ext, "extension", "", "extension `NAME`")
+	f.rf = addRegistryFlags(fs, time.Minute)
+	return f
+}
 
-func setStatus(c *cli, name string, args []string) error {
-	tenant, ext, rf, err := tenantFlags(name, args)
-	if err != nil {
+func (f *targetFlags) check(name string, pos []string) error {
+	if len(pos) > 0 || f.tenant == "" || f.ext == "" {
+		return usageError{name + " needs --tenant and --extension and no arguments"}
+	}
+	return nil
+}
+
+func enableCmd(fs *flagSet) runFunc {
+	f := addTargetFlags(fs)
+	return func(c *cli, pos []string) error { return setStatus(c, "enable", f, pos) }
+}
+
+func disableCmd(fs *flagSet) runFunc {
+	f := addTargetFlags(fs)
+	return func(c *cli, pos []string) error { return setStatus(c, "disable", f, pos) }
+}
+
+func setStatus(c *cli, name string, f *targetFlags, pos []string) error {
+	if err := f.check(name, pos); err != nil {
 		return err
 	}
+	tenant, ext, rf := f.tenant, f.ext, f.rf
 	s, err := rf.session()
 	if err != nil {
 		return err
@@ -522,27 +527,54 @@ func setStatus(c *cli, name string, args []string) error {
 	if err != nil {
 		return s.wrap(err)
 	}
-	return c.showInstall(rf.asJSON, fmt.Sprintf("%sd %s@%s for tenant %s", name, in.Extension.Name, in.Version.Version, in.TenantID), in)
+	return c.showInstall(*rf.asJSON, fmt.Sprintf("%sd %s@%s for tenant %s", name, in.Extension.Name, in.Version.Version, in.TenantID), in)
 }
 
-func cmdUninstall(c *cli, args []string) error {
-	tenant, ext, rf, err := tenantFlags("uninstall", args)
-	if err != nil {
+func uninstallCmd(fs *flagSet) runFunc {
+	f := addTargetFlags(fs)
+	yes := fs.Bool("yes", false, "uninstall without asking; needed when stdin is not a terminal")
+	return func(c *cli, pos []string) error { return uninstall(c, f, *yes, pos) }
+}
+
+func uninstall(c *cli, f *targetFlags, yes bool, pos []string) error {
+	if err := f.check("uninstall", pos); err != nil {
 		return err
 	}
+	tenant, ext, rf := f.tenant, f.ext, f.rf
 	s, err := rf.session()
 	if err != nil {
 		return err
 	}
 	defer s.cancel()
+	if !yes {
+		if err := c.confirm(fmt.Sprintf("uninstall %s from tenant %s (deleting its secrets and stored data)", ext, tenant)); err != nil {
+			return err
+		}
+	}
 	if err := s.client.Uninstall(s.ctx, tenant, ext); err != nil {
 		return s.wrap(err)
 	}
-	if rf.asJSON {
+	if *rf.asJSON {
 		return c.printJSON(map[string]any{"tenant": tenant, "extension": ext, "uninstalled": true})
 	}
 	fmt.Fprintf(c.stdout, "uninstalled %s from tenant %s (its secrets and stored data are deleted)\n", ext, tenant)
 	return nil
+}
+
+// confirm asks whether to do action (on stderr, answer on stdin). Without
+// a terminal on stdin nobody can answer, so it refuses rather than guess:
+// scripts pass --yes.
+func (c *cli) confirm(action string) error {
+	if !c.stdinTerminal {
+		return &codedError{codeConfirmationRequired, "refusing to " + action + " without --yes: stdin is not a terminal, so extctl cannot ask"}
+	}
+	fmt.Fprintf(c.stderr, "%s%s? [y/N] ", strings.ToUpper(action[:1]), action[1:])
+	answer, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return nil
+	}
+	return &codedError{codeAborted, "aborted; nothing was changed"}
 }
 
 // ungranted lists capabilities the installed version declares but the
@@ -644,26 +676,23 @@ func trimNewline(s string) string {
 	return strings.TrimSuffix(s, "\r")
 }
 
-func secretsFlags(name string, args []string) (tenant, ext string, pos []string, rf *registryFlags, err error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&tenant, "tenant", "", "tenant id")
-	fs.StringVar(&ext, "extension", "", "extension name")
-	rf = addRegistryFlags(fs, time.Minute)
-	pos, err = parseInterspersed(fs, args)
-	if err != nil {
-		return "", "", nil, nil, err
+func (f *targetFlags) checkSecrets(name string, pos []string) error {
+	if f.tenant == "" || f.ext == "" || len(pos) == 0 {
+		return usageError{name + " needs --tenant, --extension and at least one key"}
 	}
-	if tenant == "" || ext == "" || len(pos) == 0 {
-		return "", "", nil, nil, usageError{name + " needs --tenant, --extension and at least one key"}
-	}
-	return tenant, ext, pos, rf, nil
+	return nil
 }
 
-func cmdSecretsSet(c *cli, args []string) error {
-	tenant, ext, pos, rf, err := secretsFlags("secrets set", args)
-	if err != nil {
+func secretsSetCmd(fs *flagSet) runFunc {
+	f := addTargetFlags(fs)
+	return func(c *cli, pos []string) error { return secretsSet(c, f, pos) }
+}
+
+func secretsSet(c *cli, f *targetFlags, pos []string) error {
+	if err := f.checkSecrets("secrets set", pos); err != nil {
 		return err
 	}
+	tenant, ext, rf := f.tenant, f.ext, f.rf
 	values, keys, err := parseSecretArgs(pos, c.stdin)
 	if err != nil {
 		return err
@@ -671,11 +700,16 @@ func cmdSecretsSet(c *cli, args []string) error {
 	return putSecrets(c, rf, tenant, ext, values, keys, "set")
 }
 
-func cmdSecretsUnset(c *cli, args []string) error {
-	tenant, ext, pos, rf, err := secretsFlags("secrets unset", args)
-	if err != nil {
+func secretsUnsetCmd(fs *flagSet) runFunc {
+	f := addTargetFlags(fs)
+	return func(c *cli, pos []string) error { return secretsUnset(c, f, pos) }
+}
+
+func secretsUnset(c *cli, f *targetFlags, pos []string) error {
+	if err := f.checkSecrets("secrets unset", pos); err != nil {
 		return err
 	}
+	tenant, ext, rf := f.tenant, f.ext, f.rf
 	values := make(map[string]string, len(pos))
 	for _, k := range pos {
 		if !secretbox.ValidKey(k) {
@@ -700,7 +734,7 @@ func putSecrets(c *cli, rf *registryFlags, tenant, ext string, values map[string
 	if all == nil {
 		all = []string{}
 	}
-	if rf.asJSON {
+	if *rf.asJSON {
 		return c.printJSON(map[string]any{"tenant": tenant, "extension": ext, verb: keys, "secret_keys": all})
 	}
 	fmt.Fprintf(c.stdout, "%s %s on %s for tenant %s; secrets now: %s\n", verb, strings.Join(keys, ", "), ext, tenant, listOrNone(all))
@@ -709,86 +743,80 @@ func putSecrets(c *cli, rf *registryFlags, tenant, ext string, values map[string
 
 // ---- catalog ----
 
-func cmdRevoke(c *cli, args []string) error {
-	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
-	ext := fs.String("extension", "", "extension name")
-	version := fs.String("version", "", "version to revoke")
-	reason := fs.String("reason", "", "why (recorded and shown to admins)")
+func revokeCmd(fs *flagSet) runFunc {
+	ext := fs.String("extension", "", "extension `NAME`")
+	version := fs.String("version", "", "`V`ersion to revoke")
+	reason := fs.String("reason", "", "`R`eason, recorded and shown to admins")
 	rf := addRegistryFlags(fs, time.Minute)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 || *ext == "" || *version == "" || strings.TrimSpace(*reason) == "" {
-		return usageError{"revoke needs --extension, --version and --reason"}
-	}
-	s, err := rf.session()
-	if err != nil {
-		return err
-	}
-	defer s.cancel()
-	v, err := s.client.Revoke(s.ctx, *ext, *version, *reason)
-	if err != nil {
-		return s.wrap(err)
-	}
-	if rf.asJSON {
-		return c.printJSON(v)
-	}
-	fmt.Fprintf(c.stdout, "revoked %s@%s (%s): %s\n", *ext, v.Version, v.ContentHash, v.RevokeReason)
-	return nil
-}
-
-func cmdList(c *cli, args []string) error {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	tenant := fs.String("tenant", "", "list this tenant's installs instead of the catalog")
-	rf := addRegistryFlags(fs, time.Minute)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError{"list takes no arguments"}
-	}
-	s, err := rf.session()
-	if err != nil {
-		return err
-	}
-	defer s.cancel()
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	if *tenant != "" {
-		ins, err := s.client.ListInstalls(s.ctx, *tenant)
+	return func(c *cli, pos []string) error {
+		if len(pos) > 0 || *ext == "" || *version == "" || strings.TrimSpace(*reason) == "" {
+			return usageError{"revoke needs --extension, --version and --reason"}
+		}
+		s, err := rf.session()
+		if err != nil {
+			return err
+		}
+		defer s.cancel()
+		v, err := s.client.Revoke(s.ctx, *ext, *version, *reason)
 		if err != nil {
 			return s.wrap(err)
 		}
-		if ins == nil {
-			ins = []registryapi.Install{}
+		if *rf.asJSON {
+			return c.printJSON(v)
 		}
-		if rf.asJSON {
-			return c.printJSON(ins)
+		fmt.Fprintf(c.stdout, "revoked %s@%s (%s): %s\n", *ext, v.Version, v.ContentHash, v.RevokeReason)
+		return nil
+	}
+}
+
+func listCmd(fs *flagSet) runFunc {
+	tenant := fs.String("tenant", "", "list tenant `T`'s installs instead of the catalog")
+	rf := addRegistryFlags(fs, time.Minute)
+	return func(c *cli, pos []string) error {
+		if len(pos) > 0 {
+			return usageError{"list takes no arguments"}
 		}
-		fmt.Fprintln(tw, "EXTENSION\tVERSION\tSTATUS\tCAPABILITIES\tSECRETS")
-		for _, in := range ins {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Extension.Name, in.Version.Version, in.Status, listOrNone(in.Capabilities), listOrNone(in.SecretKeys))
+		s, err := rf.session()
+		if err != nil {
+			return err
+		}
+		defer s.cancel()
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		if *tenant != "" {
+			ins, err := s.client.ListInstalls(s.ctx, *tenant)
+			if err != nil {
+				return s.wrap(err)
+			}
+			if ins == nil {
+				ins = []registryapi.Install{}
+			}
+			if *rf.asJSON {
+				return c.printJSON(ins)
+			}
+			fmt.Fprintln(tw, "EXTENSION\tVERSION\tSTATUS\tCAPABILITIES\tSECRETS")
+			for _, in := range ins {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Extension.Name, in.Version.Version, in.Status, listOrNone(in.Capabilities), listOrNone(in.SecretKeys))
+			}
+			return tw.Flush()
+		}
+		exts, err := s.client.ListExtensions(s.ctx)
+		if err != nil {
+			return s.wrap(err)
+		}
+		if exts == nil {
+			exts = []registryapi.Extension{}
+		}
+		if *rf.asJSON {
+			return c.printJSON(exts)
+		}
+		fmt.Fprintln(tw, "EXTENSION\tPUBLISHER\tLATEST\tDEPRECATED")
+		for _, e := range exts {
+			dep := "-"
+			if e.Deprecation != nil {
+				dep = oneLine(e.Deprecation.Reason)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Publisher, e.LatestVersion, dep)
 		}
 		return tw.Flush()
 	}
-	exts, err := s.client.ListExtensions(s.ctx)
-	if err != nil {
-		return s.wrap(err)
-	}
-	if exts == nil {
-		exts = []registryapi.Extension{}
-	}
-	if rf.asJSON {
-		return c.printJSON(exts)
-	}
-	fmt.Fprintln(tw, "EXTENSION\tPUBLISHER\tLATEST\tDEPRECATED")
-	for _, e := range exts {
-		dep := "-"
-		if e.Deprecation != nil {
-			dep = oneLine(e.Deprecation.Reason)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Publisher, e.LatestVersion, dep)
-	}
-	return tw.Flush()
 }

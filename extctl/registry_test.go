@@ -327,7 +327,7 @@ func TestRegistryWorkflow(t *testing.T) {
 	}
 
 	// Uninstall.
-	un := decodeJSON[map[string]any](t, r.admin(t, "uninstall", "--tenant", tenant, "--extension", ext, "--json"))
+	un := decodeJSON[map[string]any](t, r.admin(t, "uninstall", "--tenant", tenant, "--extension", ext, "--yes", "--json"))
 	if un["uninstalled"] != true || un["tenant"] != tenant || un["extension"] != ext {
 		t.Fatalf("uninstall --json = %v", un)
 	}

@@ -9,6 +9,7 @@
 //	registryd token revoke ID
 //	registryd secrets-key generate
 //	registryd secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]
+//	registryd version [--json]   (also --version)
 //
 // Every flag --foo-bar may be given as the variable EXTEDGE_FOO_BAR
 // (internal/envflag; --trust-bundle also as SIGNING_TRUST_BUNDLE); each
@@ -21,6 +22,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/extedge/extedge/internal/buildinfo"
 	"github.com/extedge/extedge/internal/secretbox"
 )
 
@@ -45,6 +48,7 @@ commands:
   token revoke ID       revoke a token (replicas stop accepting it within 10 s)
   secrets-key generate  print a new --secrets-key-file value
   secrets-key rotate    re-seal every stored secret under a new key
+  version               print the version, commit and Go version (--json)
 
 Run "registryd <command> -h" for a command's flags. Every flag --foo-bar
 can also be set as EXTEDGE_FOO_BAR; -h names each variable.
@@ -88,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "usage: registryd secrets-key generate | secrets-key rotate --old-key-file F --new-key-file G [--batch-size N]\n")
 			return 2
 		}
+	case "version", "--version", "-version":
+		err = printVersion(args[1:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -102,6 +108,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// printVersion is `registryd version [--json]`.
+func printVersion(args []string, stdout io.Writer) error {
+	info := buildinfo.Read()
+	switch {
+	case len(args) == 0:
+		_, err := fmt.Fprintln(stdout, info.Line("registryd"))
+		return err
+	case len(args) == 1 && (args[0] == "--json" || args[0] == "-json"):
+		return json.NewEncoder(stdout).Encode(info)
+	}
+	return fmt.Errorf("usage: registryd version [--json]")
 }
 
 func oneLine(s string) string {
