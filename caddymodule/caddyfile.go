@@ -186,14 +186,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "tenant_queue":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if d.Val() == "off" {
+			if off, err := offArg(d); err != nil {
+				return err
+			} else if off {
 				h.TenantQueue = -1 // the JSON's "refuse at once"
 				break
 			}
-			d.Prev()
 			if err := positiveIntArg(d, &h.TenantQueue); err != nil {
 				return err
 			}
@@ -205,26 +203,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("tenant_queue_wait: want a positive duration, got '%s'", d.Val())
 			}
 		case "tenant_cost_bytes":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if d.Val() == "off" {
+			if off, err := offArg(d); err != nil {
+				return err
+			} else if off {
 				h.TenantCostBytes = -1 // the JSON's "every call weighs 1"
 				break
 			}
-			d.Prev()
 			if err := sizeArg(d, &h.TenantCostBytes); err != nil {
 				return err
 			}
 		case "refusal_delay":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if d.Val() == "off" {
+			if off, err := offArg(d); err != nil {
+				return err
+			} else if off {
 				h.RefusalDelay = -1 // the JSON's "answer at once"
 				break
 			}
-			d.Prev()
 			if err := durationArg(d, &h.RefusalDelay); err != nil {
 				return err
 			}
@@ -236,14 +230,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "breaker_failures":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if d.Val() == "off" {
+			if off, err := offArg(d); err != nil {
+				return err
+			} else if off {
 				h.BreakerFailures = -1 // the JSON's "disabled"
 				break
 			}
-			d.Prev()
 			if err := positiveIntArg(d, &h.BreakerFailures); err != nil {
 				return err
 			}
@@ -499,6 +491,19 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	}
 	*dst = caddy.Duration(dur)
 	return nil
+}
+
+// offArg reports whether the option d is at is set to `off`; otherwise it
+// leaves its argument for the option's own parser.
+func offArg(d *caddyfile.Dispenser) (bool, error) {
+	if !d.NextArg() {
+		return false, d.ArgErr()
+	}
+	if d.Val() == "off" {
+		return true, nil
+	}
+	d.Prev()
+	return false, nil
 }
 
 // sizeArg reads the size argument of the option d is at: one token
