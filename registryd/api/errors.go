@@ -19,7 +19,7 @@ const (
 	codeMethodNotAllowed   = "method_not_allowed"
 	codeInternal           = "internal"
 	codeSecretsUnavailable = "secrets_unavailable"
-	codePayloadTooLarge    = "payload_too_large"
+	codePayloadTooLarge    = store.CodePayloadTooLarge
 )
 
 // statusOf is the one table from error code to HTTP status.

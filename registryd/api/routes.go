@@ -38,7 +38,7 @@ var (
 	serviceRoles  = []string{store.RoleService, store.RolePlatformAdmin}
 )
 
-// routes is the route table (SPEC §7.3, §7.4, §12).
+// routes is the route table (SPEC §7.3, §7.4, §12, §18).
 var routes = []route{
 	{method: "GET", path: "/healthz", summary: "Liveness: the process answers", handle: (*Server).healthz},
 	{method: "GET", path: "/readyz", summary: "Readiness: the database answers within 2 s", handle: (*Server).readyz},
@@ -66,6 +66,8 @@ var routes = []route{
 	{method: "GET", path: "/v1/changes", summary: "Change feed (Server-Sent Events; Last-Event-ID resumes)", roles: serviceRoles, timeout: noTimeout, handle: (*Server).changes},
 	{method: "POST", path: "/v1/internal/storage", summary: "KV operations for runners", roles: serviceRoles, handle: (*Server).storage},
 	{method: "POST", path: "/v1/internal/executions", summary: "Store a batch of execution records", roles: serviceRoles, handle: (*Server).executions},
+
+	{method: "POST", path: "/v1/events", summary: "Publish an event: one delivery per subscribed enabled install of its tenant (a repeated id is 200 with the first answer)", roles: serviceRoles, handle: (*Server).publishEvent},
 }
 
 // register mounts every route of the table on the server's mux.

@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -40,6 +41,12 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Delivery is how event deliveries are retried (§18). Zero fields
+	// take store.DefaultDeliveryPolicy's.
+	Delivery store.DeliveryPolicy
+	// Rand draws the backoff jitter, uniform in [0, 1). Default:
+	// math/rand/v2.Float64.
+	Rand func() float64
 	// ExecutionLogRetention is how long execution records are kept (the
 	// per-minute usage rows stay). Zero keeps them forever.
 	ExecutionLogRetention time.Duration
@@ -82,6 +89,10 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	cfg.Delivery = cfg.Delivery.WithDefaults()
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), now: cfg.Now, closing: make(chan struct{})}
 	s.metrics = newMetrics(cfg.Metrics, cfg.DB)
