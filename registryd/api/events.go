@@ -1,11 +1,14 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/registryd/store"
 )
 
 // maxEventBody fits a payload of registryapi.MaxEventPayload with the
@@ -33,4 +36,63 @@ func (s *Server) publishEvent(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, status, res)
+}
+
+// leaseDeliveries is POST /v1/internal/deliveries/lease: runners take up
+// to limit due deliveries, each held until lease_expires_at.
+func (s *Server) leaseDeliveries(w http.ResponseWriter, r *http.Request) {
+	var req registryapi.LeaseRequest
+	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Limit == 0 {
+		req.Limit = store.DefaultLeaseSize
+	}
+	lease := store.DefaultLease
+	if req.LeaseSeconds != 0 {
+		lease = time.Duration(req.LeaseSeconds) * time.Second
+	}
+	if req.Limit < 1 || req.Limit > store.MaxLeaseBatch {
+		writeCode(w, store.CodeInvalidRequest, fmt.Sprintf("limit must be 1 to %d", store.MaxLeaseBatch), map[string]string{"field": "limit"})
+		return
+	}
+	if lease < store.MinLease || lease > store.MaxLease {
+		writeCode(w, store.CodeInvalidRequest, fmt.Sprintf("lease_seconds must be %d to %d", int(store.MinLease.Seconds()), int(store.MaxLease.Seconds())),
+			map[string]string{"field": "lease_seconds"})
+		return
+	}
+	res, err := s.cfg.DB.LeaseDeliveries(r.Context(), s.now(), req.Limit, lease)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := registryapi.LeaseResponse{Deliveries: make([]registryapi.LeasedDelivery, 0, len(res.Leased))}
+	for _, d := range res.Leased {
+		out.Deliveries = append(out.Deliveries, d.LeasedDelivery)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// completeDelivery is POST /v1/internal/deliveries/{id}/complete.
+func (s *Server) completeDelivery(w http.ResponseWriter, r *http.Request) {
+	var req registryapi.CompleteRequest
+	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out, err := s.cfg.DB.CompleteDelivery(r.Context(), r.PathValue("id"), req.LeaseID, s.now())
+	s.reply(w, r, out, err)
+}
+
+// failDelivery is POST /v1/internal/deliveries/{id}/fail.
+func (s *Server) failDelivery(w http.ResponseWriter, r *http.Request) {
+	var req registryapi.FailRequest
+	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	retryable := req.Retryable == nil || *req.Retryable
+	out, err := s.cfg.DB.FailDelivery(r.Context(), r.PathValue("id"), req.LeaseID, retryable, req.Error, s.now(), s.cfg.Delivery, s.cfg.Rand())
+	s.reply(w, r, out, err)
 }

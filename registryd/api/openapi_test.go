@@ -129,7 +129,8 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		"PUT /v1/tenants/{tenant}/installs/{name}/secrets",
 		"GET /v1/resolve/{tenant}/{extension}", "GET /v1/bundles/{hash}/status", "GET /v1/changes",
 		"POST /v1/internal/storage", "POST /v1/internal/executions",
-		"POST /v1/events",
+		"POST /v1/events", "POST /v1/internal/deliveries/lease",
+		"POST /v1/internal/deliveries/{id}/complete", "POST /v1/internal/deliveries/{id}/fail",
 		"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json",
 	}
 	for _, r := range spec {

@@ -68,6 +68,9 @@ var routes = []route{
 	{method: "POST", path: "/v1/internal/executions", summary: "Store a batch of execution records", roles: serviceRoles, handle: (*Server).executions},
 
 	{method: "POST", path: "/v1/events", summary: "Publish an event: one delivery per subscribed enabled install of its tenant (a repeated id is 200 with the first answer)", roles: serviceRoles, handle: (*Server).publishEvent},
+	{method: "POST", path: "/v1/internal/deliveries/lease", summary: "Lease due event deliveries for a runner (each held until lease_expires_at)", roles: serviceRoles, handle: (*Server).leaseDeliveries},
+	{method: "POST", path: "/v1/internal/deliveries/{id}/complete", summary: "Acknowledge a leased delivery (the guest answered 2xx)", roles: serviceRoles, handle: (*Server).completeDelivery},
+	{method: "POST", path: "/v1/internal/deliveries/{id}/fail", summary: "Fail a leased delivery: retried with backoff, or dead when not retryable or out of attempts", roles: serviceRoles, handle: (*Server).failDelivery},
 }
 
 // register mounts every route of the table on the server's mux.

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -112,7 +115,8 @@ type DeliveryPolicy struct {
 	// MaxBackoff caps one delay. Default: 1h.
 	MaxBackoff time.Duration
 	// Jitter spreads each delay uniformly by ±Jitter of itself, so
-	// deliveries failing together do not come back together. Default: 0.2.
+	// deliveries failing together do not come back together. Default:
+	// 0.2; a negative value turns jitter off.
 	Jitter float64
 }
 
@@ -133,7 +137,10 @@ func (p DeliveryPolicy) WithDefaults() DeliveryPolicy {
 	if p.MaxBackoff <= 0 {
 		p.MaxBackoff = d.MaxBackoff
 	}
-	if p.Jitter < 0 || p.Jitter >= 1 {
+	switch {
+	case p.Jitter < 0:
+		p.Jitter = 0
+	case p.Jitter == 0 || p.Jitter >= 1:
 		p.Jitter = d.Jitter
 	}
 	return p
@@ -151,4 +158,230 @@ func (p DeliveryPolicy) Backoff(n int, r float64) time.Duration {
 		d = p.MaxBackoff
 	}
 	return time.Duration(float64(d) * (1 + p.Jitter*(2*r-1)))
+}
+
+// Deliveries are leased, not handed out: the state machine is
+//
+//	pending --lease--> leased --complete--> succeeded
+//	                   leased --fail (retryable, attempts left)--> pending (next_attempt_at = now + Backoff)
+//	                   leased --fail (permanent, or no attempts left)--> dead
+//	                   leased --lease expired, attempts left--> leased again by the next lease call
+//	                   leased --lease expired, no attempts left--> dead
+//	dead --retry (admin)--> pending with attempts 0
+//
+// We lease with FOR UPDATE SKIP LOCKED on our own table rather than run a
+// job library such as River: the work is done by runners, not inside
+// registryd, so what is needed is a lease handed over HTTP (id, lease id,
+// deadline) that outlives the request, and an admin view of the same rows
+// under the tenant's row-level security. River's jobs are worked by
+// in-process workers, keep their own schema and migrations beside
+// migrations/, and are not tenant-scoped; bridging them to an HTTP lease
+// would have meant holding River jobs open across requests. The table
+// gives at-least-once delivery (a row leaves the queue only on complete or
+// death), exclusive leases (a row is claimed by one UPDATE of rows its
+// transaction locked with SKIP LOCKED, and a new lease id voids the old
+// one), and crash safety (every state is a committed row; an unfinished
+// lease simply expires).
+//
+// Every time is the caller's clock (now), not the database's, so that one
+// clock orders a replica's leases and the tests can move it; replicas are
+// expected to run NTP, and skew only shifts when a lease expires.
+
+// Lease bounds.
+const (
+	MaxLeaseBatch    = 100
+	DefaultLeaseSize = 10
+	MinLease         = 5 * time.Second
+	MaxLease         = time.Hour
+	DefaultLease     = time.Minute
+)
+
+// maxLastError bounds the failure reason kept per delivery.
+const maxLastError = 1024
+
+// LeasedDelivery is a leased delivery with what the metrics want to know.
+type LeasedDelivery struct {
+	registryapi.LeasedDelivery
+	// Lag is how long the delivery had been due (since next_attempt_at,
+	// or since its previous lease expired) when it was leased.
+	Lag time.Duration
+	// Reclaimed is set when the previous lease of this delivery expired.
+	Reclaimed bool
+}
+
+// LeaseResult is what one lease call did.
+type LeaseResult struct {
+	Leased []LeasedDelivery
+	// Expired counts leases that expired with no attempts left: those
+	// deliveries are now dead.
+	Expired int
+}
+
+// LeaseDeliveries leases up to limit due deliveries for leaseFor. It runs
+// in the platform scope: a runner serves every tenant. Deliveries of
+// disabled installs stay pending until the install is enabled again.
+func (db *DB) LeaseDeliveries(ctx context.Context, now time.Time, limit int, leaseFor time.Duration) (LeaseResult, error) {
+	var res LeaseResult
+	err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
+		// Expired leases without attempts left are dead. SKIP LOCKED
+		// keeps concurrent lease calls from waiting on each other.
+		tag, err := tx.Exec(ctx, `WITH x AS (
+				SELECT id FROM extension_event_delivery
+				WHERE status = 'leased' AND lease_expires_at <= $1 AND attempts >= max_attempts
+				FOR UPDATE SKIP LOCKED)
+			UPDATE extension_event_delivery d SET status = 'dead', lease_id = NULL, lease_expires_at = NULL,
+				last_error = 'lease expired on the last attempt', finished_at = $1, updated_at = $1
+			FROM x WHERE d.id = x.id`, now)
+		if err != nil {
+			return err
+		}
+		res.Expired = int(tag.RowsAffected())
+		rows, err := tx.Query(ctx, `WITH due AS (
+				SELECT d.id, d.status = 'leased' AS reclaimed,
+					CASE WHEN d.status = 'leased' THEN d.lease_expires_at ELSE d.next_attempt_at END AS due_at
+				FROM extension_event_delivery d JOIN tenant_extension_install i ON i.id = d.install_id
+				WHERE i.status = 'enabled' AND (
+					(d.status = 'pending' AND d.next_attempt_at <= $1) OR
+					(d.status = 'leased' AND d.lease_expires_at <= $1 AND d.attempts < d.max_attempts))
+				ORDER BY due_at
+				LIMIT $2
+				FOR UPDATE OF d SKIP LOCKED),
+			leased AS (
+				UPDATE extension_event_delivery d SET status = 'leased', attempts = d.attempts + 1,
+					lease_id = gen_random_uuid(), lease_expires_at = $3, updated_at = $1
+				FROM due WHERE d.id = due.id
+				RETURNING d.id, d.lease_id, d.lease_expires_at, d.attempts, d.max_attempts, d.tenant_id, d.install_id,
+					d.handler, d.event_id, due.reclaimed, due.due_at)
+			SELECT l.id::text, l.lease_id::text, l.lease_expires_at, l.attempts, l.max_attempts, l.tenant_id, l.install_id::text,
+				r.name, l.handler, ev.id, ev.topic, ev.occurred_at, ev.payload, l.reclaimed, l.due_at
+			FROM leased l
+			JOIN extension_event ev ON ev.tenant_id = l.tenant_id AND ev.id = l.event_id
+			JOIN tenant_extension_install i ON i.id = l.install_id
+			JOIN extension_registry r ON r.id = i.registry_id
+			ORDER BY l.due_at`, now, limit, now.Add(leaseFor))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				d       LeasedDelivery
+				payload []byte
+				dueAt   time.Time
+			)
+			if err := rows.Scan(&d.ID, &d.LeaseID, &d.LeaseExpiresAt, &d.Attempt, &d.MaxAttempts, &d.TenantID, &d.InstallID,
+				&d.Extension, &d.Handler, &d.Event.ID, &d.Event.Topic, &d.Event.OccurredAt, &payload, &d.Reclaimed, &dueAt); err != nil {
+				return err
+			}
+			d.Event.Payload = payload
+			d.Lag = now.Sub(dueAt)
+			res.Leased = append(res.Leased, d)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return LeaseResult{}, err
+	}
+	return res, nil
+}
+
+// Delivery API codes.
+const (
+	// CodeLeaseLost: the lease id is not the delivery's current lease (it
+	// expired and another runner holds the delivery, or it was finished).
+	CodeLeaseLost = "lease_lost"
+	// CodeDeliveryNotDead: only dead deliveries may be retried.
+	CodeDeliveryNotDead = "delivery_not_dead"
+)
+
+// leasedRow locks the delivery id held under leaseID, or explains why it
+// is not (not_found, lease_lost).
+func leasedRow(ctx context.Context, tx pgx.Tx, id, leaseID string) (attempts, maxAttempts int, err error) {
+	if !validUUID(id) {
+		return 0, 0, Errorf(CodeNotFound, "no such delivery")
+	}
+	if !validUUID(leaseID) {
+		return 0, 0, fieldError("lease_id", "lease_id must be the lease id the lease call returned")
+	}
+	var (
+		status string
+		cur    *string
+	)
+	err = tx.QueryRow(ctx, `SELECT status, lease_id::text, attempts, max_attempts FROM extension_event_delivery WHERE id = $1 FOR UPDATE`, id).
+		Scan(&status, &cur, &attempts, &maxAttempts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, Errorf(CodeNotFound, "no such delivery")
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if status != registryapi.DeliveryLeased || cur == nil || *cur != leaseID {
+		return 0, 0, &Error{Code: CodeLeaseLost, Message: "this lease is no longer the delivery's (it expired and was leased again, or the delivery is finished)",
+			Details: map[string]string{"status": status}}
+	}
+	return attempts, maxAttempts, nil
+}
+
+// CompleteDelivery marks a leased delivery succeeded. A lease that has
+// expired but was not yet taken by another runner still completes: the
+// work is done, and a redelivery would only repeat it.
+func (db *DB) CompleteDelivery(ctx context.Context, id, leaseID string, now time.Time) (registryapi.DeliveryOutcome, error) {
+	out := registryapi.DeliveryOutcome{ID: id, Status: registryapi.DeliverySucceeded}
+	err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
+		var err error
+		if out.Attempts, _, err = leasedRow(ctx, tx, id, leaseID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE extension_event_delivery SET status = 'succeeded', lease_id = NULL, lease_expires_at = NULL,
+			finished_at = $2, updated_at = $2 WHERE id = $1`, id, now)
+		return err
+	})
+	if err != nil {
+		return registryapi.DeliveryOutcome{}, err
+	}
+	return out, nil
+}
+
+// FailDelivery records a failed attempt: the delivery is pending again
+// after p.Backoff (r draws the jitter), or dead when the failure is not
+// retryable or it was the last attempt.
+func (db *DB) FailDelivery(ctx context.Context, id, leaseID string, retryable bool, reason string, now time.Time, p DeliveryPolicy, r float64) (registryapi.DeliveryOutcome, error) {
+	out := registryapi.DeliveryOutcome{ID: id}
+	reason = truncateUTF8(strings.ToValidUTF8(reason, "\uFFFD"), maxLastError)
+	if reason == "" {
+		reason = "handler failed"
+	}
+	err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
+		attempts, maxAttempts, err := leasedRow(ctx, tx, id, leaseID)
+		if err != nil {
+			return err
+		}
+		out.Attempts = attempts
+		if !retryable || attempts >= maxAttempts {
+			out.Status = registryapi.DeliveryDead
+			_, err = tx.Exec(ctx, `UPDATE extension_event_delivery SET status = 'dead', lease_id = NULL, lease_expires_at = NULL,
+				last_error = $2, finished_at = $3, updated_at = $3 WHERE id = $1`, id, reason, now)
+			return err
+		}
+		next := now.Add(p.Backoff(attempts, r))
+		out.Status, out.NextAttemptAt = registryapi.DeliveryPending, &next
+		_, err = tx.Exec(ctx, `UPDATE extension_event_delivery SET status = 'pending', lease_id = NULL, lease_expires_at = NULL,
+			last_error = $2, next_attempt_at = $3, updated_at = $4 WHERE id = $1`, id, reason, next, now)
+		return err
+	})
+	if err != nil {
+		return registryapi.DeliveryOutcome{}, err
+	}
+	return out, nil
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

@@ -1,0 +1,276 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/registryd/store"
+)
+
+// lease calls the lease API as the service and returns the deliveries.
+func (e *env) lease(body map[string]any) []registryapi.LeasedDelivery {
+	e.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	r := e.do("POST", "/v1/internal/deliveries/lease", e.service, body, nil)
+	expect(e.t, r, http.StatusOK, "")
+	var out registryapi.LeaseResponse
+	r.decode(e.t, &out)
+	if out.Deliveries == nil {
+		e.t.Fatalf("lease reply has no deliveries list: %s", r.body)
+	}
+	return out.Deliveries
+}
+
+// finish posts complete or fail for d with body fields.
+func (e *env) finish(d registryapi.LeasedDelivery, verb string, body map[string]any) reply {
+	e.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	if _, ok := body["lease_id"]; !ok {
+		body["lease_id"] = d.LeaseID
+	}
+	return e.do("POST", "/v1/internal/deliveries/"+d.ID+"/"+verb, e.service, body, nil)
+}
+
+// eventsEnv is an env with a fake clock, com.acme.tickets subscribed to
+// ticket.created and installed for tenant-a.
+func eventsEnv(t *testing.T, policy store.DeliveryPolicy) (*env, *fakeClock) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := newEnv(t, envOptions{now: clock.now, delivery: policy, rand: func() float64 { return 0.75 }})
+	e.publishSubscriber("com.acme.tickets", "1.0.0", "ticket.created")
+	e.install("tenant-a", "com.acme.tickets", "1.0.0")
+	return e, clock
+}
+
+func (e *env) publishEvent(id string) {
+	e.t.Helper()
+	expect(e.t, e.do("POST", "/v1/events", e.service, event(id, "tenant-a", "ticket.created"), nil), http.StatusAccepted, "")
+}
+
+// TestDeliveryLease: a lease hands out a due delivery with its event, once;
+// complete needs the lease id and ends the delivery.
+func TestDeliveryLease(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{})
+	e.publishEvent("evt-1")
+
+	got := e.lease(nil)
+	if len(got) != 1 {
+		t.Fatalf("leased %d deliveries, want 1", len(got))
+	}
+	d := got[0]
+	if d.TenantID != "tenant-a" || d.Extension != "com.acme.tickets" || d.Handler != "dist/main.wasm#on_ticket_created" ||
+		d.Attempt != 1 || d.MaxAttempts != 8 || d.InstallID == "" || d.LeaseID == "" ||
+		!d.LeaseExpiresAt.Equal(clock.now().Add(time.Minute)) {
+		t.Fatalf("leased delivery = %+v", d)
+	}
+	if d.Event.ID != "evt-1" || d.Event.Topic != "ticket.created" || string(d.Event.Payload) != `{"ticket":42}` ||
+		!d.Event.OccurredAt.Equal(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)) {
+		t.Fatalf("event = %+v (payload %s)", d.Event, d.Event.Payload)
+	}
+	t.Run("a leased delivery is not leased again while its lease runs", func(t *testing.T) {
+		clock.add(59 * time.Second)
+		if again := e.lease(nil); len(again) != 0 {
+			t.Fatalf("leased again: %+v", again)
+		}
+	})
+	t.Run("complete with another lease id is lease_lost", func(t *testing.T) {
+		expect(t, e.finish(d, "complete", map[string]any{"lease_id": "00000000-0000-4000-8000-000000000000"}), 409, "lease_lost")
+	})
+	t.Run("complete with a malformed lease id is invalid_request", func(t *testing.T) {
+		expect(t, e.finish(d, "complete", map[string]any{"lease_id": "nope"}), 400, "invalid_request")
+	})
+	t.Run("an unknown delivery is not_found", func(t *testing.T) {
+		unknown := d
+		unknown.ID = "00000000-0000-4000-8000-000000000001"
+		expect(t, e.finish(unknown, "complete", nil), 404, "not_found")
+		unknown.ID = "not-a-uuid"
+		expect(t, e.finish(unknown, "fail", nil), 404, "not_found")
+	})
+	t.Run("complete ends the delivery", func(t *testing.T) {
+		r := e.finish(d, "complete", nil)
+		expect(t, r, 200, "")
+		var out registryapi.DeliveryOutcome
+		r.decode(t, &out)
+		if out.Status != "succeeded" || out.Attempts != 1 {
+			t.Fatalf("outcome = %+v", out)
+		}
+		expect(t, e.finish(d, "complete", nil), 409, "lease_lost")
+		clock.add(24 * time.Hour)
+		if again := e.lease(nil); len(again) != 0 {
+			t.Fatalf("a completed delivery was leased: %+v", again)
+		}
+	})
+	t.Run("lease bounds are invalid_request", func(t *testing.T) {
+		for _, body := range []map[string]any{{"limit": 101}, {"limit": -1}, {"lease_seconds": 4}, {"lease_seconds": 3601}, {"limt": 1}} {
+			expect(t, e.do("POST", "/v1/internal/deliveries/lease", e.service, body, nil), 400, "invalid_request")
+		}
+	})
+	t.Run("a tenant admin may not lease", func(t *testing.T) {
+		expect(t, e.do("POST", "/v1/internal/deliveries/lease", e.tenantA, map[string]any{}, nil), 403, "forbidden")
+	})
+	t.Run("a disabled install's deliveries wait until it is enabled", func(t *testing.T) {
+		e.publishEvent("evt-2")
+		expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.tickets/disable", e.admin, nil, nil), 200, "")
+		if got := e.lease(nil); len(got) != 0 {
+			t.Fatalf("leased a disabled install's delivery: %+v", got)
+		}
+		expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.tickets/enable", e.admin, nil, nil), 200, "")
+		if got := e.lease(nil); len(got) != 1 || got[0].Event.ID != "evt-2" {
+			t.Fatalf("after enable: %+v", got)
+		}
+	})
+}
+
+// TestDeliveryFailRetriesWithBackoffThenDead: a failed attempt comes back
+// after an exponential, jittered delay; after max attempts the delivery is
+// dead and never leased again; a permanent failure is dead at once.
+func TestDeliveryFailRetriesWithBackoffThenDead(t *testing.T) {
+	// rand 0.75 scales each delay by 1 + 0.2 × 0.5 = 1.1.
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 3, BaseBackoff: 10 * time.Second, Jitter: 0.2})
+	e.publishEvent("evt-1")
+	for attempt, delay := range []time.Duration{11 * time.Second, 22 * time.Second} {
+		got := e.lease(nil)
+		if len(got) != 1 || got[0].Attempt != attempt+1 {
+			t.Fatalf("attempt %d: leased %+v", attempt+1, got)
+		}
+		r := e.finish(got[0], "fail", map[string]any{"error": "guest answered 500"})
+		expect(t, r, 200, "")
+		var out registryapi.DeliveryOutcome
+		r.decode(t, &out)
+		if out.Status != "pending" || out.Attempts != attempt+1 || out.NextAttemptAt == nil || !out.NextAttemptAt.Equal(clock.now().Add(delay)) {
+			t.Fatalf("attempt %d: outcome %+v, want pending until now+%s", attempt+1, out, delay)
+		}
+		clock.add(delay - time.Second)
+		if early := e.lease(nil); len(early) != 0 {
+			t.Fatalf("attempt %d: leased %s before its backoff ended", attempt+1, time.Second)
+		}
+		clock.add(time.Second)
+	}
+	last := e.lease(nil)
+	if len(last) != 1 || last[0].Attempt != 3 {
+		t.Fatalf("third attempt: %+v", last)
+	}
+	r := e.finish(last[0], "fail", map[string]any{"error": "guest answered 500", "retryable": true})
+	expect(t, r, 200, "")
+	if !jsonHas(r.body, `"status":"dead"`) {
+		t.Fatalf("after max attempts: %s", r.body)
+	}
+	clock.add(48 * time.Hour)
+	if got := e.lease(nil); len(got) != 0 {
+		t.Fatalf("a dead delivery was leased: %+v", got)
+	}
+	if rows := e.deliveries("tenant-a"); len(rows) != 1 || rows[0].status != "dead" || rows[0].attempts != 3 {
+		t.Fatalf("rows = %+v", rows)
+	}
+
+	t.Run("a failure that is not retryable is dead at once", func(t *testing.T) {
+		e.publishEvent("evt-2")
+		got := e.lease(nil)
+		if len(got) != 1 {
+			t.Fatalf("leased %+v", got)
+		}
+		r := e.finish(got[0], "fail", map[string]any{"retryable": false, "error": "no such handler"})
+		expect(t, r, 200, "")
+		if !jsonHas(r.body, `"status":"dead"`) || !jsonHas(r.body, `"attempts":1`) {
+			t.Fatalf("permanent failure: %s", r.body)
+		}
+	})
+}
+
+// jsonHas reports whether a compact JSON reply contains s.
+func jsonHas(body []byte, s string) bool { return strings.Contains(string(body), s) }
+
+// TestDeliveryLeaseExpires: a lease that is neither completed nor failed
+// (the runner died) expires and the delivery is leased again, under a new
+// lease id; the old holder's complete is lease_lost. A lease that expires
+// on the last attempt makes the delivery dead.
+func TestDeliveryLeaseExpires(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 2})
+	e.publishEvent("evt-1")
+	first := e.lease(map[string]any{"lease_seconds": 5})
+	if len(first) != 1 {
+		t.Fatalf("leased %+v", first)
+	}
+	clock.add(4 * time.Second)
+	if got := e.lease(nil); len(got) != 0 {
+		t.Fatalf("leased before expiry: %+v", got)
+	}
+	clock.add(time.Second)
+	second := e.lease(map[string]any{"lease_seconds": 5})
+	if len(second) != 1 || second[0].ID != first[0].ID || second[0].LeaseID == first[0].LeaseID || second[0].Attempt != 2 {
+		t.Fatalf("after expiry: %+v, want %s again with a new lease id, attempt 2", second, first[0].ID)
+	}
+	expect(t, e.finish(first[0], "complete", nil), 409, "lease_lost")
+	expect(t, e.finish(first[0], "fail", nil), 409, "lease_lost")
+
+	t.Run("a lease expiring on the last attempt makes the delivery dead", func(t *testing.T) {
+		clock.add(5 * time.Second)
+		if got := e.lease(nil); len(got) != 0 {
+			t.Fatalf("leased after the last attempt expired: %+v", got)
+		}
+		rows := e.deliveries("tenant-a")
+		if len(rows) != 1 || rows[0].status != "dead" {
+			t.Fatalf("rows = %+v", rows)
+		}
+		expect(t, e.finish(second[0], "complete", nil), 409, "lease_lost")
+	})
+}
+
+// TestConcurrentLeasesNeverShareADelivery: leasers racing over the same
+// queue each get distinct deliveries, and together get every one exactly
+// once (run with -race).
+func TestConcurrentLeasesNeverShareADelivery(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.publishSubscriber("com.acme.tickets", "1.0.0", "ticket.created")
+	e.publishSubscriber("com.acme.audit", "1.0.0", "ticket.created")
+	e.install("tenant-a", "com.acme.tickets", "1.0.0")
+	e.install("tenant-a", "com.acme.audit", "1.0.0")
+	const events = 60
+	for i := range events {
+		e.publishEvent(fmt.Sprintf("evt-%d", i))
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	c := e.client(e.service)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				got, err := c.LeaseDeliveries(t.Context(), registryapi.LeaseRequest{Limit: 7})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, d := range got {
+					seen[d.ID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 2*events {
+		t.Fatalf("leased %d distinct deliveries, want %d", len(seen), 2*events)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("delivery %s was leased %d times", id, n)
+		}
+	}
+}
