@@ -54,7 +54,7 @@ func (c *cli) main(args []string) int {
 		return 0
 	}
 	name := args[0]
-	if len(args) > 1 && (name == "secrets") {
+	if len(args) > 1 && (name == "secrets" || name == "events") {
 		name += " " + args[1]
 		args = args[1:]
 	}

@@ -274,3 +274,109 @@ func TestConcurrentLeasesNeverShareADelivery(t *testing.T) {
 		}
 	}
 }
+
+// listDeliveries calls the admin listing as token.
+func (e *env) listDeliveries(token, tenant, query string) []registryapi.Delivery {
+	e.t.Helper()
+	r := e.do("GET", "/v1/tenants/"+tenant+"/installs/com.acme.tickets/deliveries"+query, token, nil, nil)
+	expect(e.t, r, http.StatusOK, "")
+	var out []registryapi.Delivery
+	r.decode(e.t, &out)
+	return out
+}
+
+// TestDeliveryAdminListAndRetry: tenant admins list their install's
+// deliveries by status and retry a dead one, which is then deliverable
+// again with fresh attempts; other tenants see and touch nothing.
+func TestDeliveryAdminListAndRetry(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 1})
+	e.install("tenant-b", "com.acme.tickets", "1.0.0")
+	e.publishEvent("evt-dead")
+	got := e.lease(nil)
+	if len(got) != 1 {
+		t.Fatalf("leased %+v", got)
+	}
+	expect(t, e.finish(got[0], "fail", map[string]any{"error": "guest answered 503"}), 200, "")
+	clock.add(time.Second)
+	e.publishEvent("evt-pending")
+	expect(t, e.do("POST", "/v1/events", e.service, event("evt-b", "tenant-b", "ticket.created"), nil), http.StatusAccepted, "")
+
+	t.Run("all deliveries, newest first", func(t *testing.T) {
+		all := e.listDeliveries(e.tenantA, "tenant-a", "")
+		if len(all) != 2 || all[0].EventID != "evt-pending" || all[1].EventID != "evt-dead" {
+			t.Fatalf("list = %+v", all)
+		}
+		p, d := all[0], all[1]
+		if p.Status != "pending" || p.NextAttemptAt == nil || p.Topic != "ticket.created" || p.Extension != "com.acme.tickets" {
+			t.Fatalf("pending delivery = %+v", p)
+		}
+		if d.Status != "dead" || d.Attempts != 1 || d.MaxAttempts != 1 || d.LastError != "guest answered 503" || d.FinishedAt == nil || d.NextAttemptAt != nil {
+			t.Fatalf("dead delivery = %+v", d)
+		}
+	})
+	t.Run("by status", func(t *testing.T) {
+		dead := e.listDeliveries(e.tenantA, "tenant-a", "?status=dead")
+		if len(dead) != 1 || dead[0].EventID != "evt-dead" {
+			t.Fatalf("status=dead: %+v", dead)
+		}
+		if s := e.listDeliveries(e.tenantA, "tenant-a", "?status=succeeded"); len(s) != 0 {
+			t.Fatalf("status=succeeded: %+v", s)
+		}
+		if l := e.listDeliveries(e.tenantA, "tenant-a", "?status=pending&limit=1"); len(l) != 1 || l[0].EventID != "evt-pending" {
+			t.Fatalf("status=pending&limit=1: %+v", l)
+		}
+	})
+	t.Run("bad queries are invalid_request naming the field", func(t *testing.T) {
+		for q, field := range map[string]string{"?status=done": "status", "?limit=0": "limit", "?limit=501": "limit", "?limit=x": "limit"} {
+			r := e.do("GET", "/v1/tenants/tenant-a/installs/com.acme.tickets/deliveries"+q, e.tenantA, nil, nil)
+			expect(t, r, 400, "invalid_request")
+			if r.details()["field"] != field {
+				t.Errorf("%s: details %v", q, r.details())
+			}
+		}
+	})
+	t.Run("another tenant sees only its own", func(t *testing.T) {
+		b := e.listDeliveries(e.tenantB, "tenant-b", "")
+		if len(b) != 1 || b[0].EventID != "evt-b" {
+			t.Fatalf("tenant-b list = %+v", b)
+		}
+		expect(t, e.do("GET", "/v1/tenants/tenant-a/installs/com.acme.tickets/deliveries", e.tenantB, nil, nil), 403, "forbidden")
+	})
+	t.Run("an extension that is not installed is not_installed", func(t *testing.T) {
+		expect(t, e.do("GET", "/v1/tenants/tenant-a/installs/com.acme.nope/deliveries", e.tenantA, nil, nil), 404, "not_installed")
+	})
+
+	dead := e.listDeliveries(e.tenantA, "tenant-a", "?status=dead")[0]
+	retryPath := func(tenant, id string) string {
+		return "/v1/tenants/" + tenant + "/installs/com.acme.tickets/deliveries/" + id + "/retry"
+	}
+	t.Run("another tenant cannot retry it through its own install", func(t *testing.T) {
+		expect(t, e.do("POST", retryPath("tenant-b", dead.ID), e.tenantB, nil, nil), 404, "not_found")
+		expect(t, e.do("POST", retryPath("tenant-a", dead.ID), e.tenantB, nil, nil), 403, "forbidden")
+	})
+	t.Run("retry makes a dead delivery deliverable again", func(t *testing.T) {
+		r := e.do("POST", retryPath("tenant-a", dead.ID), e.tenantA, nil, nil)
+		expect(t, r, 200, "")
+		if !jsonHas(r.body, `"status":"pending"`) || !jsonHas(r.body, `"attempts":0`) {
+			t.Fatalf("retry reply %s", r.body)
+		}
+		var leased []registryapi.LeasedDelivery
+		for _, d := range e.lease(map[string]any{"limit": 10}) {
+			if d.ID == dead.ID {
+				leased = append(leased, d)
+			}
+		}
+		if len(leased) != 1 || leased[0].Attempt != 1 {
+			t.Fatalf("after retry, leased %+v", leased)
+		}
+		expect(t, e.finish(leased[0], "complete", nil), 200, "")
+	})
+	t.Run("only a dead delivery can be retried", func(t *testing.T) {
+		r := e.do("POST", retryPath("tenant-a", dead.ID), e.tenantA, nil, nil)
+		expect(t, r, 409, "delivery_not_dead")
+		if r.details()["status"] != "succeeded" {
+			t.Fatalf("details %v", r.details())
+		}
+		expect(t, e.do("POST", retryPath("tenant-a", "not-a-uuid"), e.tenantA, nil, nil), 404, "not_found")
+	})
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -94,5 +95,39 @@ func (s *Server) failDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	retryable := req.Retryable == nil || *req.Retryable
 	out, err := s.cfg.DB.FailDelivery(r.Context(), r.PathValue("id"), req.LeaseID, retryable, req.Error, s.now(), s.cfg.Delivery, s.cfg.Rand())
+	s.reply(w, r, out, err)
+}
+
+// listDeliveries is GET /v1/tenants/{tenant}/installs/{name}/deliveries
+// (?status=pending|leased|succeeded|dead, ?limit= 1…500, default 100).
+func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request) {
+	tenant, name, ok := s.installParams(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			writeCode(w, store.CodeInvalidRequest, "limit must be a number", map[string]string{"field": "limit"})
+			return
+		}
+		if n == 0 {
+			n = -1 // an explicit 0 is out of range, not "the default"
+		}
+		limit = n
+	}
+	out, err := s.cfg.DB.ListDeliveries(r.Context(), tenant, name, q.Get("status"), limit)
+	s.reply(w, r, out, err)
+}
+
+// retryDelivery is POST /v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry.
+func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
+	tenant, name, ok := s.installParams(w, r)
+	if !ok {
+		return
+	}
+	out, err := s.cfg.DB.RetryDelivery(r.Context(), tenant, name, r.PathValue("id"), s.now())
 	s.reply(w, r, out, err)
 }

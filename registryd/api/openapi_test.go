@@ -127,6 +127,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		"GET /v1/tenants/{tenant}/installs/{name}", "POST /v1/tenants/{tenant}/installs/{name}/enable",
 		"POST /v1/tenants/{tenant}/installs/{name}/disable", "DELETE /v1/tenants/{tenant}/installs/{name}",
 		"PUT /v1/tenants/{tenant}/installs/{name}/secrets",
+		"GET /v1/tenants/{tenant}/installs/{name}/deliveries", "POST /v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry",
 		"GET /v1/resolve/{tenant}/{extension}", "GET /v1/bundles/{hash}/status", "GET /v1/changes",
 		"POST /v1/internal/storage", "POST /v1/internal/executions",
 		"POST /v1/events", "POST /v1/internal/deliveries/lease",

@@ -60,6 +60,8 @@ var routes = []route{
 	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/enable", summary: "Enable an install", roles: tenantAdmins, handle: (*Server).enableInstall},
 	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/disable", summary: "Disable an install", roles: tenantAdmins, handle: (*Server).disableInstall},
 	{method: "PUT", path: "/v1/tenants/{tenant}/installs/{name}/secrets", summary: "Merge an install's secrets (write-only; an empty value deletes)", roles: tenantAdmins, handle: (*Server).putSecrets},
+	{method: "GET", path: "/v1/tenants/{tenant}/installs/{name}/deliveries", summary: "List an install's event deliveries, newest first (?status=pending|leased|succeeded|dead, ?limit=)", roles: tenantAdmins, handle: (*Server).listDeliveries},
+	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry", summary: "Make a dead delivery pending again with fresh attempts", roles: tenantAdmins, handle: (*Server).retryDelivery},
 
 	{method: "GET", path: "/v1/resolve/{tenant}/{extension}", summary: "Resolve a tenant's install for gateways and runners (ETag, sealed secret envelope)", roles: serviceRoles, handle: (*Server).resolve},
 	{method: "GET", path: "/v1/bundles/{hash}/status", summary: "Whether a content hash is a published, non-revoked version of ?extension=", roles: serviceRoles, handle: (*Server).bundleStatus},

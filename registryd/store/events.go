@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -384,4 +386,115 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// Listing bounds.
+const (
+	DefaultDeliveryList = 100
+	MaxDeliveryList     = 500
+)
+
+// deliveryStatuses are the values of ?status=.
+var deliveryStatuses = []string{registryapi.DeliveryPending, registryapi.DeliveryLeased, registryapi.DeliverySucceeded, registryapi.DeliveryDead}
+
+// ValidDeliveryStatus reports whether s is a delivery status.
+func ValidDeliveryStatus(s string) bool { return slices.Contains(deliveryStatuses, s) }
+
+// installID returns the id of tenant's install of name, or not_installed.
+func installID(ctx context.Context, tx pgx.Tx, tenant, name string) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `SELECT i.id::text FROM tenant_extension_install i JOIN extension_registry r ON r.id = i.registry_id
+		WHERE i.tenant_id = $1 AND r.name = $2`, tenant, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", Errorf(CodeNotInstalled, "%s is not installed for this tenant", name)
+	}
+	return id, err
+}
+
+const deliverySelect = `SELECT d.id::text, d.event_id, ev.topic, d.install_id::text, d.handler, d.status, d.attempts, d.max_attempts,
+	d.next_attempt_at, d.lease_expires_at, coalesce(d.last_error, ''), d.created_at, d.updated_at, d.finished_at
+	FROM extension_event_delivery d JOIN extension_event ev ON ev.tenant_id = d.tenant_id AND ev.id = d.event_id`
+
+func scanDelivery(row pgx.Row, extension string) (registryapi.Delivery, error) {
+	var (
+		d    registryapi.Delivery
+		next time.Time
+	)
+	err := row.Scan(&d.ID, &d.EventID, &d.Topic, &d.InstallID, &d.Handler, &d.Status, &d.Attempts, &d.MaxAttempts,
+		&next, &d.LeaseExpiresAt, &d.LastError, &d.CreatedAt, &d.UpdatedAt, &d.FinishedAt)
+	if d.Status == registryapi.DeliveryPending {
+		d.NextAttemptAt = &next
+	}
+	d.Extension = extension
+	return d, err
+}
+
+// ListDeliveries lists the deliveries of tenant's install of name, newest
+// first, optionally only those with status; limit 0 is the default.
+func (db *DB) ListDeliveries(ctx context.Context, tenant, name, status string, limit int) ([]registryapi.Delivery, error) {
+	if status != "" && !ValidDeliveryStatus(status) {
+		return nil, fieldError("status", "status must be one of "+strings.Join(deliveryStatuses, ", "))
+	}
+	if limit == 0 {
+		limit = DefaultDeliveryList
+	}
+	if limit < 1 || limit > MaxDeliveryList {
+		return nil, fieldError("limit", fmt.Sprintf("limit must be 1 to %d", MaxDeliveryList))
+	}
+	out := []registryapi.Delivery{}
+	err := db.inTenant(ctx, tenant, func(tx pgx.Tx) error {
+		id, err := installID(ctx, tx, tenant, name)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, deliverySelect+` WHERE d.tenant_id = $1 AND d.install_id = $2 AND ($3 = '' OR d.status = $3)
+			ORDER BY d.created_at DESC, d.id LIMIT $4`, tenant, id, status, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d, err := scanDelivery(rows, name)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// RetryDelivery makes a dead delivery of tenant's install of name pending
+// now, with its attempts reset to zero (max_attempts more tries).
+func (db *DB) RetryDelivery(ctx context.Context, tenant, name, id string, now time.Time) (registryapi.DeliveryOutcome, error) {
+	out := registryapi.DeliveryOutcome{ID: id, Status: registryapi.DeliveryPending, NextAttemptAt: &now}
+	err := db.inTenant(ctx, tenant, func(tx pgx.Tx) error {
+		install, err := installID(ctx, tx, tenant, name)
+		if err != nil {
+			return err
+		}
+		if !validUUID(id) {
+			return Errorf(CodeNotFound, "no such delivery")
+		}
+		var status string
+		err = tx.QueryRow(ctx, `SELECT status FROM extension_event_delivery WHERE tenant_id = $1 AND install_id = $2 AND id = $3 FOR UPDATE`,
+			tenant, install, id).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Errorf(CodeNotFound, "no such delivery")
+		}
+		if err != nil {
+			return err
+		}
+		if status != registryapi.DeliveryDead {
+			return &Error{Code: CodeDeliveryNotDead, Message: "only a dead delivery can be retried", Details: map[string]string{"status": status}}
+		}
+		_, err = tx.Exec(ctx, `UPDATE extension_event_delivery SET status = 'pending', attempts = 0, next_attempt_at = $3,
+			finished_at = NULL, updated_at = $3 WHERE tenant_id = $1 AND id = $2`, tenant, id, now)
+		return err
+	})
+	if err != nil {
+		return registryapi.DeliveryOutcome{}, err
+	}
+	return out, nil
 }
