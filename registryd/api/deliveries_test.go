@@ -380,3 +380,86 @@ func TestDeliveryAdminListAndRetry(t *testing.T) {
 		expect(t, e.do("POST", retryPath("tenant-a", "not-a-uuid"), e.tenantA, nil, nil), 404, "not_found")
 	})
 }
+
+// TestEventMetrics: /metrics counts publishes by outcome, deliveries by
+// state change and attempts, lease lag, and the backlog, with no tenant
+// labels.
+func TestEventMetrics(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 2})
+	e.publishEvent("evt-1")
+	e.publishEvent("evt-2")
+	expect(t, e.do("POST", "/v1/events", e.service, event("evt-1", "tenant-a", "ticket.created"), nil), 200, "")
+	expect(t, e.do("POST", "/v1/events", e.service, event("evt 3", "tenant-a", "ticket.created"), nil), 400, "invalid_request")
+	metrics := func() string {
+		m := e.do("GET", "/metrics", "", nil, nil)
+		expect(t, m, 200, "")
+		return string(m.body)
+	}
+	if m := metrics(); !strings.Contains(m, "extedge_registry_event_deliveries_due 2\n") ||
+		!strings.Contains(m, "extedge_registry_event_delivery_oldest_due_seconds 0\n") {
+		t.Fatalf("backlog before any lease:\n%s", grepLines(m, "event_deliver"))
+	}
+	clock.add(10 * time.Second)
+	for _, d := range e.lease(nil) {
+		if d.Event.ID == "evt-1" {
+			expect(t, e.finish(d, "complete", nil), 200, "")
+		} else {
+			expect(t, e.finish(d, "fail", nil), 200, "")
+		}
+	}
+	clock.add(time.Hour) // evt-2's retry (33 s) is long due
+	if m := metrics(); !strings.Contains(m, "extedge_registry_event_deliveries_due 1\n") ||
+		!strings.Contains(m, "extedge_registry_event_delivery_oldest_due_seconds 3567\n") {
+		t.Fatalf("backlog with a retry due for 3567 s:\n%s", grepLines(m, "event_deliver"))
+	}
+	last := e.lease(map[string]any{"lease_seconds": 5})
+	if len(last) != 1 {
+		t.Fatalf("leased %+v", last)
+	}
+	if m := metrics(); !strings.Contains(m, "extedge_registry_event_deliveries_leased 1\n") {
+		t.Fatalf("backlog with one lease:\n%s", grepLines(m, "event_deliver"))
+	}
+	clock.add(5 * time.Second)
+	e.lease(nil) // the last attempt's lease expired: dead
+	expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.tickets/deliveries/"+last[0].ID+"/retry", e.tenantA, nil, nil), 200, "")
+
+	m := metrics()
+	for _, want := range []string{
+		`extedge_registry_events_published_total{outcome="created"} 2`,
+		`extedge_registry_events_published_total{outcome="duplicate"} 1`,
+		`extedge_registry_events_published_total{outcome="invalid_request"} 1`,
+		`extedge_registry_event_deliveries_created_total 2`,
+		`extedge_registry_event_delivery_transitions_total{outcome="leased"} 3`,
+		`extedge_registry_event_delivery_transitions_total{outcome="succeeded"} 1`,
+		`extedge_registry_event_delivery_transitions_total{outcome="retry_scheduled"} 1`,
+		`extedge_registry_event_delivery_transitions_total{outcome="dead"} 1`,
+		`extedge_registry_event_delivery_transitions_total{outcome="requeued"} 1`,
+		`extedge_registry_event_delivery_attempts_sum{outcome="succeeded"} 1`,
+		`extedge_registry_event_delivery_attempts_sum{outcome="dead"} 2`,
+		`extedge_registry_event_delivery_lag_seconds_count 3`,
+		`extedge_registry_event_delivery_lag_seconds_sum 3587`, // 10 + 10 + 3567
+		"extedge_registry_event_deliveries_due 1\n",
+		"extedge_registry_event_deliveries_leased 0\n",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("event metrics:\n%s", grepLines(m, "event"))
+	}
+	if strings.Contains(m, "tenant-a") {
+		t.Error("/metrics carries a tenant id")
+	}
+}
+
+// grepLines returns the lines of s containing sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -26,17 +27,30 @@ func (s *Server) publishEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	res, created, err := s.cfg.DB.PublishEvent(r.Context(), ev, s.now(), s.cfg.Delivery.MaxAttempts)
 	if err != nil {
+		s.metrics.eventsPublished.WithLabelValues(outcomeOf(err)).Inc()
 		s.writeError(w, r, err)
 		return
 	}
 	status := http.StatusOK
+	outcome := "duplicate"
 	if created {
-		status = http.StatusAccepted
+		status, outcome = http.StatusAccepted, "created"
+		s.metrics.deliveriesCreated.Add(float64(res.Deliveries))
 		if ce := s.log.Check(zap.DebugLevel, "event published"); ce != nil {
 			ce.Write(zap.String("topic", ev.Topic), zap.Int("deliveries", res.Deliveries))
 		}
 	}
+	s.metrics.eventsPublished.WithLabelValues(outcome).Inc()
 	writeJSON(w, status, res)
+}
+
+// outcomeOf is an error's metrics label: its API code, else internal.
+func outcomeOf(err error) string {
+	var se *store.Error
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return codeInternal
 }
 
 // leaseDeliveries is POST /v1/internal/deliveries/lease: runners take up
@@ -68,9 +82,18 @@ func (s *Server) leaseDeliveries(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	for _, attempts := range res.Expired {
+		s.metrics.deliveryOutcomes.WithLabelValues(registryapi.DeliveryDead).Inc()
+		s.metrics.deliveryAttempts.WithLabelValues(registryapi.DeliveryDead).Observe(float64(attempts))
+	}
 	out := registryapi.LeaseResponse{Deliveries: make([]registryapi.LeasedDelivery, 0, len(res.Leased))}
 	for _, d := range res.Leased {
 		out.Deliveries = append(out.Deliveries, d.LeasedDelivery)
+		s.metrics.deliveryOutcomes.WithLabelValues(registryapi.DeliveryLeased).Inc()
+		if d.Reclaimed {
+			s.metrics.deliveryOutcomes.WithLabelValues("lease_expired").Inc()
+		}
+		s.metrics.deliveryLag.Observe(max(d.Lag, 0).Seconds())
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -83,6 +106,9 @@ func (s *Server) completeDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.CompleteDelivery(r.Context(), r.PathValue("id"), req.LeaseID, s.now())
+	if err == nil {
+		s.observeOutcome(out)
+	}
 	s.reply(w, r, out, err)
 }
 
@@ -95,7 +121,21 @@ func (s *Server) failDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	retryable := req.Retryable == nil || *req.Retryable
 	out, err := s.cfg.DB.FailDelivery(r.Context(), r.PathValue("id"), req.LeaseID, retryable, req.Error, s.now(), s.cfg.Delivery, s.cfg.Rand())
+	if err == nil {
+		s.observeOutcome(out)
+	}
 	s.reply(w, r, out, err)
+}
+
+// observeOutcome counts what complete or fail did to a delivery.
+func (s *Server) observeOutcome(out registryapi.DeliveryOutcome) {
+	switch out.Status {
+	case registryapi.DeliverySucceeded, registryapi.DeliveryDead:
+		s.metrics.deliveryOutcomes.WithLabelValues(out.Status).Inc()
+		s.metrics.deliveryAttempts.WithLabelValues(out.Status).Observe(float64(out.Attempts))
+	case registryapi.DeliveryPending:
+		s.metrics.deliveryOutcomes.WithLabelValues("retry_scheduled").Inc()
+	}
 }
 
 // listDeliveries is GET /v1/tenants/{tenant}/installs/{name}/deliveries
@@ -129,5 +169,8 @@ func (s *Server) retryDelivery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.cfg.DB.RetryDelivery(r.Context(), tenant, name, r.PathValue("id"), s.now())
+	if err == nil {
+		s.metrics.deliveryOutcomes.WithLabelValues("requeued").Inc()
+	}
 	s.reply(w, r, out, err)
 }

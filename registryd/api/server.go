@@ -95,7 +95,7 @@ func New(cfg Config) *Server {
 		cfg.Rand = rand.Float64
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), now: cfg.Now, closing: make(chan struct{})}
-	s.metrics = newMetrics(cfg.Metrics, cfg.DB)
+	s.metrics = newMetrics(cfg.Metrics, cfg.DB, cfg.Now)
 	s.metricsHandler = s.metrics.handler()
 	s.openAPI = openAPIDocument(routes)
 	s.register()
