@@ -19,6 +19,8 @@ CREATE TABLE extension_event (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, id)
 );
+-- Retention (registryd --event-retention) deletes finished events by age.
+CREATE INDEX extension_event_created ON extension_event (created_at);
 
 CREATE TABLE extension_event_delivery (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -39,7 +39,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 	}{
 		{[]string{"serve"}, []string{"allow-unsigned"}, []string{"listen", "database-url", "database-url-file", "bundle-store",
 			"trust-bundle", "secrets-key-file", "allow-unsigned", "migrate", "log-level", "max-bundle-bytes", "kv-max-records",
-			"kv-max-bytes", "envelope-ttl", "execution-log-retention", "database-wait", "tmp-dir", "tls-cert", "tls-key"}},
+			"kv-max-bytes", "envelope-ttl", "execution-log-retention", "event-retention", "database-wait", "tmp-dir", "tls-cert", "tls-key"}},
 		{[]string{"migrate"}, nil, []string{"database-url", "database-url-file"}},
 		{[]string{"token", "create"}, []string{"role", "tenant", "name", "json"}, []string{"database-url", "database-url-file", "role"}},
 		{[]string{"token", "list"}, []string{"json"}, []string{"database-url", "database-url-file", "json"}},

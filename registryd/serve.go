@@ -42,6 +42,7 @@ type serveFlags struct {
 	envelopeTTL    time.Duration
 	tempDir        string
 	logRetention   time.Duration
+	eventRetention time.Duration
 	dbWait         time.Duration
 	tlsCert        string
 	tlsKey         string
@@ -64,6 +65,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", store.DefaultKVMaxBytes, "KV quota: value bytes per install")
 	fs.DurationVar(&f.envelopeTTL, "envelope-ttl", 10*time.Minute, "lifetime of secret envelopes in resolve replies")
 	fs.DurationVar(&f.logRetention, "execution-log-retention", 30*24*time.Hour, "how long execution records are kept (0: forever; per-minute usage is kept)")
+	fs.DurationVar(&f.eventRetention, "event-retention", 30*24*time.Hour, "how long published events and their finished deliveries are kept, which is also how long an event id stays idempotent (0: forever)")
 	fs.DurationVar(&f.dbWait, "database-wait", 30*time.Second, "how long to retry connecting to an external database at startup")
 	fs.StringVar(&f.tempDir, "tmp-dir", "", "directory for uploads being checked (default: system temp)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key (default: plain HTTP)")
@@ -168,6 +170,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		DB: d.db, Publish: pipeline, Feed: feed, Keys: keys,
 		KVQuota:     store.KVQuota{MaxRecords: f.kvMaxRecords, MaxBytes: f.kvMaxBytes},
 		EnvelopeTTL: f.envelopeTTL, Log: log.Named("api"), ExecutionLogRetention: f.logRetention,
+		EventRetention: f.eventRetention,
 	})
 
 	ln, err := net.Listen("tcp", f.listen)

@@ -463,3 +463,43 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestEventRetention: the janitor's purge deletes events older than the
+// cutoff whose deliveries are all finished, with those deliveries; an
+// event with a delivery still pending or leased is kept; a purged id may
+// be published again as a new event.
+func TestEventRetention(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 1})
+	for _, id := range []string{"evt-done", "evt-dead", "evt-waiting", "evt-held"} {
+		e.publishEvent(id)
+	}
+	byEvent := map[string]registryapi.LeasedDelivery{}
+	for _, d := range e.lease(nil) {
+		byEvent[d.Event.ID] = d
+	}
+	expect(t, e.finish(byEvent["evt-done"], "complete", nil), 200, "")
+	expect(t, e.finish(byEvent["evt-dead"], "fail", nil), 200, "")
+	expect(t, e.finish(byEvent["evt-waiting"], "fail", map[string]any{"retryable": true}), 200, "") // 1 attempt: dead too
+	// Make evt-waiting pending again, and keep evt-held leased.
+	for _, d := range e.listDeliveries(e.tenantA, "tenant-a", "?status=dead") {
+		if d.EventID == "evt-waiting" {
+			expect(t, e.do("POST", "/v1/tenants/tenant-a/installs/com.acme.tickets/deliveries/"+d.ID+"/retry", e.tenantA, nil, nil), 200, "")
+		}
+	}
+	clock.add(time.Hour)
+	e.publishEvent("evt-recent")
+
+	n, err := e.db.PurgeEvents(t.Context(), clock.now().Add(-time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeEvents = %d, %v; want the 2 finished old events", n, err)
+	}
+	left := map[string]string{}
+	for _, d := range e.deliveries("tenant-a") {
+		left[d.eventID] = d.status
+	}
+	if len(left) != 3 || left["evt-waiting"] != "pending" || left["evt-held"] != "leased" || left["evt-recent"] != "pending" {
+		t.Fatalf("deliveries left = %v", left)
+	}
+	expect(t, e.do("POST", "/v1/events", e.service, event("evt-done", "tenant-a", "ticket.created"), nil), http.StatusAccepted, "")
+	expect(t, e.do("POST", "/v1/events", e.service, event("evt-held", "tenant-a", "ticket.created"), nil), http.StatusOK, "")
+}

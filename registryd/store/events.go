@@ -528,3 +528,33 @@ func (db *DB) DeliveryBacklog(ctx context.Context, now time.Time) (Backlog, erro
 	})
 	return b, err
 }
+
+// purgeBatch bounds one retention transaction.
+const purgeBatch = 5000
+
+// PurgeEvents deletes events published before cutoff whose deliveries are
+// all finished (succeeded or dead), with those deliveries, in batches
+// (platform-scope retention job). An event with a pending or leased
+// delivery is kept whatever its age. Once deleted, its id may be
+// published again as a new event.
+func (db *DB) PurgeEvents(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := db.inTenant(ctx, platformScope, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM extension_event e USING (
+					SELECT tenant_id, id FROM extension_event ev
+					WHERE ev.created_at < $1 AND NOT EXISTS (
+						SELECT 1 FROM extension_event_delivery d
+						WHERE d.tenant_id = ev.tenant_id AND d.event_id = ev.id AND d.status IN ('pending', 'leased'))
+					LIMIT $2) old
+				WHERE e.tenant_id = old.tenant_id AND e.id = old.id`, cutoff, purgeBatch)
+			n = tag.RowsAffected()
+			return err
+		})
+		total += n
+		if err != nil || n < purgeBatch {
+			return total, err
+		}
+	}
+}
