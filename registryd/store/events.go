@@ -240,53 +240,77 @@ func (db *DB) LeaseDeliveries(ctx context.Context, now time.Time, limit int, lea
 		if res.Expired, err = pgx.CollectRows(dead, pgx.RowTo[int]); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `WITH due AS (
-				SELECT d.id, d.status = 'leased' AS reclaimed,
-					CASE WHEN d.status = 'leased' THEN d.lease_expires_at ELSE d.next_attempt_at END AS due_at
-				FROM extension_event_delivery d JOIN tenant_extension_install i ON i.id = d.install_id
-				WHERE i.status = 'enabled' AND (
-					(d.status = 'pending' AND d.next_attempt_at <= $1) OR
-					(d.status = 'leased' AND d.lease_expires_at <= $1 AND d.attempts < d.max_attempts))
-				ORDER BY due_at
-				LIMIT $2
-				FOR UPDATE OF d SKIP LOCKED),
-			leased AS (
-				UPDATE extension_event_delivery d SET status = 'leased', attempts = d.attempts + 1,
-					lease_id = gen_random_uuid(), lease_expires_at = $3, updated_at = $1
-				FROM due WHERE d.id = due.id
-				RETURNING d.id, d.lease_id, d.lease_expires_at, d.attempts, d.max_attempts, d.tenant_id, d.install_id,
-					d.handler, d.event_id, due.reclaimed, due.due_at)
-			SELECT l.id::text, l.lease_id::text, l.lease_expires_at, l.attempts, l.max_attempts, l.tenant_id, l.install_id::text,
-				r.name, l.handler, ev.id, ev.topic, ev.occurred_at, ev.payload, l.reclaimed, l.due_at
-			FROM leased l
-			JOIN extension_event ev ON ev.tenant_id = l.tenant_id AND ev.id = l.event_id
-			JOIN tenant_extension_install i ON i.id = l.install_id
-			JOIN extension_registry r ON r.id = i.registry_id
-			ORDER BY l.due_at`, now, limit, now.Add(leaseFor))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d       LeasedDelivery
-				payload []byte
-				dueAt   time.Time
-			)
-			if err := rows.Scan(&d.ID, &d.LeaseID, &d.LeaseExpiresAt, &d.Attempt, &d.MaxAttempts, &d.TenantID, &d.InstallID,
-				&d.Extension, &d.Handler, &d.Event.ID, &d.Event.Topic, &d.Event.OccurredAt, &payload, &d.Reclaimed, &dueAt); err != nil {
+		// Expired leases first (their runner died; they have waited
+		// longest), then due pending ones: two statements, so each walks
+		// its partial index in order instead of sorting every due row.
+		for _, candidates := range []string{leaseExpiredCandidates, leasePendingCandidates} {
+			if len(res.Leased) >= limit {
+				break
+			}
+			got, err := leaseBatch(ctx, tx, candidates, now, limit-len(res.Leased), leaseFor)
+			if err != nil {
 				return err
 			}
-			d.Event.Payload = payload
-			d.Lag = now.Sub(dueAt)
-			res.Leased = append(res.Leased, d)
+			res.Leased = append(res.Leased, got...)
 		}
-		return rows.Err()
+		return nil
 	})
 	if err != nil {
 		return LeaseResult{}, err
 	}
 	return res, nil
+}
+
+// The candidates of a lease: $1 is now, $2 the limit. Each is locked with
+// SKIP LOCKED, so concurrent leases take disjoint rows without waiting.
+const (
+	leaseExpiredCandidates = `SELECT d.id, true AS reclaimed, d.lease_expires_at AS due_at
+		FROM extension_event_delivery d JOIN tenant_extension_install i ON i.id = d.install_id
+		WHERE d.status = 'leased' AND d.lease_expires_at <= $1 AND d.attempts < d.max_attempts AND i.status = 'enabled'
+		ORDER BY d.lease_expires_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED`
+	leasePendingCandidates = `SELECT d.id, false AS reclaimed, d.next_attempt_at AS due_at
+		FROM extension_event_delivery d JOIN tenant_extension_install i ON i.id = d.install_id
+		WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND i.status = 'enabled'
+		ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED`
+)
+
+// leaseBatch leases up to limit of candidates and returns them with their
+// events, oldest due first.
+func leaseBatch(ctx context.Context, tx pgx.Tx, candidates string, now time.Time, limit int, leaseFor time.Duration) ([]LeasedDelivery, error) {
+	rows, err := tx.Query(ctx, `WITH due AS (`+candidates+`),
+		leased AS (
+			UPDATE extension_event_delivery d SET status = 'leased', attempts = d.attempts + 1,
+				lease_id = gen_random_uuid(), lease_expires_at = $3, updated_at = $1
+			FROM due WHERE d.id = due.id
+			RETURNING d.id, d.lease_id, d.lease_expires_at, d.attempts, d.max_attempts, d.tenant_id, d.install_id,
+				d.handler, d.event_id, due.reclaimed, due.due_at)
+		SELECT l.id::text, l.lease_id::text, l.lease_expires_at, l.attempts, l.max_attempts, l.tenant_id, l.install_id::text,
+			r.name, l.handler, ev.id, ev.topic, ev.occurred_at, ev.payload, l.reclaimed, l.due_at
+		FROM leased l
+		JOIN extension_event ev ON ev.tenant_id = l.tenant_id AND ev.id = l.event_id
+		JOIN tenant_extension_install i ON i.id = l.install_id
+		JOIN extension_registry r ON r.id = i.registry_id
+		ORDER BY l.due_at`, now, limit, now.Add(leaseFor))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []LeasedDelivery
+	for rows.Next() {
+		var (
+			d       LeasedDelivery
+			payload []byte
+			dueAt   time.Time
+		)
+		if err := rows.Scan(&d.ID, &d.LeaseID, &d.LeaseExpiresAt, &d.Attempt, &d.MaxAttempts, &d.TenantID, &d.InstallID,
+			&d.Extension, &d.Handler, &d.Event.ID, &d.Event.Topic, &d.Event.OccurredAt, &payload, &d.Reclaimed, &dueAt); err != nil {
+			return nil, err
+		}
+		d.Event.Payload = payload
+		d.Lag = now.Sub(dueAt)
+		out = append(out, d)
+	}
+	return out, rows.Err()
 }
 
 // Delivery API codes.
