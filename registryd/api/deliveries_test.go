@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/registryd/store"
 )
@@ -341,6 +343,34 @@ func TestDeliveryAdminListAndRetry(t *testing.T) {
 			t.Fatalf("tenant-b list = %+v", b)
 		}
 		expect(t, e.do("GET", "/v1/tenants/tenant-a/installs/com.acme.tickets/deliveries", e.tenantB, nil, nil), 403, "forbidden")
+	})
+	t.Run("row-level security: events and deliveries are visible only in their tenant's scope", func(t *testing.T) {
+		count := func(scope, table string) int {
+			var n int
+			err := pgx.BeginFunc(t.Context(), e.db.Pool, func(tx pgx.Tx) error {
+				if scope != "" {
+					if _, err := tx.Exec(t.Context(), "SELECT set_config('extedge.tenant', $1, true)", scope); err != nil {
+						return err
+					}
+				}
+				return tx.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		for _, tbl := range []string{"extension_event", "extension_event_delivery"} {
+			if n := count("", tbl); n != 0 {
+				t.Errorf("%s: %d rows visible without the tenant setting", tbl, n)
+			}
+			if n := count("tenant-b", tbl); n != 1 {
+				t.Errorf("%s: tenant-b sees %d rows, want its 1", tbl, n)
+			}
+			if n := count("tenant-a", tbl); n != 2 {
+				t.Errorf("%s: tenant-a sees %d rows, want its 2", tbl, n)
+			}
+		}
 	})
 	t.Run("an extension that is not installed is not_installed", func(t *testing.T) {
 		expect(t, e.do("GET", "/v1/tenants/tenant-a/installs/com.acme.nope/deliveries", e.tenantA, nil, nil), 404, "not_installed")
