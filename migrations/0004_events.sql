@@ -14,7 +14,9 @@ CREATE TABLE extension_event (
     id          text NOT NULL,
     topic       text NOT NULL,
     occurred_at timestamptz NOT NULL,
-    payload     jsonb NOT NULL,
+    -- payload holds the JSON bytes as sent (jsonb would reorder keys and
+    -- refuse \u0000), as extension_storage.value does.
+    payload     bytea NOT NULL,
     deliveries  integer NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, id)

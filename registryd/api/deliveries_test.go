@@ -129,6 +129,14 @@ func TestDeliveryLease(t *testing.T) {
 			t.Fatalf("after enable: %+v", got)
 		}
 	})
+	t.Run("the payload comes back as sent", func(t *testing.T) {
+		const payload = `{"z":"a\u0000b","a":[1,2.50]}`
+		body := `{"id":"evt-3","tenant_id":"tenant-a","topic":"ticket.created","occurred_at":"2026-12-07T10:00:00Z","payload":` + payload + `}`
+		expect(t, e.do("POST", "/v1/events", e.service, body, nil), http.StatusAccepted, "")
+		if got := e.lease(nil); len(got) != 1 || string(got[0].Event.Payload) != payload {
+			t.Fatalf("leased %+v, want payload %s", got, payload)
+		}
+	})
 }
 
 // TestDeliveryFailRetriesWithBackoffThenDead: a failed attempt comes back

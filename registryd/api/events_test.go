@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -218,6 +219,12 @@ func TestPublishEventValidation(t *testing.T) {
 		// A JSON string of 256 KiB − 2 characters plus its quotes.
 		r := e.do("POST", "/v1/events", e.service, with("payload", strings.Repeat("x", 256<<10-2)), nil)
 		expect(t, r, http.StatusAccepted, "")
+	})
+	t.Run("any JSON value is a payload, NUL escapes and key order included", func(t *testing.T) {
+		for i, p := range []string{`"a\u0000b"`, `{"z":1,"a":2}`, `[1,2.50,true,null]`, `12345678901234567890`} {
+			body := `{"id":"evt-p` + fmt.Sprint(i) + `","tenant_id":"tenant-a","topic":"ticket.created","occurred_at":"2026-12-07T10:00:00Z","payload":` + p + `}`
+			expect(t, e.do("POST", "/v1/events", e.service, body, nil), http.StatusAccepted, "")
+		}
 	})
 	t.Run("a missing payload is null", func(t *testing.T) {
 		ev := with("payload", nil)

@@ -74,7 +74,7 @@ func (db *DB) PublishEvent(ctx context.Context, ev registryapi.Event, now time.T
 		// commit, so the loser reads the winner's row below.
 		tag, err := tx.Exec(ctx, `INSERT INTO extension_event (tenant_id, id, topic, occurred_at, payload, deliveries, created_at)
 			VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (tenant_id, id) DO NOTHING`,
-			ev.TenantID, ev.ID, ev.Topic, ev.OccurredAt, ev.Payload, now)
+			ev.TenantID, ev.ID, ev.Topic, ev.OccurredAt, []byte(ev.Payload), now)
 		if err != nil {
 			return err
 		}
