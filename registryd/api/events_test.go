@@ -206,6 +206,7 @@ func TestPublishEventValidation(t *testing.T) {
 		{"occurred_at must be RFC 3339", with("occurred_at", "yesterday"), 400, "invalid_request", ""},
 		{"unknown fields are refused", with("tenant", "tenant-a"), 400, "invalid_request", ""},
 		{"malformed JSON is invalid_request", `{"id":`, 400, "invalid_request", ""},
+		{"a payload that is not UTF-8 is refused", "{\"id\":\"e\",\"tenant_id\":\"t\",\"topic\":\"t\",\"occurred_at\":\"2026-12-07T10:00:00Z\",\"payload\":\"\xff\"}", 400, "invalid_request", "payload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do("POST", "/v1/events", e.service, tc.body, nil)

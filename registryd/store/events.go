@@ -49,8 +49,8 @@ func checkEvent(ev *registryapi.Event) error {
 		return &Error{Code: CodePayloadTooLarge, Message: "payload is larger than 256 KiB",
 			Details: map[string]any{"field": "payload", "limit": registryapi.MaxEventPayload}}
 	}
-	if !json.Valid(p) {
-		return fieldError("payload", "payload must be a JSON value")
+	if !json.Valid(p) || !utf8.Valid(p) {
+		return fieldError("payload", "payload must be a JSON value in UTF-8")
 	}
 	ev.Payload = p
 	return nil
