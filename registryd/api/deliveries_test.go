@@ -541,3 +541,42 @@ func TestEventRetention(t *testing.T) {
 	expect(t, e.do("POST", "/v1/events", e.service, event("evt-done", "tenant-a", "ticket.created"), nil), http.StatusAccepted, "")
 	expect(t, e.do("POST", "/v1/events", e.service, event("evt-held", "tenant-a", "ticket.created"), nil), http.StatusOK, "")
 }
+
+// TestExpiredLeaseCompleteRacesARelease: when a runner completes a lease
+// that has just expired while another runner leases, exactly one wins:
+// either the completion counts and nothing is leased, or the delivery is
+// leased again and the late completion is lease_lost.
+func TestExpiredLeaseCompleteRacesARelease(t *testing.T) {
+	e, clock := eventsEnv(t, store.DeliveryPolicy{MaxAttempts: 100})
+	c := e.client(e.service)
+	for i := range 20 {
+		e.publishEvent(fmt.Sprintf("evt-%d", i))
+		first := e.lease(map[string]any{"lease_seconds": 5})
+		if len(first) != 1 {
+			t.Fatalf("round %d: leased %+v", i, first)
+		}
+		clock.add(5 * time.Second)
+		var (
+			wg       sync.WaitGroup
+			complete error
+			leased   []registryapi.LeasedDelivery
+			leaseErr error
+		)
+		wg.Add(2)
+		go func() { defer wg.Done(); _, complete = c.CompleteDelivery(t.Context(), first[0].ID, first[0].LeaseID) }()
+		go func() { defer wg.Done(); leased, leaseErr = c.LeaseDeliveries(t.Context(), registryapi.LeaseRequest{}) }()
+		wg.Wait()
+		if leaseErr != nil {
+			t.Fatal(leaseErr)
+		}
+		switch {
+		case complete == nil && len(leased) == 0:
+		case registryapi.IsCode(complete, "lease_lost") && len(leased) == 1 && leased[0].ID == first[0].ID:
+			if _, err := c.CompleteDelivery(t.Context(), leased[0].ID, leased[0].LeaseID); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("round %d: complete = %v, lease = %+v: both or neither won", i, complete, leased)
+		}
+	}
+}
