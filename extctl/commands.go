@@ -95,6 +95,20 @@ func init() {
 		{name: "secrets unset", args: "--tenant T --extension NAME KEY ...", setup: secretsUnsetCmd,
 			summary: "delete an install's secrets",
 			about:   "Deletes the named secrets of tenant T's install of NAME." + registryAbout},
+		{name: "events publish", args: "--tenant T --topic TOPIC [--id ID] [--occurred-at RFC3339] [--payload JSON|@FILE|-]", setup: eventsPublishCmd,
+			summary: "publish a PSA event to the tenant's subscribed installs",
+			about: "Publishes an event (SPEC §18) for tenant T: one delivery per enabled install " +
+				"subscribed to TOPIC. The payload is JSON text, @FILE or - (stdin); without --id a random " +
+				"id is made up and printed, and publishing the same id again delivers nothing twice. " +
+				"Needs a platform_admin or service token." + registryAbout},
+		{name: "events list", args: "--tenant T --extension NAME [--status pending|leased|succeeded|dead] [--limit N]", setup: eventsListCmd,
+			summary: "list an install's event deliveries",
+			about: "Lists tenant T's deliveries to its install of NAME, newest first, with their status, " +
+				"attempts, next attempt or lease end, and last error." + registryAbout},
+		{name: "events retry", args: "--tenant T --extension NAME DELIVERY_ID...", setup: eventsRetryCmd,
+			summary: "make dead deliveries pending again",
+			about: "Resets each dead delivery of tenant T's install of NAME to pending with a fresh " +
+				"attempt budget; a delivery that is not dead is refused (delivery_not_dead)." + registryAbout},
 		{name: "revoke", args: "--extension NAME --version V --reason R", setup: revokeCmd,
 			summary: "revoke a published version",
 			about: "Marks a version revoked with a reason: installs pinned to it stop serving, and it " +

@@ -39,7 +39,7 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 	}{
 		{[]string{"serve"}, []string{"allow-unsigned"}, []string{"listen", "database-url", "database-url-file", "bundle-store",
 			"trust-bundle", "secrets-key-file", "allow-unsigned", "migrate", "log-level", "max-bundle-bytes", "kv-max-records",
-			"kv-max-bytes", "envelope-ttl", "execution-log-retention", "database-wait", "tmp-dir", "tls-cert", "tls-key"}},
+			"kv-max-bytes", "envelope-ttl", "execution-log-retention", "event-retention", "event-max-attempts", "event-backoff", "database-wait", "tmp-dir", "tls-cert", "tls-key"}},
 		{[]string{"migrate"}, nil, []string{"database-url", "database-url-file"}},
 		{[]string{"token", "create"}, []string{"role", "tenant", "name", "json"}, []string{"database-url", "database-url-file", "role"}},
 		{[]string{"token", "list"}, []string{"json"}, []string{"database-url", "database-url-file", "json"}},
@@ -89,6 +89,8 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("EXTEDGE_LISTEN", "127.0.0.1:7171")
 	t.Setenv("SIGNING_TRUST_BUNDLE", "/etc/extedge/trust.pem")
 	t.Setenv("EXTEDGE_ALLOW_UNSIGNED", "true")
+	t.Setenv("EXTEDGE_EVENT_MAX_ATTEMPTS", "3")
+	t.Setenv("EXTEDGE_EVENT_BACKOFF", "2s")
 	f, err := parseServeFlags([]string{"--database-wait", "5s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +107,8 @@ func TestServeFlagsFromEnvironment(t *testing.T) {
 		{"EXTEDGE_LISTEN", f.listen, "127.0.0.1:7171"},
 		{"SIGNING_TRUST_BUNDLE alias", f.trustBundle, "/etc/extedge/trust.pem"},
 		{"EXTEDGE_ALLOW_UNSIGNED is not read", f.allowUnsigned, false},
+		{"EXTEDGE_EVENT_MAX_ATTEMPTS (int)", f.eventAttempts, 3},
+		{"EXTEDGE_EVENT_BACKOFF (duration)", f.eventBackoff, 2 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -124,6 +128,8 @@ func TestBadVariableIsAnErrorNamingIt(t *testing.T) {
 		{"int", "EXTEDGE_KV_MAX_BYTES", "lots", []string{"serve"}},
 		{"bool", "EXTEDGE_MIGRATE", "maybe", []string{"serve"}},
 		{"listen address", "EXTEDGE_LISTEN", "7070", []string{"serve"}},
+		{"event attempts out of range", "EXTEDGE_EVENT_MAX_ATTEMPTS", "0", []string{"serve"}},
+		{"event backoff out of range", "EXTEDGE_EVENT_BACKOFF", "1ms", []string{"serve"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,8 +140,13 @@ func TestBadVariableIsAnErrorNamingIt(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q: want 1 and one line", code, errOut)
 			}
 			want := tt.variable
-			if tt.variable == "EXTEDGE_LISTEN" {
+			switch tt.variable {
+			case "EXTEDGE_LISTEN":
 				want = "--listen" // parsed fine as a string, rejected by serve's check
+			case "EXTEDGE_EVENT_MAX_ATTEMPTS":
+				want = "--event-max-attempts"
+			case "EXTEDGE_EVENT_BACKOFF":
+				want = "--event-backoff"
 			}
 			if !strings.Contains(errOut, want) {
 				t.Fatalf("stderr %q does not name %s", errOut, want)

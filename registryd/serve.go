@@ -42,6 +42,9 @@ type serveFlags struct {
 	envelopeTTL    time.Duration
 	tempDir        string
 	logRetention   time.Duration
+	eventRetention time.Duration
+	eventAttempts  int
+	eventBackoff   time.Duration
 	dbWait         time.Duration
 	tlsCert        string
 	tlsKey         string
@@ -64,6 +67,9 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Int64Var(&f.kvMaxBytes, "kv-max-bytes", store.DefaultKVMaxBytes, "KV quota: value bytes per install")
 	fs.DurationVar(&f.envelopeTTL, "envelope-ttl", 10*time.Minute, "lifetime of secret envelopes in resolve replies")
 	fs.DurationVar(&f.logRetention, "execution-log-retention", 30*24*time.Hour, "how long execution records are kept (0: forever; per-minute usage is kept)")
+	fs.DurationVar(&f.eventRetention, "event-retention", 30*24*time.Hour, "how long published events and their finished deliveries are kept, which is also how long an event id stays idempotent (0: forever)")
+	fs.IntVar(&f.eventAttempts, "event-max-attempts", store.DefaultDeliveryPolicy().MaxAttempts, "attempts of an event delivery before it is dead (1 to 100)")
+	fs.DurationVar(&f.eventBackoff, "event-backoff", store.DefaultDeliveryPolicy().BaseBackoff, "delay after a delivery's first failed attempt, doubled after each further one (capped at 1h, ±20% jitter)")
 	fs.DurationVar(&f.dbWait, "database-wait", 30*time.Second, "how long to retry connecting to an external database at startup")
 	fs.StringVar(&f.tempDir, "tmp-dir", "", "directory for uploads being checked (default: system temp)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; needs --tls-key (default: plain HTTP)")
@@ -76,6 +82,12 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return nil, fmt.Errorf("--listen %q: want host:port", f.listen)
+	}
+	if f.eventAttempts < 1 || f.eventAttempts > 100 {
+		return nil, fmt.Errorf("--event-max-attempts %d: want 1 to 100", f.eventAttempts)
+	}
+	if f.eventBackoff < time.Second || f.eventBackoff > time.Hour {
+		return nil, fmt.Errorf("--event-backoff %s: want 1s to 1h", f.eventBackoff)
 	}
 	url, err := database.resolve()
 	if err != nil {
@@ -168,6 +180,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		DB: d.db, Publish: pipeline, Feed: feed, Keys: keys,
 		KVQuota:     store.KVQuota{MaxRecords: f.kvMaxRecords, MaxBytes: f.kvMaxBytes},
 		EnvelopeTTL: f.envelopeTTL, Log: log.Named("api"), ExecutionLogRetention: f.logRetention,
+		EventRetention: f.eventRetention,
+		Delivery:       store.DeliveryPolicy{MaxAttempts: f.eventAttempts, BaseBackoff: f.eventBackoff},
 	})
 
 	ln, err := net.Listen("tcp", f.listen)

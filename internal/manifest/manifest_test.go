@@ -198,6 +198,7 @@ func TestRules(t *testing.T) {
 		{"handler path has no backslash", func(m map[string]any) { endpoint(m, 0)["handler"] = `dist\main` }, Options{}, "$.api.endpoints[0].handler", `"\"`},
 		// events
 		{"event topic syntax", func(m map[string]any) { event(m, 0)["topic"] = "Ticket.Created" }, Options{}, "$.events[0].topic", "[a-z0-9_.-]+"},
+		{"event topic is at most 256 bytes", func(m map[string]any) { event(m, 0)["topic"] = strings.Repeat("t", 257) }, Options{}, "$.events[0].topic", "at most 256 bytes"},
 		{"event topic is required", func(m map[string]any) { delete(event(m, 0), "topic") }, Options{}, "$.events[0].topic", "is required"},
 		{"event handler module or entry must exist", func(m map[string]any) { delete(m, "entry") }, Options{}, "$.events[0].handler", "no entry module"},
 		{"event handler export is an identifier", func(m map[string]any) { event(m, 0)["handler"] = "dist/main#1x" }, Options{}, "$.events[0].handler", "must be an identifier"},

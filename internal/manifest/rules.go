@@ -195,6 +195,19 @@ func checkAssetGlob(g string) error {
 }
 
 var topicRE = regexp.MustCompile(`^[a-z0-9_.-]+$`)
+
+// TopicRule is the syntax of an event topic (§4 events), as error messages
+// show it. MaxTopicLen is not in SPEC: it keeps a topic within what an
+// index entry holds, and is far above any real topic name.
+const (
+	TopicRule   = "[a-z0-9_.-]+"
+	MaxTopicLen = 256
+)
+
+// ValidTopic reports whether t is an event topic: the manifest's
+// subscriptions and POST /v1/events (§18) check this one rule.
+func ValidTopic(t string) bool { return len(t) <= MaxTopicLen && topicRE.MatchString(t) }
+
 var targetRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 
 // validate applies every §4 rule to m.
@@ -278,8 +291,8 @@ func (m *Manifest) validate(opts Options) []Issue {
 		switch {
 		case ev.Topic == "":
 			v.add(p+".topic", "is required")
-		case !topicRE.MatchString(ev.Topic):
-			v.add(p+".topic", fmt.Sprintf("%q must match [a-z0-9_.-]+", ev.Topic))
+		case !ValidTopic(ev.Topic):
+			v.add(p+".topic", fmt.Sprintf("%q must match %s (at most %d bytes)", ev.Topic, TopicRule, MaxTopicLen))
 		}
 		checkHandler(p+".handler", ev.Handler)
 	}

@@ -160,6 +160,8 @@ func TestSchemaAgreesWithParseOnSyntax(t *testing.T) {
 		{"timeout float integral", func(m map[string]any) { endpoint(m, 2)["timeout_ms"] = 1000.0 }, true},
 		{"timeout fractional", func(m map[string]any) { endpoint(m, 2)["timeout_ms"] = 1.5 }, false},
 		{"bad topic", func(m map[string]any) { event(m, 0)["topic"] = "Ticket" }, false},
+		{"topic of 256 bytes", func(m map[string]any) { event(m, 0)["topic"] = strings.Repeat("t", 256) }, true},
+		{"topic over 256 bytes", func(m map[string]any) { event(m, 0)["topic"] = strings.Repeat("t", 257) }, false},
 		{"unknown nested key", func(m map[string]any) { event(m, 0)["x"] = 1 }, false},
 		{"precompiled bad target", set("precompiled", map[string]any{"a b": "precompiled/x"}), false},
 		{"null name", set("name", nil), false},

@@ -19,7 +19,7 @@ const (
 	codeMethodNotAllowed   = "method_not_allowed"
 	codeInternal           = "internal"
 	codeSecretsUnavailable = "secrets_unavailable"
-	codePayloadTooLarge    = "payload_too_large"
+	codePayloadTooLarge    = store.CodePayloadTooLarge
 )
 
 // statusOf is the one table from error code to HTTP status.
@@ -37,6 +37,8 @@ var statusOf = map[string]int{
 	"version_exists":          http.StatusConflict,
 	"version_revoked":         http.StatusConflict,
 	"revision_mismatch":       http.StatusConflict,
+	store.CodeLeaseLost:       http.StatusConflict,
+	store.CodeDeliveryNotDead: http.StatusConflict,
 	"bundle_too_large":        http.StatusRequestEntityTooLarge,
 	codePayloadTooLarge:       http.StatusRequestEntityTooLarge,
 	"signature_missing":       http.StatusUnprocessableEntity,

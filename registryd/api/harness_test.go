@@ -59,6 +59,8 @@ type envOptions struct {
 	log           *zap.Logger
 	noSecretsKey  bool
 	tempDir       string
+	delivery      store.DeliveryPolicy
+	rand          func() float64
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -113,7 +115,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.noSecretsKey {
 		keys = nil
 	}
-	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: keys, KVQuota: o.kvQuota, Now: o.now, Log: o.log})
+	e.srv = api.New(api.Config{DB: db, Publish: pipeline, Feed: feed, Keys: keys, KVQuota: o.kvQuota, Now: o.now, Log: o.log,
+		Delivery: o.delivery, Rand: o.rand})
 	bg, stop := context.WithCancel(context.Background())
 	go feed.Run(bg)
 	e.http = httptest.NewServer(e.srv.Handler())

@@ -325,6 +325,10 @@ func TestMalformedJSON(t *testing.T) {
 		{"POST", "/v1/extensions/com.acme.crm/versions/1.0.0/revoke", ""},
 		{"POST", "/v1/internal/storage", "service"},
 		{"POST", "/v1/internal/executions", "service"},
+		{"POST", "/v1/events", "service"},
+		{"POST", "/v1/internal/deliveries/lease", "service"},
+		{"POST", "/v1/internal/deliveries/00000000-0000-4000-8000-000000000000/complete", "service"},
+		{"POST", "/v1/internal/deliveries/00000000-0000-4000-8000-000000000000/fail", "service"},
 	}
 	bodies := map[string]string{
 		"truncated object":  `{"version":`,

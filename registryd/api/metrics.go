@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -22,9 +24,15 @@ type metrics struct {
 	feedEvents    prometheus.Counter
 	kvOps         *prometheus.CounterVec
 	resolveSealed prometheus.Counter
+	// Events (§18).
+	eventsPublished   *prometheus.CounterVec
+	deliveriesCreated prometheus.Counter
+	deliveryOutcomes  *prometheus.CounterVec
+	deliveryAttempts  *prometheus.HistogramVec
+	deliveryLag       prometheus.Histogram
 }
 
-func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
+func newMetrics(reg *prometheus.Registry, db *store.DB, now func() time.Time) *metrics {
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -60,12 +68,36 @@ func newMetrics(reg *prometheus.Registry, db *store.DB) *metrics {
 			Name: "extedge_registry_secret_envelopes_sealed_total",
 			Help: "Secret envelopes sealed for resolve replies.",
 		}),
+		eventsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "extedge_registry_events_published_total",
+			Help: "POST /v1/events by outcome (created, duplicate, or an error code).",
+		}, []string{"outcome"}),
+		deliveriesCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "extedge_registry_event_deliveries_created_total",
+			Help: "Event deliveries created by fan-out.",
+		}),
+		deliveryOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "extedge_registry_event_delivery_transitions_total",
+			Help: "Event delivery state changes: leased, lease_expired (leased again after its lease ran out), " +
+				"succeeded, retry_scheduled, dead, requeued (an admin retried a dead one).",
+		}, []string{"outcome"}),
+		deliveryAttempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "extedge_registry_event_delivery_attempts",
+			Help:    "Attempts a delivery took, observed when it succeeded or died.",
+			Buckets: []float64{1, 2, 3, 4, 5, 6, 7, 8, 10, 15, 20},
+		}, []string{"outcome"}),
+		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "extedge_registry_event_delivery_lag_seconds",
+			Help:    "How long a delivery had been due (or its lease expired) when a runner leased it.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.publishes, m.executions, m.feedClients, m.feedEvents, m.kvOps, m.resolveSealed)
+	reg.MustRegister(m.requests, m.latency, m.publishes, m.executions, m.feedClients, m.feedEvents, m.kvOps, m.resolveSealed,
+		m.eventsPublished, m.deliveriesCreated, m.deliveryOutcomes, m.deliveryAttempts, m.deliveryLag)
 	_ = reg.Register(collectors.NewGoCollector())
 	_ = reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if db != nil {
-		reg.MustRegister(newPoolCollector(db))
+		reg.MustRegister(newPoolCollector(db), &backlogCollector{db: db, now: now})
 	}
 	return m
 }
@@ -112,4 +144,47 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.acquires, prometheus.CounterValue, float64(st.AcquireCount()))
 	ch <- prometheus.MustNewConstMetric(c.emptyAcquires, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
 	ch <- prometheus.MustNewConstMetric(c.acquireDur, prometheus.CounterValue, st.AcquireDuration().Seconds())
+}
+
+// backlogCollector reports the delivery queue at scrape time: what is due
+// and not leased, how long the oldest of it has waited (the lag runners
+// have not caught up with, which the lease-time histogram cannot show
+// while nobody leases), and what is leased. Two index-only counts under
+// the platform scope, bounded by a short timeout; a failed query leaves
+// the series out of that scrape.
+type backlogCollector struct {
+	db  *store.DB
+	now func() time.Time
+}
+
+var (
+	backlogDue = prometheus.NewDesc("extedge_registry_event_deliveries_due",
+		"Pending event deliveries whose next attempt is due, not yet leased.", nil, nil)
+	backlogLeased = prometheus.NewDesc("extedge_registry_event_deliveries_leased",
+		"Event deliveries currently leased by runners (expired leases included).", nil, nil)
+	backlogOldest = prometheus.NewDesc("extedge_registry_event_delivery_oldest_due_seconds",
+		"How long the oldest due, unleased delivery has been waiting (0 when none is).", nil, nil)
+)
+
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backlogDue
+	ch <- backlogLeased
+	ch <- backlogOldest
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	now := c.now()
+	b, err := c.db.DeliveryBacklog(ctx, now)
+	if err != nil {
+		return
+	}
+	oldest := 0.0
+	if !b.OldestDue.IsZero() {
+		oldest = now.Sub(b.OldestDue).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(backlogDue, prometheus.GaugeValue, float64(b.Due))
+	ch <- prometheus.MustNewConstMetric(backlogLeased, prometheus.GaugeValue, float64(b.Leased))
+	ch <- prometheus.MustNewConstMetric(backlogOldest, prometheus.GaugeValue, oldest)
 }

@@ -38,7 +38,7 @@ var (
 	serviceRoles  = []string{store.RoleService, store.RolePlatformAdmin}
 )
 
-// routes is the route table (SPEC §7.3, §7.4, §12).
+// routes is the route table (SPEC §7.3, §7.4, §12, §18).
 var routes = []route{
 	{method: "GET", path: "/healthz", summary: "Liveness: the process answers", handle: (*Server).healthz},
 	{method: "GET", path: "/readyz", summary: "Readiness: the database answers within 2 s", handle: (*Server).readyz},
@@ -60,12 +60,19 @@ var routes = []route{
 	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/enable", summary: "Enable an install", roles: tenantAdmins, handle: (*Server).enableInstall},
 	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/disable", summary: "Disable an install", roles: tenantAdmins, handle: (*Server).disableInstall},
 	{method: "PUT", path: "/v1/tenants/{tenant}/installs/{name}/secrets", summary: "Merge an install's secrets (write-only; an empty value deletes)", roles: tenantAdmins, handle: (*Server).putSecrets},
+	{method: "GET", path: "/v1/tenants/{tenant}/installs/{name}/deliveries", summary: "List an install's event deliveries, newest first (?status=pending|leased|succeeded|dead, ?limit=)", roles: tenantAdmins, handle: (*Server).listDeliveries},
+	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry", summary: "Make a dead delivery pending again with fresh attempts", roles: tenantAdmins, handle: (*Server).retryDelivery},
 
 	{method: "GET", path: "/v1/resolve/{tenant}/{extension}", summary: "Resolve a tenant's install for gateways and runners (ETag, sealed secret envelope)", roles: serviceRoles, handle: (*Server).resolve},
 	{method: "GET", path: "/v1/bundles/{hash}/status", summary: "Whether a content hash is a published, non-revoked version of ?extension=", roles: serviceRoles, handle: (*Server).bundleStatus},
 	{method: "GET", path: "/v1/changes", summary: "Change feed (Server-Sent Events; Last-Event-ID resumes)", roles: serviceRoles, timeout: noTimeout, handle: (*Server).changes},
 	{method: "POST", path: "/v1/internal/storage", summary: "KV operations for runners", roles: serviceRoles, handle: (*Server).storage},
 	{method: "POST", path: "/v1/internal/executions", summary: "Store a batch of execution records", roles: serviceRoles, handle: (*Server).executions},
+
+	{method: "POST", path: "/v1/events", summary: "Publish an event: one delivery per subscribed enabled install of its tenant (a repeated id is 200 with the first answer)", roles: serviceRoles, handle: (*Server).publishEvent},
+	{method: "POST", path: "/v1/internal/deliveries/lease", summary: "Lease due event deliveries for a runner (each held until lease_expires_at)", roles: serviceRoles, handle: (*Server).leaseDeliveries},
+	{method: "POST", path: "/v1/internal/deliveries/{id}/complete", summary: "Acknowledge a leased delivery (the guest answered 2xx)", roles: serviceRoles, handle: (*Server).completeDelivery},
+	{method: "POST", path: "/v1/internal/deliveries/{id}/fail", summary: "Fail a leased delivery: retried with backoff, or dead when not retryable or out of attempts", roles: serviceRoles, handle: (*Server).failDelivery},
 }
 
 // register mounts every route of the table on the server's mux.

@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
@@ -40,9 +41,19 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Delivery is how event deliveries are retried (§18). Zero fields
+	// take store.DefaultDeliveryPolicy's.
+	Delivery store.DeliveryPolicy
+	// Rand draws the backoff jitter, uniform in [0, 1). Default:
+	// math/rand/v2.Float64.
+	Rand func() float64
 	// ExecutionLogRetention is how long execution records are kept (the
 	// per-minute usage rows stay). Zero keeps them forever.
 	ExecutionLogRetention time.Duration
+	// EventRetention is how long events whose deliveries are all finished
+	// (succeeded or dead) are kept, with those deliveries; it is also how
+	// long an event id stays idempotent. Zero keeps them forever.
+	EventRetention time.Duration
 }
 
 // Server serves the registry API.
@@ -83,8 +94,12 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.Delivery = cfg.Delivery.WithDefaults()
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
 	s := &Server{cfg: cfg, log: cfg.Log, mux: http.NewServeMux(), now: cfg.Now, closing: make(chan struct{})}
-	s.metrics = newMetrics(cfg.Metrics, cfg.DB)
+	s.metrics = newMetrics(cfg.Metrics, cfg.DB, cfg.Now)
 	s.metricsHandler = s.metrics.handler()
 	s.openAPI = openAPIDocument(routes)
 	s.register()
@@ -96,8 +111,8 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serve)
 }
 
-// RunJanitor removes expired KV records and execution records past their
-// retention every interval until ctx ends. It is a platform job: it runs
+// RunJanitor removes expired KV records, and execution records and
+// finished events past their retention, every interval until ctx ends. It is a platform job: it runs
 // with the '*' tenant scope.
 func (s *Server) RunJanitor(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -112,6 +127,14 @@ func (s *Server) RunJanitor(ctx context.Context, interval time.Duration) {
 				s.log.Warn("kv janitor failed", zap.Error(err))
 			} else if n > 0 {
 				s.log.Debug("kv janitor removed expired records", zap.Int64("records", n))
+			}
+			if s.cfg.EventRetention > 0 {
+				n, err := s.cfg.DB.PurgeEvents(ctx, s.now().Add(-s.cfg.EventRetention))
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("event retention failed", zap.Error(err))
+				} else if n > 0 {
+					s.log.Debug("event retention removed events", zap.Int64("events", n))
+				}
 			}
 			if s.cfg.ExecutionLogRetention > 0 {
 				n, err := s.cfg.DB.PurgeExecutionLog(ctx, s.now().Add(-s.cfg.ExecutionLogRetention))

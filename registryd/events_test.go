@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/extedge/extedge/internal/bundle"
+	"github.com/extedge/extedge/internal/registryapi"
+	"github.com/extedge/extedge/internal/testenv"
+)
+
+// TestEventsSurviveARestart: everything about a delivery is in Postgres.
+// An event published to one registryd process that is then killed is
+// leased from the next; a lease held when registryd is killed expires and
+// the delivery is leased again.
+func TestEventsSurviveARestart(t *testing.T) {
+	pg := testenv.Postgres(t)
+	dir := t.TempDir()
+	opts := testenv.RegistrydOptions{DatabaseURL: pg.URL(), BundleStore: "file://" + filepath.Join(dir, "blobs"), Args: []string{"--allow-unsigned"}}
+	first := testenv.Registryd(t, opts)
+	admin := registryapi.New(first.URL, first.Token(t, "--role", "platform_admin"), nil)
+	serviceToken := first.Token(t, "--role", "service")
+	ctx := t.Context()
+
+	src := filepath.Join(dir, "src")
+	man, _ := json.Marshal(map[string]any{
+		"name": "com.acme.tickets", "publisher": "Acme Inc.", "version": "1.0.0", "runtime": "wasm@1",
+		"entry": "dist/main.wasm", "events": []map[string]any{{"topic": "ticket.created", "handler": "dist/main.wasm"}},
+	})
+	for p, c := range map[string]string{"manifest.json": string(man), "dist/main.wasm": "\x00asm\x01\x00\x00\x00"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var packed bytes.Buffer
+	if _, err := bundle.Pack(src, &packed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Publish(ctx, bytes.NewReader(packed.Bytes()), int64(packed.Len()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PutInstall(ctx, "tenant-a", "com.acme.tickets", registryapi.InstallRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := registryapi.New(first.URL, serviceToken, nil).PublishEvent(ctx, registryapi.Event{
+		ID: "evt-1", TenantID: "tenant-a", Topic: "ticket.created", OccurredAt: time.Now(), Payload: json.RawMessage(`{"n":1}`)})
+	if err != nil || res.Deliveries != 1 {
+		t.Fatalf("publish event: %+v, %v", res, err)
+	}
+	first.Kill()
+
+	second := testenv.Registryd(t, opts)
+	svc := registryapi.New(second.URL, serviceToken, nil)
+	got, err := svc.LeaseDeliveries(ctx, registryapi.LeaseRequest{LeaseSeconds: 5})
+	if err != nil || len(got) != 1 || got[0].Event.ID != "evt-1" || string(got[0].Event.Payload) != `{"n":1}` {
+		t.Fatalf("lease after a restart: %+v, %v", got, err)
+	}
+	second.Kill()
+
+	third := testenv.Registryd(t, opts)
+	svc = registryapi.New(third.URL, serviceToken, nil)
+	var again []registryapi.LeasedDelivery
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		again, err = svc.LeaseDeliveries(ctx, registryapi.LeaseRequest{})
+		if err == nil && len(again) == 0 {
+			return errNothingLeased
+		}
+		return err
+	})
+	if again[0].ID != got[0].ID || again[0].Attempt != 2 {
+		t.Fatalf("after the lease expired: %+v, want %s at attempt 2", again, got[0].ID)
+	}
+	if out, err := svc.CompleteDelivery(ctx, again[0].ID, again[0].LeaseID); err != nil || out.Status != registryapi.DeliverySucceeded {
+		t.Fatalf("complete: %+v, %v", out, err)
+	}
+}
+
+var errNothingLeased = errors.New("nothing leased yet")
