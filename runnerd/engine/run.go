@@ -111,7 +111,10 @@ func (e *Engine) Run(ctx context.Context, m *Module, export string, request []by
 		res   *Result
 		err   error
 	)
-	cpu, demoted := onThread(e.cfg.DemoteAfter, lim.StartDemoted, func() {
+	// A demoted call leaves SCHED_IDLE once its handler's time limit has
+	// passed (counted from here, a little early by the start-up time), so
+	// it can trap however busy the cores are.
+	cpu, demoted := onThread(e.cfg.DemoteAfter, lim.StartDemoted, lim.Timeout, func() {
 		res, err = e.run(ctx, m, export, request, lim, inv, &stdio)
 	})
 	res.Stats.CPU, res.Stats.Demoted = cpu, demoted

@@ -56,11 +56,11 @@ func restore(tid int) bool {
 // thread and the Go runtime ends it; the hand-off costs about 50 µs per
 // call on this project's 2-core test machine (bench/runner), against a few
 // µs inline.
-func onThread(after time.Duration, atOnce bool, f func()) (cpu time.Duration, demoted bool) {
+func onThread(after time.Duration, atOnce bool, wake time.Duration, f func()) (cpu time.Duration, demoted bool) {
 	if after <= 0 || canRestorePriority() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		cpu, demoted = runLocked(after, atOnce, f)
+		cpu, demoted = runLocked(after, atOnce, wake, f)
 		if demoted {
 			_ = restore(unix.Gettid())
 		}
@@ -70,7 +70,7 @@ func onThread(after time.Duration, atOnce bool, f func()) (cpu time.Duration, de
 	go func() {
 		defer close(done)
 		runtime.LockOSThread()
-		cpu, demoted = runLocked(after, atOnce, f)
+		cpu, demoted = runLocked(after, atOnce, wake, f)
 		if !demoted {
 			runtime.UnlockOSThread()
 		}
@@ -81,29 +81,34 @@ func onThread(after time.Duration, atOnce bool, f func()) (cpu time.Duration, de
 
 // runLocked runs f on the calling goroutine, which is locked to its
 // thread, demoting the thread once it has used after of CPU, or before f
-// starts when atOnce is set.
-func runLocked(after time.Duration, atOnce bool, f func()) (cpu time.Duration, demoted bool) {
+// starts when atOnce is set. A thread still demoted wake after f started
+// leaves SCHED_IDLE for SCHED_OTHER at nice 19 (unidle): the lowest
+// priority still, but never starved, so a call past its deadline gets the
+// CPU it needs to notice the epoch deadline and trap even on cores busy
+// with normal work (under SCHED_IDLE it could wait without bound, holding
+// its runner slot). wake <= 0 keeps SCHED_IDLE to the end.
+func runLocked(after time.Duration, atOnce bool, wake time.Duration, f func()) (cpu time.Duration, demoted bool) {
 	tid := unix.Gettid()
 	start := threadCPU()
 	if after <= 0 {
 		f()
 		return threadCPU() - start, false
 	}
-	if atOnce && demote(tid) {
-		f()
-		return threadCPU() - start, true
-	}
 	var (
-		mu    sync.Mutex
-		over  bool
-		timer *time.Timer
+		mu       sync.Mutex
+		over     bool
+		finished bool
+		timer    *time.Timer
 	)
+	if atOnce && demote(tid) {
+		over = true
+	}
 	// The timer fires after `after` of wall time; the thread has used at
 	// most that much CPU then, so check and re-arm for what is left.
 	check := func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if over || timer == nil {
+		if over || finished {
 			return
 		}
 		used := threadCPUOf(tid) - start
@@ -116,16 +121,40 @@ func runLocked(after time.Duration, atOnce bool, f func()) (cpu time.Duration, d
 		}
 	}
 	mu.Lock()
-	timer = time.AfterFunc(after, check)
+	if !over {
+		timer = time.AfterFunc(after, check)
+	}
+	var waker *time.Timer
+	if wake > 0 {
+		waker = time.AfterFunc(wake, func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if over && !finished {
+				unidle(tid)
+			}
+		})
+	}
 	mu.Unlock()
 	f()
 	cpu = threadCPU() - start
 	mu.Lock()
-	timer.Stop()
-	timer = nil
+	finished = true
+	if timer != nil {
+		timer.Stop()
+	}
+	if waker != nil {
+		waker.Stop()
+	}
 	demoted = over
 	mu.Unlock()
 	return cpu, demoted
+}
+
+// unidle moves a demoted thread from SCHED_IDLE to SCHED_OTHER, keeping
+// nice 19 (allowed with an RLIMIT_NICE of at least 1, or CAP_SYS_NICE;
+// elsewhere the thread stays under SCHED_IDLE).
+func unidle(tid int) bool {
+	return unix.SchedSetAttr(tid, &unix.SchedAttr{Policy: schedOther, Nice: demotedNice}, 0) == nil
 }
 
 // canRestorePriority reports, once per process, whether a demoted thread

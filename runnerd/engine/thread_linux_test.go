@@ -20,7 +20,7 @@ func spin(d time.Duration) {
 func TestLongCallIsDemotedAndShortCallIsNot(t *testing.T) {
 	var niceDuring int
 	var policyDuring uint32
-	cpu, demoted := onThread(5*time.Millisecond, false, func() {
+	cpu, demoted := onThread(5*time.Millisecond, false, 0, func() {
 		spin(60 * time.Millisecond)
 		p, err := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
 		if err != nil {
@@ -41,7 +41,7 @@ func TestLongCallIsDemotedAndShortCallIsNot(t *testing.T) {
 	if policyDuring != unix.SCHED_IDLE {
 		t.Errorf("scheduling policy while over the threshold: %d, want SCHED_IDLE (%d)", policyDuring, unix.SCHED_IDLE)
 	}
-	cpu, demoted = onThread(50*time.Millisecond, false, func() { spin(time.Millisecond) })
+	cpu, demoted = onThread(50*time.Millisecond, false, 0, func() { spin(time.Millisecond) })
 	if demoted || cpu < time.Millisecond {
 		t.Fatalf("1ms spin: demoted %v, cpu %v; want not demoted, cpu >= 1ms", demoted, cpu)
 	}
@@ -52,7 +52,7 @@ func TestLongCallIsDemotedAndShortCallIsNot(t *testing.T) {
 // its first instruction, however short it is.
 func TestStartDemotedRunsTheWholeCallAtTheLowestPriority(t *testing.T) {
 	var policyDuring uint32
-	cpu, demoted := onThread(time.Second, true, func() {
+	cpu, demoted := onThread(time.Second, true, 0, func() {
 		if a, err := unix.SchedGetAttr(0, 0); err == nil {
 			policyDuring = a.Policy
 		}
@@ -64,8 +64,30 @@ func TestStartDemotedRunsTheWholeCallAtTheLowestPriority(t *testing.T) {
 	if policyDuring != unix.SCHED_IDLE {
 		t.Fatalf("policy at the call's start: %d, want SCHED_IDLE (%d)", policyDuring, unix.SCHED_IDLE)
 	}
-	if _, demoted := onThread(0, true, func() {}); demoted {
+	if _, demoted := onThread(0, true, 0, func() {}); demoted {
 		t.Fatal("with demotion off a call started demoted anyway")
+	}
+}
+
+// TestDemotedCallPastItsWakeLeavesSchedIdle: a demoted call still running
+// when its budget is over moves to SCHED_OTHER at nice 19, so it cannot be
+// starved while it has to notice its deadline.
+func TestDemotedCallPastItsWakeLeavesSchedIdle(t *testing.T) {
+	var before, after uint32
+	_, demoted := onThread(time.Millisecond, true, 20*time.Millisecond, func() {
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			before = a.Policy
+		}
+		time.Sleep(60 * time.Millisecond) // the thread is locked: it sleeps, the waker fires
+		if a, err := unix.SchedGetAttr(0, 0); err == nil {
+			after = a.Policy
+		}
+	})
+	if !demoted || before != unix.SCHED_IDLE {
+		t.Fatalf("demoted %v, policy at start %d; want demoted under SCHED_IDLE", demoted, before)
+	}
+	if after != schedOther {
+		t.Fatalf("policy past the wake time: %d, want SCHED_OTHER (%d)", after, schedOther)
 	}
 }
 
@@ -82,7 +104,7 @@ func TestDemotedThreadDoesNotServeOtherWorkAtLowPriority(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, demoted := onThread(2*time.Millisecond, false, func() { spin(20 * time.Millisecond) }); !demoted {
+	if _, demoted := onThread(2*time.Millisecond, false, 0, func() { spin(20 * time.Millisecond) }); !demoted {
 		t.Fatal("20ms spin was not demoted")
 	}
 	after, _ := unix.Getpriority(unix.PRIO_PROCESS, unix.Gettid())
