@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"golang.org/x/sys/unix"
 
 	"github.com/extedge/extedge/runnerd/hostapi"
 )
@@ -79,9 +80,76 @@ func (s *stdioCapture) closeAll() {
 	}
 }
 
+// pause ends a call of a kept instance (the store stays open, so the
+// streams never end): it stops both readers with a read deadline and then
+// reads what the guest wrote that they had not read yet. The guest is not
+// running, so nothing is written meanwhile and nothing is lost or carried
+// to the next call. The captured bytes stay readable until resume.
+func (s *stdioCapture) pause() {
+	now := time.Now()
+	_ = s.stdout.r.SetReadDeadline(now)
+	_ = s.stderr.r.SetReadDeadline(now)
+	<-s.done
+	<-s.done
+	s.stdout.readPending()
+	s.stderr.readPending()
+}
+
+// resume starts capturing for the next call of a kept instance, with an
+// empty buffer and a fresh budget.
+func (s *stdioCapture) resume(keep int) {
+	for _, c := range []*capture{&s.stdout, &s.stderr} {
+		c.b, c.max = c.b[:0], keep
+		_ = c.r.SetReadDeadline(time.Time{})
+		go c.drain(s.done)
+	}
+}
+
+// readPending reads the bytes still in the pipe (TIOCINQ, alias FIONREAD) after the
+// reader stopped; they are available, so reading never blocks.
+func (c *capture) readPending() {
+	_ = c.r.SetReadDeadline(time.Time{})
+	conn, err := c.r.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n := 0
+		_ = conn.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
+		if n <= 0 {
+			return
+		}
+		got, err := c.r.Read(buf[:min(n, len(buf))])
+		if keep := min(got, c.max-len(c.b)); keep > 0 {
+			c.b = append(c.b, buf[:keep]...)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// emit hands what the guest printed in the call to the host set's stdio
+// unit (the log unit, which applies the log budget).
+func (s *stdioCapture) emit(hosts *hostapi.Set, inv *hostapi.Invocation) {
+	for _, f := range []struct {
+		b      []byte
+		stream string
+	}{
+		{s.stdout.b, "stdout"},
+		{s.stderr.b, "stderr"},
+	} {
+		for _, line := range splitLines(f.b) {
+			if !hosts.Stdio(inv, f.stream, line) {
+				break
+			}
+		}
+	}
+}
+
 // finish waits for both streams to end (the store must be closed) and
-// hands what the guest printed to the host set's stdio unit (the log
-// unit, which applies the log budget).
+// hands what the guest printed to the host set's stdio unit.
 func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	s.outW.Close()
 	s.errW.Close()
@@ -99,19 +167,7 @@ func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	}
 	s.stdout.r.Close()
 	s.stderr.r.Close()
-	for _, f := range []struct {
-		b      []byte
-		stream string
-	}{
-		{s.stdout.b, "stdout"},
-		{s.stderr.b, "stderr"},
-	} {
-		for _, line := range splitLines(f.b) {
-			if !hosts.Stdio(inv, f.stream, line) {
-				break
-			}
-		}
-	}
+	s.emit(hosts, inv)
 }
 
 func splitLines(b []byte) [][]byte {
