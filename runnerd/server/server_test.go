@@ -87,7 +87,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 		hashOf("tampered"):    &execapi.Error{Code: execapi.CodeIntegrityFailed, Message: "content hash mismatch"},
 		hashOf("broken"):      errors.New("open /var/lib/secret/path: permission denied"),
 	}}
-	for _, g := range []string{"ok.wat", "echo.wat", "loop.wat", "membomb.wat", "recursion.wat", "nonzero.wat", "oob_response.wat", "log_flood.wat"} {
+	for _, g := range []string{"ok.wat", "echo.wat", "loop.wat", "membomb.wat", "recursion.wat", "nonzero.wat", "oob_response.wat", "log_flood.wat", "counter.wat"} {
 		m, err := eng.Compile(guests.MustWasm(t, g, nil))
 		if err != nil {
 			t.Fatal(err)
@@ -391,6 +391,65 @@ func TestLoopingTenantDoesNotBlockAnotherTenant(t *testing.T) {
 	}
 }
 
+// TestExecuteWithInstanceReuse: an envelope with instance_reuse is served
+// by the install's kept instance (the counter guest counts on), another
+// install or an envelope without it gets a fresh one, and /metrics counts
+// hits and misses without any tenant label.
+func TestExecuteWithInstanceReuse(t *testing.T) {
+	f := newFixture(t, nil)
+	call := func(tenant, install string, reuse any) string {
+		t.Helper()
+		env := envelope("counter.wat", tenant)
+		env["context"].(map[string]any)["install_id"] = install
+		if reuse != nil {
+			env["instance_reuse"] = reuse
+		}
+		st, body := f.post(t, execapi.PathExecute, testToken, env)
+		if st != 200 {
+			t.Fatalf("status %d: %s", st, body)
+		}
+		var r execapi.Response
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		return string(r.Body)
+	}
+	on := map[string]any{}
+	for i, tt := range []struct {
+		tenant, install string
+		reuse           any
+		want            string
+	}{
+		{"tenant-a", "inst-a", on, "1"},
+		{"tenant-a", "inst-a", on, "2"},
+		{"tenant-a", "inst-a", nil, "1"},    // no reuse: fresh
+		{"tenant-b", "inst-a", on, "1"},     // same install id, other tenant
+		{"tenant-a", "inst-other", on, "1"}, // other install
+		{"tenant-a", "inst-a", on, "3"},     // still the kept one
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "1"},
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "2"},
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "1"}, // recycled
+	} {
+		if got := call(tt.tenant, tt.install, tt.reuse); got != tt.want {
+			t.Fatalf("call %d (%s/%s): count %s, want %s", i, tt.tenant, tt.install, got, tt.want)
+		}
+	}
+	resp, err := f.client.Get(f.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"extedge_runner_reuse_hits_total 3", "extedge_runner_reuse_misses_total 5", "extedge_runner_reuse_recycled_total 1"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(text), "tenant-a") {
+		t.Error("metrics carry a tenant id")
+	}
+}
+
 func TestHealthReadyAndMetrics(t *testing.T) {
 	ready := errors.New("cache dir not writable")
 	var mu sync.Mutex
@@ -649,7 +708,7 @@ func TestTelemetry(t *testing.T) {
 
 func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100)
+	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
