@@ -229,17 +229,45 @@ func TestExecuteErrorCodes(t *testing.T) {
 		}), 504, execapi.CodeTimeout},
 		{"unexpected failure is internal without details", testToken, with("broken", nil), 500, execapi.CodeInternal},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := f.post(t, execapi.PathExecute, tt.token, tt.body)
-			if status != tt.status || errCode(t, body) != tt.code {
-				t.Fatalf("got %d %s, want %d %s", status, body, tt.status, tt.code)
+	for _, reuse := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			body := tt.body
+			if reuse {
+				// The same misbehaviour with instance reuse on (SPEC §6.5),
+				// twice: a failed instance is never kept for the next call.
+				name += " with instance reuse"
+				if env, ok := body.(map[string]any); ok {
+					withReuse := map[string]any{"instance_reuse": map[string]any{}}
+					for k, v := range env {
+						withReuse[k] = v
+					}
+					body = withReuse
+				}
 			}
-			if strings.Contains(string(body), "/var/lib") {
-				t.Errorf("error body leaks internals: %s", body)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				for range 1 + btoi(reuse) {
+					status, out := f.post(t, execapi.PathExecute, tt.token, body)
+					if status != tt.status || errCode(t, out) != tt.code {
+						t.Fatalf("got %d %s, want %d %s", status, out, tt.status, tt.code)
+					}
+					if strings.Contains(string(out), "/var/lib") {
+						t.Errorf("error body leaks internals: %s", out)
+					}
+				}
+			})
+		}
 	}
+	if st := f.srv.cfg.Engine.ReuseStats(); st.Hits != 0 || st.Idle != 0 {
+		t.Fatalf("a failed instance was reused or kept: %+v", st)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestExecuteSuccess(t *testing.T) {
