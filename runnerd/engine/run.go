@@ -118,10 +118,11 @@ func (e *Engine) RunReused(ctx context.Context, reuse Reuse, m *Module, export s
 func (e *Engine) call(ctx context.Context, reuse *Reuse, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
 	lim = lim.withDefaults()
 	var (
-		in   *instance
-		res  *Result
-		err  error
-		kept bool
+		in             *instance
+		res            *Result
+		err            error
+		kept           bool
+		stdout, stderr []byte // of a kept instance's call
 	)
 	cpu, demoted := onThread(e.cfg.DemoteAfter, func() {
 		res, in, err = e.run(ctx, reuse, m, export, request, lim, inv)
@@ -135,7 +136,7 @@ func (e *Engine) call(ctx context.Context, reuse *Reuse, m *Module, export strin
 		if reuse != nil && !failed {
 			kept = true
 			if in.stdio != nil {
-				in.stdio.pause()
+				stdout, stderr = in.stdio.endCall()
 			}
 			return
 		}
@@ -148,7 +149,7 @@ func (e *Engine) call(ctx context.Context, reuse *Reuse, m *Module, export strin
 	if in != nil && in.stdio != nil {
 		stdio := in.stdio
 		if kept {
-			stdio.emit(e.hosts, inv)
+			emit(e.hosts, inv, stdout, stderr)
 		} else {
 			// The store is closed now, so wasmtime's ends of the pipes are too.
 			stdio.finish(e.hosts, inv)
@@ -236,7 +237,7 @@ func (e *Engine) run(ctx context.Context, reuse *Reuse, m *Module, export string
 		if in = e.pool.get(key); in != nil {
 			in.cs.inv, in.cs.trapMsg = inv, ""
 			if in.stdio != nil {
-				in.stdio.resume(inv.Budgets.MaxLogBytes)
+				in.stdio.beginCall(inv.Budgets.MaxLogBytes)
 			}
 			if e.cfg.Fuel {
 				_ = in.store.SetFuel(math.MaxInt64)

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
@@ -15,30 +16,83 @@ import (
 // goroutine per stream keeps the first bytes (up to the log budget) and
 // discards the rest, so a guest printing without end costs only its own
 // CPU time, never disk or memory.
+//
+// The readers live as long as the store: a fresh instance's end when the
+// store closes (end of file), a kept instance's (SPEC §6.5) serve all its
+// calls, and take ends each call without waking them.
 type stdioCapture struct {
 	stdout, stderr capture
 	outW, errW     *os.File
 	done           chan struct{}
 }
 
+// capture is one stream. Every read from the pipe happens under mu, so
+// whoever holds mu knows that all bytes taken out of the pipe are in b.
 type capture struct {
 	r   *os.File
+	buf []byte // the reader's scratch buffer, used under mu
+
+	mu  sync.Mutex
 	max int
 	b   []byte
 }
 
+// drain reads until end of file or until r is closed, waiting for data in
+// the runtime's poller (no thread is held while the pipe is empty).
 func (c *capture) drain(done chan<- struct{}) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := c.r.Read(buf)
-		if keep := min(n, c.max-len(c.b)); keep > 0 {
-			c.b = append(c.b, buf[:keep]...)
-		}
-		if err != nil {
-			break
-		}
+	defer func() { done <- struct{}{} }()
+	conn, err := c.r.SyscallConn()
+	if err != nil {
+		return
 	}
-	done <- struct{}{}
+	eof := false
+	_ = conn.Read(func(fd uintptr) bool {
+		eof = c.readAvailable(int(fd))
+		return eof
+	})
+}
+
+// readAvailable reads what the pipe holds, under mu, until it would
+// block; it reports end of file (or a read error).
+func (c *capture) readAvailable(fd int) (ended bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		n, err := unix.Read(fd, c.buf)
+		if n > 0 {
+			if keep := min(n, c.max-len(c.b)); keep > 0 {
+				c.b = append(c.b, c.buf[:keep]...)
+			}
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN // n == 0 is end of file
+	}
+}
+
+// take ends a call of a kept instance: with mu held no read is under way,
+// so after reading what is still in the pipe (the guest is not running,
+// nothing more arrives) b is exactly what the call printed. It returns
+// that; until begin, nothing more is kept.
+func (c *capture) take() []byte {
+	conn, err := c.r.SyscallConn()
+	if err == nil {
+		_ = conn.Control(func(fd uintptr) { c.readAvailable(int(fd)) })
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.b
+	c.b, c.max = nil, 0
+	return out
+}
+
+// begin starts a call of a kept instance with a budget of keep bytes.
+func (c *capture) begin(keep int) {
+	c.mu.Lock()
+	c.max = keep
+	c.mu.Unlock()
 }
 
 func newStdio(store *wasmtime.Store, keep int) (*stdioCapture, error) {
@@ -53,8 +107,8 @@ func newStdio(store *wasmtime.Store, keep int) (*stdioCapture, error) {
 		outW.Close()
 		return nil, err
 	}
-	s.stdout = capture{r: outR, max: keep}
-	s.stderr = capture{r: errR, max: keep}
+	s.stdout = capture{r: outR, max: keep, buf: make([]byte, 32<<10)}
+	s.stderr = capture{r: errR, max: keep, buf: make([]byte, 32<<10)}
 	s.outW, s.errW = outW, errW
 	wc := wasmtime.NewWasiConfig()
 	// No preopens, environment or arguments (SPEC §5.4); clocks and random
@@ -80,65 +134,27 @@ func (s *stdioCapture) closeAll() {
 	}
 }
 
-// pause ends a call of a kept instance (the store stays open, so the
-// streams never end): it stops both readers with a read deadline and then
-// reads what the guest wrote that they had not read yet. The guest is not
-// running, so nothing is written meanwhile and nothing is lost or carried
-// to the next call. The captured bytes stay readable until resume.
-func (s *stdioCapture) pause() {
-	now := time.Now()
-	_ = s.stdout.r.SetReadDeadline(now)
-	_ = s.stderr.r.SetReadDeadline(now)
-	<-s.done
-	<-s.done
-	s.stdout.readPending()
-	s.stderr.readPending()
+// beginCall starts a call of a kept instance: keep bytes per stream.
+func (s *stdioCapture) beginCall(keep int) {
+	s.stdout.begin(keep)
+	s.stderr.begin(keep)
 }
 
-// resume starts capturing for the next call of a kept instance, with an
-// empty buffer and a fresh budget.
-func (s *stdioCapture) resume(keep int) {
-	for _, c := range []*capture{&s.stdout, &s.stderr} {
-		c.b, c.max = c.b[:0], keep
-		_ = c.r.SetReadDeadline(time.Time{})
-		go c.drain(s.done)
-	}
+// endCall ends a call of a kept instance and returns what it printed on
+// stdout and stderr.
+func (s *stdioCapture) endCall() (stdout, stderr []byte) {
+	return s.stdout.take(), s.stderr.take()
 }
 
-// readPending reads the bytes still in the pipe (TIOCINQ, alias FIONREAD) after the
-// reader stopped; they are available, so reading never blocks.
-func (c *capture) readPending() {
-	_ = c.r.SetReadDeadline(time.Time{})
-	conn, err := c.r.SyscallConn()
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 32<<10)
-	for {
-		n := 0
-		_ = conn.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.TIOCINQ) })
-		if n <= 0 {
-			return
-		}
-		got, err := c.r.Read(buf[:min(n, len(buf))])
-		if keep := min(got, c.max-len(c.b)); keep > 0 {
-			c.b = append(c.b, buf[:keep]...)
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// emit hands what the guest printed in the call to the host set's stdio
+// emit hands what the guest printed in a call to the host set's stdio
 // unit (the log unit, which applies the log budget).
-func (s *stdioCapture) emit(hosts *hostapi.Set, inv *hostapi.Invocation) {
+func emit(hosts *hostapi.Set, inv *hostapi.Invocation, stdout, stderr []byte) {
 	for _, f := range []struct {
 		b      []byte
 		stream string
 	}{
-		{s.stdout.b, "stdout"},
-		{s.stderr.b, "stderr"},
+		{stdout, "stdout"},
+		{stderr, "stderr"},
 	} {
 		for _, line := range splitLines(f.b) {
 			if !hosts.Stdio(inv, f.stream, line) {
@@ -167,7 +183,7 @@ func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	}
 	s.stdout.r.Close()
 	s.stderr.r.Close()
-	s.emit(hosts, inv)
+	emit(hosts, inv, s.stdout.b, s.stderr.b)
 }
 
 func splitLines(b []byte) [][]byte {
