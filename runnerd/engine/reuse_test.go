@@ -300,3 +300,40 @@ func TestInstanceReuseResetsLimitsPerCall(t *testing.T) {
 		}
 	})
 }
+
+// TestInstanceReuseStdioFloodAndDescriptors: a kept instance that floods
+// stdout still answers within the log budget each call, and instances
+// dropped by recycling, eviction or Close leave no descriptors behind.
+func TestInstanceReuseStdioFloodAndDescriptors(t *testing.T) {
+	e := newEngine(t, Config{MaxIdleInstances: 2})
+	flood := compile(t, e, guests.MustWasm(t, "stdout_flood.wat", nil))
+	for i := range 2 {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		res, err := e.RunReused(context.Background(), Reuse{Key: "flood"}, flood, "handler", testRequest, Limits{}, inv)
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if res.Host.LogBytes == 0 || res.Host.LogBytes > hostapi.DefaultMaxLogBytes {
+			t.Fatalf("call %d kept %d log bytes, want some, at most the budget", i, res.Host.LogBytes)
+		}
+	}
+	m := compile(t, e, guests.MustWasm(t, "wasi_print.wat", nil))
+	call := func(key string) {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		if _, err := e.RunReused(context.Background(), Reuse{Key: key, MaxCalls: 3}, m, "handler", testRequest, Limits{}, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call("warm")
+	before := openFDs(t)
+	for i := range 200 {
+		call(string(rune('a' + (i/4)%5))) // five installs in turns through a pool of two
+	}
+	e.Close()
+	if after := openFDs(t); after > before+4 {
+		t.Fatalf("%d open descriptors after 200 reused calls and Close, %d before", after, before)
+	}
+	if st := e.ReuseStats(); st.Evicted == 0 || st.Recycled == 0 {
+		t.Fatalf("stats = %+v, want evictions and recycling", st)
+	}
+}
