@@ -85,7 +85,7 @@ type Engine struct {
 
 	stop     chan struct{}
 	stopOnce sync.Once
-	done     chan struct{}
+	done     sync.WaitGroup // the epoch ticker and the idle sweeper
 }
 
 // New creates the engine, links the host imports of hosts (and WASI) once,
@@ -102,7 +102,6 @@ func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
 		hosts: hosts,
 		pool:  newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerInstall),
 		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
 	}
 	e.fp = fingerprint(cfg)
 	e.linker = wasmtime.NewLinker(e.wt)
@@ -112,7 +111,9 @@ func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
 	if err := e.linkHostImports(); err != nil {
 		return nil, err
 	}
+	e.done.Add(2)
 	go e.tick()
+	go e.sweepIdle()
 	return e, nil
 }
 
@@ -137,7 +138,7 @@ func (e *Engine) Fuel() bool { return e.cfg.Fuel }
 func (e *Engine) EpochTick() time.Duration { return e.cfg.EpochTick }
 
 func (e *Engine) tick() {
-	defer close(e.done)
+	defer e.done.Done()
 	t := time.NewTicker(e.cfg.EpochTick)
 	defer t.Stop()
 	for {
@@ -146,6 +147,23 @@ func (e *Engine) tick() {
 			return
 		case <-t.C:
 			e.wt.IncrementEpoch()
+		}
+	}
+}
+
+// sweepIdle drops idle instances past their max_age once a second, so an
+// install that stopped calling (or stopped reusing) does not keep its
+// instances until other installs' calls push them out.
+func (e *Engine) sweepIdle() {
+	defer e.done.Done()
+	t := time.NewTicker(reuseSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.pool.sweep()
 		}
 	}
 }
@@ -166,8 +184,8 @@ func (e *Engine) ticks(d time.Duration) uint64 {
 // after draining.
 func (e *Engine) Close() {
 	e.stopOnce.Do(func() {
-		e.pool.close()
 		close(e.stop)
-		<-e.done
+		e.done.Wait()
+		e.pool.close()
 	})
 }

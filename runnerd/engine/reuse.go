@@ -63,12 +63,12 @@ type instance struct {
 	mem   *wasmtime.Memory
 	alloc *wasmtime.Func
 
-	key     poolKey
-	born    time.Time
-	calls   int
-	maxAge  time.Duration
-	elem    *list.Element // in pool.lru while idle
-	keyElem int           // index in pool.idle[key] while idle
+	key    poolKey
+	born   time.Time
+	calls  int
+	maxAge time.Duration
+	elem   *list.Element // in pool.lru while idle
+	index  int           // in pool.idle[key] while idle
 }
 
 // close frees the store (and with it the instance and its memory).
@@ -164,7 +164,7 @@ func (p *pool) put(in *instance, maxCalls int) {
 		drop = append(drop, old)
 	}
 	in.elem = p.lru.PushFront(in)
-	in.keyElem = len(p.idle[in.key])
+	in.index = len(p.idle[in.key])
 	p.idle[in.key] = append(p.idle[in.key], in)
 	for p.lru.Len() > p.max {
 		old := p.lru.Back().Value.(*instance)
@@ -181,12 +181,12 @@ func (p *pool) removeLocked(in *instance) {
 	p.lru.Remove(in.elem)
 	in.elem = nil
 	ins := p.idle[in.key]
-	i := in.keyElem
+	i := in.index
 	copy(ins[i:], ins[i+1:])
 	ins[len(ins)-1] = nil
 	ins = ins[:len(ins)-1]
 	for j := i; j < len(ins); j++ {
-		ins[j].keyElem = j
+		ins[j].index = j
 	}
 	if len(ins) == 0 {
 		delete(p.idle, in.key)
@@ -196,8 +196,8 @@ func (p *pool) removeLocked(in *instance) {
 }
 
 // sweepLocked removes idle instances past their age, at most once per
-// reuseSweepInterval, so that an install that stopped calling does not
-// keep its memory until LRU eviction.
+// reuseSweepInterval (the engine's sweeper calls it every interval, pool
+// use in between).
 func (p *pool) sweepLocked(now time.Time) []*instance {
 	if now.Sub(p.lastSweep) < reuseSweepInterval {
 		return nil
@@ -215,6 +215,14 @@ func (p *pool) sweepLocked(now time.Time) []*instance {
 		e = next
 	}
 	return drop
+}
+
+// sweep drops the idle instances past their age now.
+func (p *pool) sweep() {
+	p.mu.Lock()
+	drop := p.sweepLocked(p.now())
+	p.mu.Unlock()
+	closeAll(drop)
 }
 
 // close drops every idle instance and keeps none from now on.

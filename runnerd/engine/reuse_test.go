@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,12 +116,15 @@ func TestInstanceReuse(t *testing.T) {
 	t.Run("max_age recycles the instance", func(t *testing.T) {
 		e := newEngine(t, Config{})
 		m := compile(t, e, counter)
-		now := time.Now()
-		e.pool.now = func() time.Time { return now }
+		var now atomic.Int64 // the engine's sweeper reads the clock too
+		now.Store(time.Now().UnixNano())
+		e.pool.mu.Lock()
+		e.pool.now = func() time.Time { return time.Unix(0, now.Load()) }
+		e.pool.mu.Unlock()
 		a := &Reuse{Key: "a", MaxAge: time.Minute}
 		mustCount(t, e, m, a, "1")
 		mustCount(t, e, m, a, "2")
-		now = now.Add(time.Minute)
+		now.Add(int64(time.Minute))
 		mustCount(t, e, m, a, "1")
 	})
 	t.Run("reuse off is a fresh instance per call", func(t *testing.T) {
@@ -335,5 +339,23 @@ func TestInstanceReuseStdioFloodAndDescriptors(t *testing.T) {
 	}
 	if st := e.ReuseStats(); st.Evicted == 0 || st.Recycled == 0 {
 		t.Fatalf("stats = %+v, want evictions and recycling", st)
+	}
+}
+
+// TestIdleInstancesPastTheirAgeAreSwept: without any further reuse call,
+// the engine's sweeper drops an idle instance once its max_age passed.
+func TestIdleInstancesPastTheirAgeAreSwept(t *testing.T) {
+	e := newEngine(t, Config{})
+	m := compile(t, e, guests.MustWasm(t, "counter.wat", nil))
+	mustCount(t, e, m, &Reuse{Key: "a", MaxAge: 100 * time.Millisecond}, "1")
+	deadline := time.Now().Add(5 * time.Second)
+	for e.ReuseStats().Idle != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats = %+v: the idle instance was not swept", e.ReuseStats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := e.ReuseStats(); st.Recycled != 1 {
+		t.Fatalf("stats = %+v, want 1 recycled", st)
 	}
 }
