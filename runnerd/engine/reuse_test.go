@@ -56,6 +56,11 @@ func TestInstanceReuse(t *testing.T) {
 		if st := e.ReuseStats(); st.Hits != 3 || st.Misses != 1 || st.Idle != 1 {
 			t.Fatalf("stats = %+v, want 3 hits, 1 miss, 1 idle", st)
 		}
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		res, err := e.RunReused(context.Background(), *a, m, "handler", testRequest, Limits{}, inv)
+		if err != nil || !res.Stats.Reused || string(res.Response.Body) != "5" {
+			t.Fatalf("fifth call: %v, reused %t, body %q", err, res.Stats.Reused, res.Response.Body)
+		}
 	})
 	t.Run("state never crosses to another install", func(t *testing.T) {
 		e := newEngine(t, Config{})

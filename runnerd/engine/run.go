@@ -73,6 +73,9 @@ type Stats struct {
 	// Demoted reports that the call used more than Config.DemoteAfter of
 	// CPU and finished at the lowest thread priority.
 	Demoted bool
+	// Reused reports that a kept instance served the call (RunReused);
+	// Instantiate is then only the ABI's alloc calls.
+	Reused bool
 }
 
 // Result is a call's outcome. Response is set on success.
@@ -235,6 +238,7 @@ func (e *Engine) run(ctx context.Context, reuse *Reuse, m *Module, export string
 	if reuse != nil {
 		key := poolKey{owner: reuse.Key, module: m, memBytes: lim.MemoryBytes}
 		if in = e.pool.get(key); in != nil {
+			res.Stats.Reused = true
 			in.cs.inv, in.cs.trapMsg = inv, ""
 			if in.stdio != nil {
 				in.stdio.beginCall(inv.Budgets.MaxLogBytes)

@@ -64,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int, reus
 	m := &metrics{
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "extedge_runner_invocations_total", Help: "Execute calls by outcome (ok or a §6.2 error code)."}, []string{"outcome"}),
 		duration:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_duration_seconds", Help: "Execute call duration, queueing and compilation included.", Buckets: buckets}),
-		instantiate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_instantiate_seconds", Help: "Time to instantiate and initialize a guest.", Buckets: buckets}),
+		instantiate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_instantiate_seconds", Help: "Time to instantiate and initialize a guest (calls served by a kept instance are not observed).", Buckets: buckets}),
 		guest:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_guest_seconds", Help: "Time spent in the handler export.", Buckets: buckets}),
 		memory:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_peak_memory_bytes", Help: "Peak linear memory per call.", Buckets: prometheus.ExponentialBuckets(64<<10, 2, 14)}),
 		fuel:        prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_fuel_consumed_total", Help: "Fuel consumed by metered calls."}),
@@ -124,7 +124,10 @@ func (m *metrics) observe(outcome string, d time.Duration, st *callStats) {
 	if st == nil || !st.ran {
 		return
 	}
-	m.instantiate.Observe(st.Instantiate.Seconds())
+	if !st.Reused {
+		// A kept instance was not instantiated for the call.
+		m.instantiate.Observe(st.Instantiate.Seconds())
+	}
 	m.guest.Observe(st.Guest.Seconds())
 	if st.PeakMemoryBytes > 0 {
 		m.memory.Observe(float64(st.PeakMemoryBytes))
