@@ -369,6 +369,9 @@ func (c *apiCall) envelope() *execapi.Request {
 	if req.Capabilities == nil {
 		req.Capabilities = []string{}
 	}
+	if ir := inst.InstanceReuse; ir != nil && ir.Enabled {
+		req.InstanceReuse = &execapi.InstanceReuse{MaxCalls: ir.MaxCalls, MaxAgeMS: ir.MaxAgeMS}
+	}
 	if req.Granted(execapi.CapUserRead) && id.UserID != "" {
 		req.User = &execapi.User{ID: id.UserID, Email: id.Email, Name: id.Name, Type: id.UserType}
 	}

@@ -221,6 +221,31 @@ func TestPipelineSuccess(t *testing.T) {
 	}
 }
 
+func TestEnvelopeCarriesInstanceReuse(t *testing.T) {
+	t.Run("an install that did not opt in sends none", func(t *testing.T) {
+		g := newGateway(t, nil)
+		if w := g.do(g.req(t, "GET", "/api/ext/"+testExt+"/agreements/42", "")); w.Code != 200 {
+			t.Fatalf("status %d: %s", w.Code, w.Body.String())
+		}
+		if env := g.runner.lastRequest(); env.InstanceReuse != nil {
+			t.Fatalf("instance_reuse = %+v", env.InstanceReuse)
+		}
+	})
+	t.Run("an install that opted in sends its bounds", func(t *testing.T) {
+		g := newGateway(t, nil)
+		inst := testInstall()
+		inst.InstanceReuse = &registryapi.InstanceReuse{Enabled: true, MaxCalls: 7, MaxAgeMS: 9000}
+		g.registry.setInstall(testTenant, testExt, inst)
+		if w := g.do(g.req(t, "GET", "/api/ext/"+testExt+"/agreements/42", "")); w.Code != 200 {
+			t.Fatalf("status %d: %s", w.Code, w.Body.String())
+		}
+		env := g.runner.lastRequest()
+		if env.InstanceReuse == nil || *env.InstanceReuse != (execapi.InstanceReuse{MaxCalls: 7, MaxAgeMS: 9000}) {
+			t.Fatalf("instance_reuse = %+v, want {7, 9000}", env.InstanceReuse)
+		}
+	})
+}
+
 func TestLiteralSegmentBeatsParam(t *testing.T) {
 	g := newGateway(t, nil)
 	w := g.do(g.req(t, "POST", "/api/ext/"+testExt+"/agreements/sync", `{"a":1}`))

@@ -76,6 +76,7 @@ type options struct {
 	drainDelay                       time.Duration
 	metricsMaxExtensions             int
 	demoteAfter                      time.Duration
+	reuseMaxIdle, reuseMaxPerInstall int
 
 	registryCacheTTL, registryMaxStale time.Duration
 	logLevel                           string
@@ -195,6 +196,8 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
 	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
+	fs.IntVar(&o.reuseMaxIdle, "reuse-max-idle", engine.DefaultMaxIdleInstances, "instances kept idle for installs that opt into instance reuse, in all (least recently used dropped first); 0 keeps none")
+	fs.IntVar(&o.reuseMaxPerInstall, "reuse-max-idle-per-install", engine.DefaultMaxIdlePerInstall, "idle instances kept per install and module")
 	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
@@ -411,7 +414,12 @@ func (d *daemon) buildEngine() error {
 	if err != nil {
 		return err
 	}
-	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter}, hosts)
+	maxIdle := d.o.reuseMaxIdle
+	if maxIdle <= 0 {
+		maxIdle = -1 // the engine's "keep none"
+	}
+	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter,
+		MaxIdleInstances: maxIdle, MaxIdlePerInstall: d.o.reuseMaxPerInstall}, hosts)
 	return err
 }
 

@@ -105,6 +105,15 @@ type User struct {
 	Type  string `json:"type,omitempty"`
 }
 
+// InstanceReuse is present when the install opted into instance reuse
+// (SPEC §6.5): the runner may then serve the call from an instance kept
+// from an earlier call of the same install and module, and keep it for the
+// next. Zero bounds mean the runner's defaults (1000 calls, 60 s).
+type InstanceReuse struct {
+	MaxCalls int   `json:"max_calls,omitempty"`
+	MaxAgeMS int64 `json:"max_age_ms,omitempty"`
+}
+
 // Request is the body of POST /v1/execute.
 type Request struct {
 	Context         Context         `json:"context"`
@@ -116,6 +125,8 @@ type Request struct {
 	Capabilities    []string        `json:"capabilities"`
 	EgressAllowlist []string        `json:"egress_allowlist,omitempty"`
 	SecretEnvelope  *string         `json:"secret_envelope"`
+	// InstanceReuse is nil for the default, a fresh instance per call.
+	InstanceReuse *InstanceReuse `json:"instance_reuse,omitempty"`
 }
 
 // Capabilities the envelope logic itself looks at.

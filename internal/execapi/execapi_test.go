@@ -23,6 +23,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		Capabilities:    []string{"http.fetch"},
 		EgressAllowlist: []string{"api.vendor.com"},
 		SecretEnvelope:  &env,
+		InstanceReuse:   &InstanceReuse{MaxCalls: 10, MaxAgeMS: 5000},
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
@@ -49,6 +50,13 @@ func TestRequestWireSpelling(t *testing.T) {
 	}
 	if _, ok := m["secret_envelope"]; !ok {
 		t.Error("secret_envelope must always be present (null when absent)")
+	}
+	if _, ok := m["instance_reuse"]; ok {
+		t.Error("instance_reuse must be absent when the install did not opt in")
+	}
+	b, _ = json.Marshal(Request{InstanceReuse: &InstanceReuse{MaxCalls: 3}})
+	if !strings.Contains(string(b), `"instance_reuse":{"max_calls":3}`) {
+		t.Errorf("instance_reuse spelled %s", b)
 	}
 }
 

@@ -87,6 +87,8 @@ type InstallRequest struct {
 	Config          json.RawMessage `json:"config,omitempty"`
 	EgressAllowlist []string        `json:"egress_allowlist"`
 	Quotas          *Quotas         `json:"quotas,omitempty"`
+	// InstanceReuse is platform-admin only, like Quotas; nil keeps it.
+	InstanceReuse *InstanceReuse `json:"instance_reuse,omitempty"`
 }
 
 // Install is a tenant's install of an extension as the admin API shows it.
@@ -105,6 +107,7 @@ type Install struct {
 	Config          json.RawMessage `json:"config"`
 	EgressAllowlist []string        `json:"egress_allowlist"`
 	Quotas          *Quotas         `json:"quotas,omitempty"`
+	InstanceReuse   *InstanceReuse  `json:"instance_reuse,omitempty"`
 	SecretKeys      []string        `json:"secret_keys"`
 	CreatedAt       time.Time       `json:"created_at"`
 	UpdatedAt       time.Time       `json:"updated_at"`

@@ -58,6 +58,49 @@ func (q *Quotas) IsZero() bool {
 	return q == nil || (q.InvocationsPerMinute <= 0 && q.ConcurrentCalls <= 0 && q.CPUMsPerMinute <= 0)
 }
 
+// InstanceReuse is an install's opt-in to instance reuse (SPEC §6.5): the
+// runner keeps the install's instance for its next calls instead of making
+// a fresh one per call, so guest global state persists between calls of
+// that install (never across installs). Off by default; only a platform
+// admin may change it. In a PUT, `"instance_reuse": true` is short for
+// `{"enabled": true}`.
+type InstanceReuse struct {
+	Enabled bool `json:"enabled"`
+	// MaxCalls recycles an instance after this many calls. Default: 1000.
+	MaxCalls int `json:"max_calls,omitempty"`
+	// MaxAgeMS recycles an instance this long after it was made. Default:
+	// 60000 (60 s).
+	MaxAgeMS int64 `json:"max_age_ms,omitempty"`
+}
+
+// Defaults and upper bounds of InstanceReuse.
+const (
+	DefaultReuseMaxCalls = 1000
+	DefaultReuseMaxAgeMS = 60_000
+	MaxReuseMaxCalls     = 1_000_000
+	MaxReuseMaxAgeMS     = 3_600_000
+)
+
+// UnmarshalJSON accepts a boolean as well as the object.
+func (r *InstanceReuse) UnmarshalJSON(b []byte) error {
+	var on bool
+	if json.Unmarshal(b, &on) == nil {
+		*r = InstanceReuse{Enabled: on}
+		return nil
+	}
+	type plain InstanceReuse
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+// Normalized is r with what a disabled opt-in carries dropped: nil and
+// {enabled:false,…} are the same setting (off).
+func (r *InstanceReuse) Normalized() InstanceReuse {
+	if r == nil || !r.Enabled {
+		return InstanceReuse{}
+	}
+	return *r
+}
+
 // Resolved is GET /v1/resolve/{tenant}/{extension}.
 type Resolved struct {
 	InstallID       string              `json:"install_id"`
@@ -73,6 +116,8 @@ type Resolved struct {
 	UI              *UIRef              `json:"ui"`
 	SecretEnvelope  *string             `json:"secret_envelope"`
 	Quotas          *Quotas             `json:"quotas,omitempty"`
+	// InstanceReuse is set only when the install opted in.
+	InstanceReuse *InstanceReuse `json:"instance_reuse,omitempty"`
 }
 
 // BundleStatus is GET /v1/bundles/{content_hash}/status?extension={name}.

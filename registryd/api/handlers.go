@@ -162,6 +162,8 @@ type installRequest struct {
 	Config          json.RawMessage     `json:"config"`
 	EgressAllowlist *[]string           `json:"egress_allowlist"`
 	Quotas          *registryapi.Quotas `json:"quotas"`
+	// InstanceReuse is true, false or the object (registryapi.InstanceReuse).
+	InstanceReuse *registryapi.InstanceReuse `json:"instance_reuse"`
 }
 
 func (s *Server) putInstall(w http.ResponseWriter, r *http.Request) {
@@ -180,8 +182,8 @@ func (s *Server) putInstall(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := s.cfg.DB.PutInstall(r.Context(), tenant, name, store.InstallInput{
 		Version: req.Version, GrantedCaps: req.GrantedCaps, Config: req.Config,
-		EgressAllowlist: req.EgressAllowlist, Quotas: req.Quotas,
-		MayChangeQuotas: principalOf(r).Role == store.RolePlatformAdmin,
+		EgressAllowlist: req.EgressAllowlist, Quotas: req.Quotas, InstanceReuse: req.InstanceReuse,
+		PlatformAdmin: principalOf(r).Role == store.RolePlatformAdmin,
 	})
 	if err != nil {
 		s.writeError(w, r, err)

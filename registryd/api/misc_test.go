@@ -229,3 +229,71 @@ func TestSecretsWithoutKeyFile(t *testing.T) {
 	e.install("tenant-a", "com.acme.crm", "1.0.0", "secrets.get")
 	expect(t, e.do("PUT", "/v1/tenants/tenant-a/installs/com.acme.crm/secrets", e.tenantA, map[string]string{"K": "v"}, nil), 503, "secrets_unavailable")
 }
+
+func TestInstallInstanceReuseIsPlatformAdminOnly(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.mustPublish("com.acme.crm", "1.0.0")
+	const path = "/v1/tenants/tenant-a/installs/com.acme.crm"
+	expect(t, e.do("PUT", path, e.tenantA, map[string]any{}, nil), 200, "")
+	resolvedReuse := func(t *testing.T) *registryapi.InstanceReuse {
+		var res registryapi.Resolved
+		e.do("GET", "/v1/resolve/tenant-a/com.acme.crm", e.service, nil, nil).decode(t, &res)
+		return res.InstanceReuse
+	}
+	t.Run("off by default: resolve carries no instance_reuse", func(t *testing.T) {
+		if got := resolvedReuse(t); got != nil {
+			t.Fatalf("instance_reuse = %+v, want none", got)
+		}
+	})
+	t.Run("a tenant admin turning it on is forbidden, sending false back is not", func(t *testing.T) {
+		for _, v := range []any{true, map[string]any{"enabled": true, "max_calls": 10}} {
+			expect(t, e.do("PUT", path, e.tenantA, map[string]any{"instance_reuse": v}, nil), 403, "forbidden")
+		}
+		expect(t, e.do("PUT", path, e.tenantA, map[string]any{"instance_reuse": false}, nil), 200, "")
+		expect(t, e.do("PUT", path, e.tenantA, map[string]any{"instance_reuse": map[string]any{"enabled": false, "max_calls": 5}}, nil), 200, "")
+		if got := resolvedReuse(t); got != nil {
+			t.Fatalf("instance_reuse = %+v after refused PUTs, want none", got)
+		}
+	})
+	t.Run("true set by a platform admin reaches resolve", func(t *testing.T) {
+		expect(t, e.do("PUT", path, e.admin, map[string]any{"instance_reuse": true}, nil), 200, "")
+		if got := resolvedReuse(t); got == nil || *got != (registryapi.InstanceReuse{Enabled: true}) {
+			t.Fatalf("instance_reuse = %+v, want {enabled:true}", got)
+		}
+	})
+	t.Run("bounds set by a platform admin reach resolve and the install", func(t *testing.T) {
+		r := e.do("PUT", path, e.admin, map[string]any{"instance_reuse": map[string]any{"enabled": true, "max_calls": 50, "max_age_ms": 10000}}, nil)
+		expect(t, r, 200, "")
+		var in registryapi.Install
+		r.decode(t, &in)
+		want := registryapi.InstanceReuse{Enabled: true, MaxCalls: 50, MaxAgeMS: 10000}
+		if in.InstanceReuse == nil || *in.InstanceReuse != want {
+			t.Fatalf("install instance_reuse = %+v, want %+v", in.InstanceReuse, want)
+		}
+		if got := resolvedReuse(t); got == nil || *got != want {
+			t.Fatalf("resolved instance_reuse = %+v, want %+v", got, want)
+		}
+	})
+	t.Run("a tenant admin changing or dropping it is forbidden, omitting or resending it is not", func(t *testing.T) {
+		for _, v := range []any{false, true, map[string]any{"enabled": true, "max_calls": 51, "max_age_ms": 10000}} {
+			expect(t, e.do("PUT", path, e.tenantA, map[string]any{"instance_reuse": v}, nil), 403, "forbidden")
+		}
+		expect(t, e.do("PUT", path, e.tenantA, map[string]any{"instance_reuse": map[string]any{"enabled": true, "max_calls": 50, "max_age_ms": 10000}}, nil), 200, "")
+		expect(t, e.do("PUT", path, e.tenantA, map[string]any{"config": map[string]int{"a": 1}}, nil), 200, "")
+		if got := resolvedReuse(t); got == nil || got.MaxCalls != 50 {
+			t.Fatalf("instance_reuse = %+v, want max_calls 50 (unchanged)", got)
+		}
+	})
+	t.Run("bounds out of range are invalid_request", func(t *testing.T) {
+		for _, v := range []map[string]any{{"enabled": true, "max_calls": -1}, {"enabled": true, "max_age_ms": -1},
+			{"enabled": true, "max_calls": 1_000_001}, {"enabled": true, "max_age_ms": 3_600_001}} {
+			expect(t, e.do("PUT", path, e.admin, map[string]any{"instance_reuse": v}, nil), 400, "invalid_request")
+		}
+	})
+	t.Run("a platform admin turns it off", func(t *testing.T) {
+		expect(t, e.do("PUT", path, e.admin, map[string]any{"instance_reuse": false}, nil), 200, "")
+		if got := resolvedReuse(t); got != nil {
+			t.Fatalf("instance_reuse = %+v, want none", got)
+		}
+	})
+}

@@ -26,10 +26,24 @@ type InstallInput struct {
 	Config          json.RawMessage
 	EgressAllowlist *[]string
 	Quotas          *registryapi.Quotas
-	// MayChangeQuotas is set for platform admins only: anyone else may
-	// send the current quotas back unchanged, but a different value is
-	// CodeForbidden (quotas protect the platform from the tenant).
-	MayChangeQuotas bool
+	InstanceReuse   *registryapi.InstanceReuse
+	// PlatformAdmin is set for platform admins only. The platform-owned
+	// fields (Quotas, InstanceReuse) may be sent back unchanged by anyone,
+	// but a different value from anyone else is CodeForbidden (see
+	// platformOwned).
+	PlatformAdmin bool
+}
+
+// platformOwned is the one rule for install fields that protect the
+// platform from the tenant (quotas, instance reuse): a tenant admin may
+// send the current value back, a change is forbidden. want and cur are
+// compared as values, so every field of a struct counts and a new field
+// is covered without touching this check.
+func platformOwned[T comparable](field string, want, cur T, platformAdmin bool) error {
+	if want != cur && !platformAdmin {
+		return Errorf(CodeForbidden, "only a platform admin may change an install's %s", field)
+	}
+	return nil
 }
 
 // EffectiveCaps is granted ∩ declared, plus the always-granted
@@ -162,11 +176,12 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 			curVersionID, curSemver  string
 			curGranted, curEgress    []string
 			curConfig, curQuotasJSON []byte
+			curReuseJSON             []byte
 		)
-		err = tx.QueryRow(ctx, `SELECT i.version_id::text, v.semver, i.granted_caps, i.egress_allowlist, i.config, i.quotas
+		err = tx.QueryRow(ctx, `SELECT i.version_id::text, v.semver, i.granted_caps, i.egress_allowlist, i.config, i.quotas, i.instance_reuse
 			FROM tenant_extension_install i JOIN extension_version v ON v.id = i.version_id
 			WHERE i.tenant_id = $1 AND i.registry_id = $2 FOR UPDATE OF i`, tenant, registryID).
-			Scan(&curVersionID, &curSemver, &curGranted, &curEgress, &curConfig, &curQuotasJSON)
+			Scan(&curVersionID, &curSemver, &curGranted, &curEgress, &curConfig, &curQuotasJSON, &curReuseJSON)
 		switch {
 		case err == nil:
 			exists = true
@@ -227,20 +242,38 @@ func (db *DB) PutInstall(ctx context.Context, tenant, name string, in InstallInp
 			if len(curQuotasJSON) > 0 {
 				_ = json.Unmarshal(curQuotasJSON, &cur)
 			}
-			// A struct comparison: every quota field counts, so a new
-			// field is covered without touching this check.
-			if *in.Quotas != cur && !in.MayChangeQuotas {
-				return Errorf(CodeForbidden, "only a platform admin may change an install's quotas")
+			if err := platformOwned("quotas", *in.Quotas, cur, in.PlatformAdmin); err != nil {
+				return err
 			}
 			quotas, _ = json.Marshal(in.Quotas)
 		}
+		reuse := curReuseJSON
+		if in.InstanceReuse != nil {
+			if err := checkInstanceReuse(in.InstanceReuse); err != nil {
+				return err
+			}
+			var cur *registryapi.InstanceReuse
+			if len(curReuseJSON) > 0 {
+				cur = new(registryapi.InstanceReuse)
+				_ = json.Unmarshal(curReuseJSON, cur)
+			}
+			want := in.InstanceReuse.Normalized()
+			if err := platformOwned("instance_reuse", want, cur.Normalized(), in.PlatformAdmin); err != nil {
+				return err
+			}
+			reuse = nil
+			if want.Enabled {
+				reuse, _ = json.Marshal(want)
+			}
+		}
 		var installID string
-		err = tx.QueryRow(ctx, `INSERT INTO tenant_extension_install (tenant_id, registry_id, version_id, granted_caps, config, egress_allowlist, quotas)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+		err = tx.QueryRow(ctx, `INSERT INTO tenant_extension_install (tenant_id, registry_id, version_id, granted_caps, config, egress_allowlist, quotas, instance_reuse)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (tenant_id, registry_id) DO UPDATE SET version_id = EXCLUDED.version_id, granted_caps = EXCLUDED.granted_caps,
 				config = EXCLUDED.config, egress_allowlist = EXCLUDED.egress_allowlist, quotas = EXCLUDED.quotas,
+				instance_reuse = EXCLUDED.instance_reuse,
 				row_version = tenant_extension_install.row_version + 1, updated_at = now()
-			RETURNING id::text`, tenant, registryID, v.id, granted, config, egress, nullJSON(quotas)).Scan(&installID)
+			RETURNING id::text`, tenant, registryID, v.id, granted, config, egress, nullJSON(quotas), nullJSON(reuse)).Scan(&installID)
 		if err != nil {
 			return err
 		}
@@ -286,6 +319,32 @@ func checkQuotas(q *registryapi.Quotas) error {
 	return nil
 }
 
+// checkInstanceReuse refuses negative or absurd recycling bounds
+// (invalid_request).
+func checkInstanceReuse(r *registryapi.InstanceReuse) error {
+	switch {
+	case r.MaxCalls < 0 || r.MaxAgeMS < 0:
+		return Errorf(CodeInvalidRequest, "instance_reuse bounds must not be negative")
+	case r.MaxCalls > registryapi.MaxReuseMaxCalls:
+		return Errorf(CodeInvalidRequest, "instance_reuse.max_calls must be at most %d", registryapi.MaxReuseMaxCalls)
+	case r.MaxAgeMS > registryapi.MaxReuseMaxAgeMS:
+		return Errorf(CodeInvalidRequest, "instance_reuse.max_age_ms must be at most %d", registryapi.MaxReuseMaxAgeMS)
+	}
+	return nil
+}
+
+// reuseFromJSON decodes the instance_reuse column; nil when off.
+func reuseFromJSON(raw []byte) *registryapi.InstanceReuse {
+	if len(raw) == 0 {
+		return nil
+	}
+	var r registryapi.InstanceReuse
+	if json.Unmarshal(raw, &r) != nil || !r.Enabled {
+		return nil
+	}
+	return &r
+}
+
 // replaceSubscriptions makes an install's event subscriptions follow its
 // version's manifest events.
 func replaceSubscriptions(ctx context.Context, tx pgx.Tx, tenant, installID string, events []manifest.Event) error {
@@ -302,7 +361,7 @@ func replaceSubscriptions(ctx context.Context, tx pgx.Tx, tenant, installID stri
 }
 
 const installSelect = `SELECT i.id::text, i.tenant_id, r.id::text, r.name, v.id::text, v.semver, v.content_hash, i.status,
-	i.granted_caps, v.capabilities, i.config, i.egress_allowlist, i.quotas, i.created_at, i.updated_at,
+	i.granted_caps, v.capabilities, i.config, i.egress_allowlist, i.quotas, i.instance_reuse, i.created_at, i.updated_at,
 	coalesce((SELECT array_agg(s.key ORDER BY s.key) FROM tenant_extension_secret s WHERE s.tenant_id = i.tenant_id AND s.install_id = i.id), '{}')
 	FROM tenant_extension_install i JOIN extension_registry r ON r.id = i.registry_id JOIN extension_version v ON v.id = i.version_id`
 
@@ -311,9 +370,10 @@ func scanInstall(row pgx.Row) (*registryapi.Install, error) {
 		in     registryapi.Install
 		config []byte
 		quotas []byte
+		reuse  []byte
 	)
 	err := row.Scan(&in.ID, &in.TenantID, &in.Extension.ID, &in.Extension.Name, &in.Version.ID, &in.Version.Version, &in.ContentHash, &in.Status,
-		&in.GrantedCaps, &in.DeclaredCaps, &config, &in.EgressAllowlist, &quotas, &in.CreatedAt, &in.UpdatedAt, &in.SecretKeys)
+		&in.GrantedCaps, &in.DeclaredCaps, &config, &in.EgressAllowlist, &quotas, &reuse, &in.CreatedAt, &in.UpdatedAt, &in.SecretKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +382,7 @@ func scanInstall(row pgx.Row) (*registryapi.Install, error) {
 		in.Quotas = new(registryapi.Quotas)
 		_ = json.Unmarshal(quotas, in.Quotas)
 	}
+	in.InstanceReuse = reuseFromJSON(reuse)
 	in.Capabilities = EffectiveCaps(in.GrantedCaps, in.DeclaredCaps)
 	return &in, nil
 }
@@ -477,7 +538,7 @@ func (db *DB) Resolve(ctx context.Context, tenant, name string) (*ResolveRow, er
 	b := &pgx.Batch{}
 	b.Queue("SELECT set_config('extedge.tenant', $1, true)", tenant)
 	b.Queue(`SELECT i.id::text, r.id::text, v.id::text, v.semver, v.content_hash, i.status, v.endpoints, v.capabilities, i.granted_caps,
-		i.config, i.egress_allowlist, v.ui, i.quotas, i.row_version, i.secrets_revision, i.updated_at, v.revoked_at IS NOT NULL
+		i.config, i.egress_allowlist, v.ui, i.quotas, i.instance_reuse, i.row_version, i.secrets_revision, i.updated_at, v.revoked_at IS NOT NULL
 		FROM tenant_extension_install i JOIN extension_registry r ON r.id = i.registry_id JOIN extension_version v ON v.id = i.version_id
 		WHERE i.tenant_id = $1 AND r.name = $2`, tenant, name)
 	b.Queue(`SELECT s.key, s.sealed FROM tenant_extension_secret s
@@ -492,12 +553,13 @@ func (db *DB) Resolve(ctx context.Context, tenant, name string) (*ResolveRow, er
 		row                 ResolveRow
 		r                   = &row.Resolved
 		endpoints, ui, quot []byte
+		reuse               []byte
 		declared, granted   []string
 		config              []byte
 		revoked             bool
 	)
 	err := br.QueryRow().Scan(&r.InstallID, &r.Extension.ID, &r.Version.ID, &r.Version.Version, &r.ContentHash, &r.Status, &endpoints, &declared, &granted,
-		&config, &r.EgressAllowlist, &ui, &quot, &row.RowVersion, &row.SecretsRevision, &row.UpdatedAt, &revoked)
+		&config, &r.EgressAllowlist, &ui, &quot, &reuse, &row.RowVersion, &row.SecretsRevision, &row.UpdatedAt, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, Errorf(CodeNotInstalled, "%s is not installed for this tenant", name)
 	}
@@ -522,6 +584,7 @@ func (db *DB) Resolve(ctx context.Context, tenant, name string) (*ResolveRow, er
 		r.Quotas = new(registryapi.Quotas)
 		_ = json.Unmarshal(quot, r.Quotas)
 	}
+	r.InstanceReuse = reuseFromJSON(reuse)
 	rows, err := br.Query()
 	if err != nil {
 		return nil, wrap(err)

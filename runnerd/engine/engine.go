@@ -1,6 +1,7 @@
 // Package engine runs Guest ABI v1 handlers (SPEC §5) in wasmtime with hard
 // limits: one wasmtime engine per process, one epoch ticker for it, a fresh
-// store and instance per call, a memory limiter, optional fuel, WASI without
+// store and instance per call (or, for installs that opt in, one kept for
+// the install's next calls: RunReused), a memory limiter, optional fuel, WASI without
 // preopens, environment or arguments, and the host imports of a
 // [hostapi.Set]. Every failure is classified into a §6.2 code and returned
 // as an *execapi.Error.
@@ -39,6 +40,13 @@ type Config struct {
 	// long calls yield the cores to short ones (SPEC §17). Negative
 	// disables it. Default: DefaultDemoteAfter.
 	DemoteAfter time.Duration
+	// MaxIdleInstances bounds the instances kept for reuse (SPEC §6.5) in
+	// the process; beyond it the least recently used is dropped. 0 means
+	// DefaultMaxIdleInstances; negative keeps none.
+	MaxIdleInstances int
+	// MaxIdlePerInstall bounds the idle instances of one install and
+	// module. 0 means DefaultMaxIdlePerInstall.
+	MaxIdlePerInstall int
 }
 
 // DefaultDemoteAfter is the default Config.DemoteAfter: well above a real
@@ -56,6 +64,12 @@ func (c Config) withDefaults() Config {
 	if c.DemoteAfter == 0 {
 		c.DemoteAfter = DefaultDemoteAfter
 	}
+	if c.MaxIdleInstances == 0 {
+		c.MaxIdleInstances = DefaultMaxIdleInstances
+	}
+	if c.MaxIdlePerInstall <= 0 {
+		c.MaxIdlePerInstall = DefaultMaxIdlePerInstall
+	}
 	return c
 }
 
@@ -67,10 +81,11 @@ type Engine struct {
 	linker *wasmtime.Linker
 	hosts  *hostapi.Set
 	fp     string
+	pool   *pool
 
 	stop     chan struct{}
 	stopOnce sync.Once
-	done     chan struct{}
+	done     sync.WaitGroup // the epoch ticker and the idle sweeper
 }
 
 // New creates the engine, links the host imports of hosts (and WASI) once,
@@ -85,8 +100,8 @@ func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
 		cfg:   cfg,
 		wt:    wasmtime.NewEngineWithConfig(wc),
 		hosts: hosts,
+		pool:  newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerInstall),
 		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
 	}
 	e.fp = fingerprint(cfg)
 	e.linker = wasmtime.NewLinker(e.wt)
@@ -96,7 +111,9 @@ func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
 	if err := e.linkHostImports(); err != nil {
 		return nil, err
 	}
+	e.done.Add(2)
 	go e.tick()
+	go e.sweepIdle()
 	return e, nil
 }
 
@@ -124,7 +141,7 @@ func (e *Engine) EpochTick() time.Duration { return e.cfg.EpochTick }
 func (e *Engine) DemoteAfter() time.Duration { return e.cfg.DemoteAfter }
 
 func (e *Engine) tick() {
-	defer close(e.done)
+	defer e.done.Done()
 	t := time.NewTicker(e.cfg.EpochTick)
 	defer t.Stop()
 	for {
@@ -133,6 +150,23 @@ func (e *Engine) tick() {
 			return
 		case <-t.C:
 			e.wt.IncrementEpoch()
+		}
+	}
+}
+
+// sweepIdle drops idle instances past their max_age once a second, so an
+// install that stopped calling (or stopped reusing) does not keep its
+// instances until other installs' calls push them out.
+func (e *Engine) sweepIdle() {
+	defer e.done.Done()
+	t := time.NewTicker(reuseSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.pool.sweep()
 		}
 	}
 }
@@ -148,11 +182,13 @@ func (e *Engine) ticks(d time.Duration) uint64 {
 	return uint64(n) + 1
 }
 
-// Close stops the epoch ticker. Calls still running are not interrupted by
-// their deadline afterwards, so close only after draining.
+// Close stops the epoch ticker and drops the idle instances. Calls still
+// running are not interrupted by their deadline afterwards, so close only
+// after draining.
 func (e *Engine) Close() {
 	e.stopOnce.Do(func() {
 		close(e.stop)
-		<-e.done
+		e.done.Wait()
+		e.pool.close()
 	})
 }

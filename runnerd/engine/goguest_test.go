@@ -114,3 +114,90 @@ func TestGoGuest(t *testing.T) {
 		}
 	})
 }
+
+// TestGoGuestWithInstanceReuse: a real Go runtime (wasip1 reactor) in a
+// kept instance keeps its package state between calls of one install, and
+// its failures still discard the instance.
+func TestGoGuestWithInstanceReuse(t *testing.T) {
+	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(nil, nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(nil), secrets.New(nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	m := compile(t, e, guests.GoGuest(t, "goguest"))
+	run := func(reuse *Reuse, path string, lim Limits) (*Result, error) {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		if reuse == nil {
+			return e.Run(context.Background(), m, "handler", goRequest(path), lim, inv)
+		}
+		return e.RunReused(context.Background(), *reuse, m, "handler", goRequest(path), lim, inv)
+	}
+	count := func(t *testing.T, reuse *Reuse, want string) {
+		t.Helper()
+		res, err := run(reuse, "/count", Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(res.Response.Body); got != `{"calls":`+want+`}` {
+			t.Fatalf("body = %s, want calls %s", got, want)
+		}
+	}
+	a, b := &Reuse{Key: "tenant-a/i1"}, &Reuse{Key: "tenant-b/i2"}
+	t.Run("package state persists for one install and not for another", func(t *testing.T) {
+		count(t, a, "1")
+		count(t, a, "2")
+		count(t, b, "1")
+		count(t, a, "3")
+	})
+	t.Run("reuse off gets a fresh Go runtime per call", func(t *testing.T) {
+		count(t, nil, "1")
+		count(t, nil, "1")
+	})
+	t.Run("stderr of each call is captured with that call", func(t *testing.T) {
+		for range 2 {
+			res, err := run(a, "/print", Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, l := range res.Host.Logs {
+				if l.Stream == "stderr" && strings.Contains(l.Message, "to stderr from the go runtime") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("stderr lines %+v, want exactly this call's one", res.Host.Logs)
+			}
+		}
+		count(t, a, "4")
+	})
+	t.Run("out of memory and a busy loop discard the instance", func(t *testing.T) {
+		if _, err := run(a, "/loop", Limits{Timeout: 200 * time.Millisecond}); codeOf(err) != execapi.CodeTimeout {
+			t.Fatalf("err = %v, want timeout", err)
+		}
+		count(t, a, "1")
+		// The memory cap is part of what a kept instance must match.
+		small := Limits{MemoryBytes: 32 << 20}
+		for _, want := range []string{"1", "2"} {
+			res, err := run(a, "/count", small)
+			if err != nil || string(res.Response.Body) != `{"calls":`+want+`}` {
+				t.Fatalf("count at 32 MiB = %v, want %s", err, want)
+			}
+		}
+		if _, err := run(a, "/oom", small); codeOf(err) != execapi.CodeMemoryLimit {
+			t.Fatalf("err = %v, want memory_limit", err)
+		}
+		if res, err := run(a, "/count", small); err != nil || string(res.Response.Body) != `{"calls":1}` {
+			t.Fatalf("count after oom = %v, want a fresh instance", err)
+		}
+		count(t, a, "2") // the 64 MiB instance was untouched
+	})
+}

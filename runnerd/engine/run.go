@@ -79,6 +79,9 @@ type Stats struct {
 	// Demoted reports that the call used more than Config.DemoteAfter of
 	// CPU and finished at the lowest thread priority.
 	Demoted bool
+	// Reused reports that a kept instance served the call (RunReused);
+	// Instantiate is then only the ABI's alloc calls.
+	Reused bool
 }
 
 // Result is a call's outcome. Response is set on success.
@@ -100,45 +103,89 @@ type callState struct {
 	trapMsg string
 }
 
-// Run calls export of m with the request JSON under lim, with inv as the
-// host-call state, and finishes inv into Result.Host. A failure is an
-// *execapi.Error carrying its §6.2 code; the Result is non-nil either way
-// so that stats and the host report can be recorded.
+// Run calls export of m with the request JSON under lim, in a fresh
+// instance, with inv as the host-call state, and finishes inv into
+// Result.Host. A failure is an *execapi.Error carrying its §6.2 code; the
+// Result is non-nil either way so that stats and the host report can be
+// recorded.
 func (e *Engine) Run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
+	return e.call(ctx, nil, m, export, request, lim, inv)
+}
+
+// RunReused is Run with instance reuse (SPEC §6.5): an idle instance of
+// reuse.Key and m serves the call when there is one, and the instance is
+// kept for the next call of reuse.Key when this one succeeds. Any failure
+// (trap, timeout, memory or fuel limit, handler error, bad handler)
+// discards it. Limits are applied to every call as in Run: the epoch
+// deadline and the fuel are set anew, and the memory cap is part of what
+// an idle instance must match.
+func (e *Engine) RunReused(ctx context.Context, reuse Reuse, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
+	reuse = reuse.withDefaults()
+	return e.call(ctx, &reuse, m, export, request, lim, inv)
+}
+
+func (e *Engine) call(ctx context.Context, reuse *Reuse, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, error) {
 	lim = lim.withDefaults()
 	var (
-		stdio *stdioCapture
-		res   *Result
-		err   error
+		in             *instance
+		res            *Result
+		err            error
+		kept           bool
+		stdout, stderr []byte // of a kept instance's call
 	)
 	// A demoted call leaves SCHED_IDLE once its handler's time limit has
 	// passed (counted from here, a little early by the start-up time), so
 	// it can trap however busy the cores are.
 	cpu, demoted := onThread(e.cfg.DemoteAfter, lim.StartDemoted, lim.Timeout, func() {
-		res, err = e.run(ctx, m, export, request, lim, inv, &stdio)
+		res, in, err = e.run(ctx, reuse, m, export, request, lim, inv)
+		if in == nil {
+			return
+		}
+		failed := err != nil
+		if err == errDeallocFailed {
+			err = nil
+		}
+		if reuse != nil && !failed {
+			kept = true
+			if in.stdio != nil {
+				stdout, stderr = in.stdio.endCall()
+			}
+			return
+		}
+		if reuse != nil {
+			e.pool.discard()
+		}
+		in.close()
 	})
 	res.Stats.CPU, res.Stats.Demoted = cpu, demoted
-	if stdio != nil {
-		// The store is closed now, so wasmtime's ends of the pipes are too.
-		stdio.finish(e.hosts, inv)
-		var ee *execapi.Error
-		if errors.As(err, &ee) && ee.Code == execapi.CodeTrap && bytes.Contains(stdio.stderr.b, []byte(oomMarker)) {
-			// Go's runtime reports a refused grow on stderr and exits.
-			err = &execapi.Error{Code: execapi.CodeMemoryLimit, Message: fmt.Sprintf("guest exceeded its %d MiB memory limit", lim.MemoryBytes>>20)}
+	if in != nil && in.stdio != nil {
+		stdio := in.stdio
+		if kept {
+			emit(e.hosts, inv, stdout, stderr)
+		} else {
+			// The store is closed now, so wasmtime's ends of the pipes are too.
+			stdio.finish(e.hosts, inv)
+			var ee *execapi.Error
+			if errors.As(err, &ee) && ee.Code == execapi.CodeTrap && bytes.Contains(stdio.stderr.b, []byte(oomMarker)) {
+				// Go's runtime reports a refused grow on stderr and exits.
+				err = &execapi.Error{Code: execapi.CodeMemoryLimit, Message: fmt.Sprintf("guest exceeded its %d MiB memory limit", lim.MemoryBytes>>20)}
+			}
 		}
+	}
+	if kept {
+		// Nothing of this call stays reachable from the idle instance but
+		// the guest's own state.
+		in.cs.inv, in.cs.trapMsg = nil, ""
+		e.pool.put(in, reuse.MaxCalls)
 	}
 	res.Host = inv.Finish()
 	return res, err
 }
 
-func (e *Engine) run(ctx context.Context, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation, stdioOut **stdioCapture) (*Result, error) {
-	res := &Result{}
-	if why := m.checkABI(export); why != "" {
-		return res, badHandler("%s", why)
-	}
-	if err := ctx.Err(); err != nil {
-		return res, &execapi.Error{Code: execapi.CodeTimeout, Message: "request ended before the guest started"}
-	}
+// newInstance makes a store and instance of m under lim and runs
+// _initialize. The store is in the returned instance even on failure, for
+// the caller to close.
+func (e *Engine) newInstance(ctx context.Context, m *Module, lim Limits, inv *hostapi.Invocation) (*instance, error) {
 	cs := &callState{inv: inv}
 	cs.hostTrap = func(msg string) *wasmtime.Trap {
 		if cs.trapMsg == "" {
@@ -146,56 +193,99 @@ func (e *Engine) run(ctx context.Context, m *Module, export string, request []by
 		}
 		return wasmtime.NewTrap(msg)
 	}
-	store := wasmtime.NewStoreWithData(e.wt, cs)
-	defer store.Close()
+	in := &instance{cs: cs, store: wasmtime.NewStoreWithData(e.wt, cs)}
 	// One memory, a few tables (Go guests use one large function table),
 	// and no more instances than the module itself.
-	store.Limiter(lim.MemoryBytes, 1<<20, 4, 4, 1)
+	in.store.Limiter(lim.MemoryBytes, 1<<20, 4, 4, 1)
 	if e.cfg.Fuel {
-		_ = store.SetFuel(math.MaxInt64)
+		_ = in.store.SetFuel(math.MaxInt64)
 	}
-
-	var stdio *stdioCapture
 	if m.wasi {
 		var err error
-		if stdio, err = newStdio(store, inv.Budgets.MaxLogBytes); err != nil {
-			return res, &execapi.Error{Code: execapi.CodeInternal, Message: "preparing wasi"}
+		if in.stdio, err = newStdio(in.store, inv.Budgets.MaxLogBytes); err != nil {
+			return in, &execapi.Error{Code: execapi.CodeInternal, Message: "preparing wasi"}
 		}
-		*stdioOut = stdio
 	}
-
-	start := time.Now()
-	initTimeout := lim.InitTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		initTimeout = max(min(initTimeout, time.Until(dl)), time.Millisecond)
-	}
-	store.SetEpochDeadline(e.ticks(initTimeout))
-	inst, err := e.linker.Instantiate(store, m.wt)
+	in.store.SetEpochDeadline(e.ticks(initTimeout(ctx, lim)))
+	inst, err := e.linker.Instantiate(in.store, m.wt)
 	if err != nil {
-		return res, cs.classify(err, phaseInstantiate, store, nil, lim)
+		return in, cs.classify(err, phaseInstantiate, in.store, nil, lim)
 	}
+	in.inst = inst
 	if m.init {
-		if _, err := inst.GetFunc(store, "_initialize").Call(store); err != nil {
-			return res, cs.classify(err, phaseInit, store, inst, lim)
+		if _, err := inst.GetFunc(in.store, "_initialize").Call(in.store); err != nil {
+			return in, cs.classify(err, phaseInit, in.store, inst, lim)
 		}
 	}
-	mem := inst.GetExport(store, "memory").Memory()
-	alloc := inst.GetFunc(store, "alloc")
-	reqPtr, err := callAlloc(store, alloc, len(request))
+	in.mem = inst.GetExport(in.store, "memory").Memory()
+	in.alloc = inst.GetFunc(in.store, "alloc")
+	return in, nil
+}
+
+// initTimeout is the deadline of instantiation, _initialize and the
+// ABI's alloc calls: InitTimeout, within the caller's deadline.
+func initTimeout(ctx context.Context, lim Limits) time.Duration {
+	d := lim.InitTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = max(min(d, time.Until(dl)), time.Millisecond)
+	}
+	return d
+}
+
+// run makes or takes an instance and calls export in it. The instance is
+// returned (nil when none was made) for call to keep or close.
+func (e *Engine) run(ctx context.Context, reuse *Reuse, m *Module, export string, request []byte, lim Limits, inv *hostapi.Invocation) (*Result, *instance, error) {
+	res := &Result{}
+	if why := m.checkABI(export); why != "" {
+		return res, nil, badHandler("%s", why)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, nil, &execapi.Error{Code: execapi.CodeTimeout, Message: "request ended before the guest started"}
+	}
+	start := time.Now()
+	var in *instance
+	if reuse != nil {
+		key := poolKey{owner: reuse.Key, module: m, memBytes: lim.MemoryBytes}
+		if in = e.pool.get(key); in != nil {
+			res.Stats.Reused = true
+			in.cs.inv, in.cs.trapMsg = inv, ""
+			if in.stdio != nil {
+				in.stdio.beginCall(inv.Budgets.MaxLogBytes)
+			}
+			if e.cfg.Fuel {
+				_ = in.store.SetFuel(math.MaxInt64)
+			}
+			in.store.SetEpochDeadline(e.ticks(initTimeout(ctx, lim)))
+		} else {
+			var err error
+			if in, err = e.newInstance(ctx, m, lim, inv); err != nil {
+				return res, in, err
+			}
+			in.key, in.maxAge, in.born = key, reuse.MaxAge, e.pool.now()
+		}
+	} else {
+		var err error
+		if in, err = e.newInstance(ctx, m, lim, inv); err != nil {
+			return res, in, err
+		}
+	}
+	in.calls++
+	store, inst, cs, mem := in.store, in.inst, in.cs, in.mem
+	reqPtr, err := callAlloc(store, in.alloc, len(request))
 	if err != nil {
-		return res, cs.classify(err, phaseAlloc, store, inst, lim)
+		return res, in, cs.classify(err, phaseAlloc, store, inst, lim)
 	}
 	dst, ok := guestBytes(mem.UnsafeData(store), reqPtr, int32(len(request)))
 	if !ok {
-		return res, badHandler("alloc returned an out-of-bounds pointer for the request")
+		return res, in, badHandler("alloc returned an out-of-bounds pointer for the request")
 	}
 	copy(dst, request)
-	outPtr, err := callAlloc(store, alloc, 8)
+	outPtr, err := callAlloc(store, in.alloc, 8)
 	if err != nil {
-		return res, cs.classify(err, phaseAlloc, store, inst, lim)
+		return res, in, cs.classify(err, phaseAlloc, store, inst, lim)
 	}
 	if _, ok := guestBytes(mem.UnsafeData(store), outPtr, 8); !ok {
-		return res, badHandler("alloc returned an out-of-bounds pointer for the out area")
+		return res, in, badHandler("alloc returned an out-of-bounds pointer for the out area")
 	}
 	res.Stats.Instantiate = time.Since(start)
 
@@ -224,40 +314,50 @@ func (e *Engine) run(ctx context.Context, m *Module, export string, request []by
 	}
 	res.Stats.PeakMemoryBytes = int64(mem.DataSize(store))
 	if err != nil {
-		return res, cs.classify(err, phaseHandler, store, inst, lim)
+		return res, in, cs.classify(err, phaseHandler, store, inst, lim)
 	}
 	if code, _ := ret.(int32); code != 0 {
-		return res, &execapi.Error{Code: execapi.CodeHandlerError, Message: fmt.Sprintf("handler returned %d", code)}
+		return res, in, &execapi.Error{Code: execapi.CodeHandlerError, Message: fmt.Sprintf("handler returned %d", code)}
 	}
 
 	out, ok := guestBytes(mem.UnsafeData(store), outPtr, 8)
 	if !ok {
-		return res, badHandler("out area is out of bounds")
+		return res, in, badHandler("out area is out of bounds")
 	}
 	respPtr := int32(binary.LittleEndian.Uint32(out[0:4]))
 	respLen := binary.LittleEndian.Uint32(out[4:8])
 	if uint64(respLen) > uint64(lim.MaxResponseBytes) {
-		return res, badHandler("response is %d bytes, more than the %d-byte limit", respLen, lim.MaxResponseBytes)
+		return res, in, badHandler("response is %d bytes, more than the %d-byte limit", respLen, lim.MaxResponseBytes)
 	}
 	raw, ok := guestBytes(mem.UnsafeData(store), respPtr, int32(respLen))
 	if !ok {
-		return res, badHandler("response pointer (%d, %d) is out of bounds", uint32(respPtr), respLen)
+		return res, in, badHandler("response pointer (%d, %d) is out of bounds", uint32(respPtr), respLen)
 	}
 	resp, herr := parseResponse(raw)
 	if herr != nil {
-		return res, herr
+		return res, in, herr
 	}
 	if m.dealloc {
-		// Freeing is a courtesy to guests that check for leaks; the instance
-		// is discarded anyway, so failures here do not fail the call.
+		// Freeing matters to a kept instance (its memory would only grow)
+		// and is a courtesy to guests that check for leaks otherwise. A
+		// failure here does not fail the call, but a kept instance that
+		// cannot free is not trusted with the next one.
 		dealloc := inst.GetFunc(store, "dealloc")
-		_, _ = dealloc.Call(store, reqPtr, int32(len(request)))
-		_, _ = dealloc.Call(store, outPtr, int32(8))
-		_, _ = dealloc.Call(store, respPtr, int32(respLen))
+		_, err1 := dealloc.Call(store, reqPtr, int32(len(request)))
+		_, err2 := dealloc.Call(store, outPtr, int32(8))
+		_, err3 := dealloc.Call(store, respPtr, int32(respLen))
+		if reuse != nil && (err1 != nil || err2 != nil || err3 != nil) {
+			res.Response = resp
+			return res, in, errDeallocFailed
+		}
 	}
 	res.Response = resp
-	return res, nil
+	return res, in, nil
 }
+
+// errDeallocFailed is run's report of a call that succeeded in a kept
+// instance whose dealloc then failed: the reply stands, the instance goes.
+var errDeallocFailed = errors.New("dealloc failed")
 
 func callAlloc(store *wasmtime.Store, alloc *wasmtime.Func, n int) (int32, error) {
 	v, err := alloc.Call(store, int32(n))

@@ -3,9 +3,11 @@ package engine
 import (
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"golang.org/x/sys/unix"
 
 	"github.com/extedge/extedge/runnerd/hostapi"
 )
@@ -14,30 +16,83 @@ import (
 // goroutine per stream keeps the first bytes (up to the log budget) and
 // discards the rest, so a guest printing without end costs only its own
 // CPU time, never disk or memory.
+//
+// The readers live as long as the store: a fresh instance's end when the
+// store closes (end of file), a kept instance's (SPEC §6.5) serve all its
+// calls, and take ends each call without waking them.
 type stdioCapture struct {
 	stdout, stderr capture
 	outW, errW     *os.File
 	done           chan struct{}
 }
 
+// capture is one stream. Every read from the pipe happens under mu, so
+// whoever holds mu knows that all bytes taken out of the pipe are in b.
 type capture struct {
 	r   *os.File
+	buf []byte // the reader's scratch buffer, used under mu
+
+	mu  sync.Mutex
 	max int
 	b   []byte
 }
 
+// drain reads until end of file or until r is closed, waiting for data in
+// the runtime's poller (no thread is held while the pipe is empty).
 func (c *capture) drain(done chan<- struct{}) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := c.r.Read(buf)
-		if keep := min(n, c.max-len(c.b)); keep > 0 {
-			c.b = append(c.b, buf[:keep]...)
-		}
-		if err != nil {
-			break
-		}
+	defer func() { done <- struct{}{} }()
+	conn, err := c.r.SyscallConn()
+	if err != nil {
+		return
 	}
-	done <- struct{}{}
+	eof := false
+	_ = conn.Read(func(fd uintptr) bool {
+		eof = c.readAvailable(int(fd))
+		return eof
+	})
+}
+
+// readAvailable reads what the pipe holds, under mu, until it would
+// block; it reports end of file (or a read error).
+func (c *capture) readAvailable(fd int) (ended bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		n, err := unix.Read(fd, c.buf)
+		if n > 0 {
+			if keep := min(n, c.max-len(c.b)); keep > 0 {
+				c.b = append(c.b, c.buf[:keep]...)
+			}
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		return err != unix.EAGAIN // n == 0 is end of file
+	}
+}
+
+// take ends a call of a kept instance: with mu held no read is under way,
+// so after reading what is still in the pipe (the guest is not running,
+// nothing more arrives) b is exactly what the call printed. It returns
+// that; until begin, nothing more is kept.
+func (c *capture) take() []byte {
+	conn, err := c.r.SyscallConn()
+	if err == nil {
+		_ = conn.Control(func(fd uintptr) { c.readAvailable(int(fd)) })
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.b
+	c.b, c.max = nil, 0
+	return out
+}
+
+// begin starts a call of a kept instance with a budget of keep bytes.
+func (c *capture) begin(keep int) {
+	c.mu.Lock()
+	c.max = keep
+	c.mu.Unlock()
 }
 
 func newStdio(store *wasmtime.Store, keep int) (*stdioCapture, error) {
@@ -52,8 +107,8 @@ func newStdio(store *wasmtime.Store, keep int) (*stdioCapture, error) {
 		outW.Close()
 		return nil, err
 	}
-	s.stdout = capture{r: outR, max: keep}
-	s.stderr = capture{r: errR, max: keep}
+	s.stdout = capture{r: outR, max: keep, buf: make([]byte, 32<<10)}
+	s.stderr = capture{r: errR, max: keep, buf: make([]byte, 32<<10)}
 	s.outW, s.errW = outW, errW
 	wc := wasmtime.NewWasiConfig()
 	// No preopens, environment or arguments (SPEC §5.4); clocks and random
@@ -79,9 +134,38 @@ func (s *stdioCapture) closeAll() {
 	}
 }
 
+// beginCall starts a call of a kept instance: keep bytes per stream.
+func (s *stdioCapture) beginCall(keep int) {
+	s.stdout.begin(keep)
+	s.stderr.begin(keep)
+}
+
+// endCall ends a call of a kept instance and returns what it printed on
+// stdout and stderr.
+func (s *stdioCapture) endCall() (stdout, stderr []byte) {
+	return s.stdout.take(), s.stderr.take()
+}
+
+// emit hands what the guest printed in a call to the host set's stdio
+// unit (the log unit, which applies the log budget).
+func emit(hosts *hostapi.Set, inv *hostapi.Invocation, stdout, stderr []byte) {
+	for _, f := range []struct {
+		b      []byte
+		stream string
+	}{
+		{stdout, "stdout"},
+		{stderr, "stderr"},
+	} {
+		for _, line := range splitLines(f.b) {
+			if !hosts.Stdio(inv, f.stream, line) {
+				break
+			}
+		}
+	}
+}
+
 // finish waits for both streams to end (the store must be closed) and
-// hands what the guest printed to the host set's stdio unit (the log
-// unit, which applies the log budget).
+// hands what the guest printed to the host set's stdio unit.
 func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	s.outW.Close()
 	s.errW.Close()
@@ -99,19 +183,7 @@ func (s *stdioCapture) finish(hosts *hostapi.Set, inv *hostapi.Invocation) {
 	}
 	s.stdout.r.Close()
 	s.stderr.r.Close()
-	for _, f := range []struct {
-		b      []byte
-		stream string
-	}{
-		{s.stdout.b, "stdout"},
-		{s.stderr.b, "stderr"},
-	} {
-		for _, line := range splitLines(f.b) {
-			if !hosts.Stdio(inv, f.stream, line) {
-				break
-			}
-		}
-	}
+	emit(hosts, inv, s.stdout.b, s.stderr.b)
 }
 
 func splitLines(b []byte) [][]byte {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 )
 
@@ -58,12 +59,12 @@ const (
 	otherExtension = "_other"
 )
 
-func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int, reuse func() engine.ReuseStats) (*metrics, error) {
 	buckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 	m := &metrics{
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "extedge_runner_invocations_total", Help: "Execute calls by outcome (ok or a §6.2 error code)."}, []string{"outcome"}),
 		duration:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_duration_seconds", Help: "Execute call duration, queueing and compilation included.", Buckets: buckets}),
-		instantiate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_instantiate_seconds", Help: "Time to instantiate and initialize a guest.", Buckets: buckets}),
+		instantiate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_instantiate_seconds", Help: "Time to instantiate and initialize a guest (calls served by a kept instance are not observed).", Buckets: buckets}),
 		guest:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_guest_seconds", Help: "Time spent in the handler export.", Buckets: buckets}),
 		memory:      prometheus.NewHistogram(prometheus.HistogramOpts{Name: "extedge_runner_peak_memory_bytes", Help: "Peak linear memory per call.", Buckets: prometheus.ExponentialBuckets(64<<10, 2, 14)}),
 		fuel:        prometheus.NewCounter(prometheus.CounterOpts{Name: "extedge_runner_fuel_consumed_total", Help: "Fuel consumed by metered calls."}),
@@ -85,8 +86,12 @@ func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int) (*me
 		func() float64 { return float64(lim.inFlight()) })
 	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "extedge_runner_queued", Help: "Calls waiting for a concurrency slot."},
 		func() float64 { return float64(lim.waiting()) })
-	for _, c := range []prometheus.Collector{m.invocations, m.duration, m.instantiate, m.guest, m.memory, m.fuel, m.egress, m.rejected,
-		m.queueWait, m.cpu, m.demoted, m.guestDropped, inFlight, queued} {
+	collectors := []prometheus.Collector{m.invocations, m.duration, m.instantiate, m.guest, m.memory, m.fuel, m.egress, m.rejected,
+		m.queueWait, m.cpu, m.demoted, m.guestDropped, inFlight, queued}
+	if reuse != nil {
+		collectors = append(collectors, reuseCollectors(reuse)...)
+	}
+	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -95,13 +100,34 @@ func newMetrics(reg prometheus.Registerer, lim *limiter, maxExtensions int) (*me
 	return m, nil
 }
 
+// reuseCollectors export the instance reuse counters (SPEC §6.5), read
+// from the engine when scraped; like every runner metric they carry no
+// tenant or install.
+func reuseCollectors(stats func() engine.ReuseStats) []prometheus.Collector {
+	counter := func(name, help string, v func(engine.ReuseStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(stats())) })
+	}
+	return []prometheus.Collector{
+		counter("extedge_runner_reuse_hits_total", "Calls of reuse installs served by a kept instance.", func(s engine.ReuseStats) uint64 { return s.Hits }),
+		counter("extedge_runner_reuse_misses_total", "Calls of reuse installs that found no idle instance and made one.", func(s engine.ReuseStats) uint64 { return s.Misses }),
+		counter("extedge_runner_reuse_discards_total", "Kept instances dropped after a failed call (trap, timeout, limit, error).", func(s engine.ReuseStats) uint64 { return s.Discards }),
+		counter("extedge_runner_reuse_recycled_total", "Kept instances dropped after their max_calls or max_age.", func(s engine.ReuseStats) uint64 { return s.Recycled }),
+		counter("extedge_runner_reuse_evicted_total", "Idle instances dropped to stay within the pool bounds (LRU).", func(s engine.ReuseStats) uint64 { return s.Evicted }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "extedge_runner_reuse_idle_instances", Help: "Instances kept idle for reuse."},
+			func() float64 { return float64(stats().Idle) }),
+	}
+}
+
 func (m *metrics) observe(outcome string, d time.Duration, st *callStats) {
 	m.invocations.WithLabelValues(outcome).Inc()
 	m.duration.Observe(d.Seconds())
 	if st == nil || !st.ran {
 		return
 	}
-	m.instantiate.Observe(st.Instantiate.Seconds())
+	if !st.Reused {
+		// A kept instance was not instantiated for the call.
+		m.instantiate.Observe(st.Instantiate.Seconds())
+	}
 	m.guest.Observe(st.Guest.Seconds())
 	if st.PeakMemoryBytes > 0 {
 		m.memory.Observe(float64(st.PeakMemoryBytes))

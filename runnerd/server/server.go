@@ -168,7 +168,11 @@ func New(cfg Config) (*Server, error) {
 		heavy:  newHeavyInstalls(cfg.Engine.DemoteAfter()),
 	}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Registerer, s.limits, cfg.MaxMetricExtensions); err != nil {
+	var reuseStats func() engine.ReuseStats
+	if cfg.Engine != nil {
+		reuseStats = cfg.Engine.ReuseStats
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer, s.limits, cfg.MaxMetricExtensions, reuseStats); err != nil {
 		return nil, err
 	}
 	s.mux = http.NewServeMux()
@@ -415,7 +419,12 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	stats.ran = true
 	lim := s.limitsFor(env.Limits)
 	lim.StartDemoted = s.heavy.startDemoted(env.Context.InstallID)
-	res, err := s.cfg.Engine.Run(ctx, mod, export, request, lim, inv)
+	var res *engine.Result
+	if reuse, ok := reuseFor(env); ok {
+		res, err = s.cfg.Engine.RunReused(ctx, reuse, mod, export, request, lim, inv)
+	} else {
+		res, err = s.cfg.Engine.Run(ctx, mod, export, request, lim, inv)
+	}
 	s.heavy.observe(env.Context.InstallID, res.Stats.CPU)
 	stats.Stats = res.Stats
 	stats.egress = res.Host.EgressBytes
@@ -431,6 +440,21 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 // started.
 func callOver(when string) *execapi.Error {
 	return &execapi.Error{Code: execapi.CodeTimeout, Message: "the call's deadline passed " + when}
+}
+
+// reuseFor is the instance reuse an envelope asks for (SPEC §6.5): only
+// for a named install, keyed by tenant and install so that an instance
+// never serves another, with its bounds capped at what registryd accepts.
+func reuseFor(env *execapi.Request) (engine.Reuse, bool) {
+	ir := env.InstanceReuse
+	if ir == nil || env.Context.InstallID == "" {
+		return engine.Reuse{}, false
+	}
+	return engine.Reuse{
+		Key:      env.Context.TenantID + "\x00" + env.Context.InstallID,
+		MaxCalls: min(ir.MaxCalls, registryapi.MaxReuseMaxCalls),
+		MaxAge:   time.Duration(min(ir.MaxAgeMS, registryapi.MaxReuseMaxAgeMS)) * time.Millisecond,
+	}, true
 }
 
 // limitsFor applies an envelope's limits downward only.

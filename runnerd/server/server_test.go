@@ -87,7 +87,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 		hashOf("tampered"):    &execapi.Error{Code: execapi.CodeIntegrityFailed, Message: "content hash mismatch"},
 		hashOf("broken"):      errors.New("open /var/lib/secret/path: permission denied"),
 	}}
-	for _, g := range []string{"ok.wat", "echo.wat", "loop.wat", "membomb.wat", "recursion.wat", "nonzero.wat", "oob_response.wat", "log_flood.wat"} {
+	for _, g := range []string{"ok.wat", "echo.wat", "loop.wat", "membomb.wat", "recursion.wat", "nonzero.wat", "oob_response.wat", "log_flood.wat", "counter.wat"} {
 		m, err := eng.Compile(guests.MustWasm(t, g, nil))
 		if err != nil {
 			t.Fatal(err)
@@ -229,17 +229,45 @@ func TestExecuteErrorCodes(t *testing.T) {
 		}), 504, execapi.CodeTimeout},
 		{"unexpected failure is internal without details", testToken, with("broken", nil), 500, execapi.CodeInternal},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := f.post(t, execapi.PathExecute, tt.token, tt.body)
-			if status != tt.status || errCode(t, body) != tt.code {
-				t.Fatalf("got %d %s, want %d %s", status, body, tt.status, tt.code)
+	for _, reuse := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			body := tt.body
+			if reuse {
+				// The same misbehaviour with instance reuse on (SPEC §6.5),
+				// twice: a failed instance is never kept for the next call.
+				name += " with instance reuse"
+				if env, ok := body.(map[string]any); ok {
+					withReuse := map[string]any{"instance_reuse": map[string]any{}}
+					for k, v := range env {
+						withReuse[k] = v
+					}
+					body = withReuse
+				}
 			}
-			if strings.Contains(string(body), "/var/lib") {
-				t.Errorf("error body leaks internals: %s", body)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				for range 1 + btoi(reuse) {
+					status, out := f.post(t, execapi.PathExecute, tt.token, body)
+					if status != tt.status || errCode(t, out) != tt.code {
+						t.Fatalf("got %d %s, want %d %s", status, out, tt.status, tt.code)
+					}
+					if strings.Contains(string(out), "/var/lib") {
+						t.Errorf("error body leaks internals: %s", out)
+					}
+				}
+			})
+		}
 	}
+	if st := f.srv.cfg.Engine.ReuseStats(); st.Hits != 0 || st.Idle != 0 {
+		t.Fatalf("a failed instance was reused or kept: %+v", st)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestExecuteSuccess(t *testing.T) {
@@ -388,6 +416,65 @@ func TestLoopingTenantDoesNotBlockAnotherTenant(t *testing.T) {
 	}
 	if count[execapi.CodeTimeout] != 2 || count[execapi.CodeConcurrencyLimited] != 4 {
 		t.Fatalf("tenant a outcomes %v, want 2 timeouts and 4 concurrency_limited", count)
+	}
+}
+
+// TestExecuteWithInstanceReuse: an envelope with instance_reuse is served
+// by the install's kept instance (the counter guest counts on), another
+// install or an envelope without it gets a fresh one, and /metrics counts
+// hits and misses without any tenant label.
+func TestExecuteWithInstanceReuse(t *testing.T) {
+	f := newFixture(t, nil)
+	call := func(tenant, install string, reuse any) string {
+		t.Helper()
+		env := envelope("counter.wat", tenant)
+		env["context"].(map[string]any)["install_id"] = install
+		if reuse != nil {
+			env["instance_reuse"] = reuse
+		}
+		st, body := f.post(t, execapi.PathExecute, testToken, env)
+		if st != 200 {
+			t.Fatalf("status %d: %s", st, body)
+		}
+		var r execapi.Response
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		return string(r.Body)
+	}
+	on := map[string]any{}
+	for i, tt := range []struct {
+		tenant, install string
+		reuse           any
+		want            string
+	}{
+		{"tenant-a", "inst-a", on, "1"},
+		{"tenant-a", "inst-a", on, "2"},
+		{"tenant-a", "inst-a", nil, "1"},    // no reuse: fresh
+		{"tenant-b", "inst-a", on, "1"},     // same install id, other tenant
+		{"tenant-a", "inst-other", on, "1"}, // other install
+		{"tenant-a", "inst-a", on, "3"},     // still the kept one
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "1"},
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "2"},
+		{"tenant-c", "inst-c", map[string]any{"max_calls": 2}, "1"}, // recycled
+	} {
+		if got := call(tt.tenant, tt.install, tt.reuse); got != tt.want {
+			t.Fatalf("call %d (%s/%s): count %s, want %s", i, tt.tenant, tt.install, got, tt.want)
+		}
+	}
+	resp, err := f.client.Get(f.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"extedge_runner_reuse_hits_total 3", "extedge_runner_reuse_misses_total 5", "extedge_runner_reuse_recycled_total 1"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(text), "tenant-a") {
+		t.Error("metrics carry a tenant id")
 	}
 }
 
@@ -649,7 +736,7 @@ func TestTelemetry(t *testing.T) {
 
 func TestGuestMetricCardinalityIsCapped(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100)
+	m, err := newMetrics(reg, newLimiter(1, 1, 1, time.Millisecond), 100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,10 @@ import (
 
 var sink [][]byte
 
+// calls counts /count calls in this instance: 1 on every call with a fresh
+// instance, 1, 2, 3… with instance reuse (SPEC §6.5).
+var calls int
+
 func init() {
 	guest.Route("GET", "/hello", func(r *guest.Request) guest.Response {
 		guest.Log.Infof("hello for %s", r.Context.TenantID)
@@ -59,6 +63,10 @@ func init() {
 			return guest.ErrorFrom(err)
 		}
 		return guest.JSON(200, map[string]any{"upstream_status": resp.Status, "body": string(resp.Body)})
+	})
+	guest.Route("GET", "/count", func(*guest.Request) guest.Response {
+		calls++
+		return guest.JSON(200, map[string]int{"calls": calls})
 	})
 	guest.Route("GET", "/panic", func(*guest.Request) guest.Response { panic("boom") })
 	guest.Route("GET", "/print", func(*guest.Request) guest.Response {

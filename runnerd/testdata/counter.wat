@@ -1,0 +1,40 @@
+;; Keeps a global call counter, for instance reuse (SPEC §6.5): every
+;; export adds one. "handler" answers the count as an opaque body; "trap"
+;; traps after counting, "loop" spins until its deadline and "fail" returns
+;; 3, so tests can see whether the next call gets the same instance.
+(global $count (mut i32) (i32.const 0))
+(func $itoa (param $n i32) (param $buf i32) (result i32)
+  (local $len i32) (local $t i32) (local $i i32)
+  (local.set $t (local.get $n))
+  (local.set $len (i32.const 1))
+  (block $done (loop $digits
+    (br_if $done (i32.lt_u (local.get $t) (i32.const 10)))
+    (local.set $t (i32.div_u (local.get $t) (i32.const 10)))
+    (local.set $len (i32.add (local.get $len) (i32.const 1)))
+    (br $digits)))
+  (local.set $i (local.get $len))
+  (local.set $t (local.get $n))
+  (loop $write
+    (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+    (i32.store8 (i32.add (local.get $buf) (local.get $i))
+      (i32.add (i32.const 48) (i32.rem_u (local.get $t) (i32.const 10))))
+    (local.set $t (i32.div_u (local.get $t) (i32.const 10)))
+    (br_if $write (i32.gt_u (local.get $i) (i32.const 0))))
+  (local.get $len))
+(func $count
+  (global.set $count (i32.add (global.get $count) (i32.const 1))))
+(func (export "handler") (param $p i32) (param $l i32) (param $out i32) (result i32)
+  (local $buf i32)
+  (call $count)
+  (local.set $buf (call $alloc (i32.const 16)))
+  (call $respond (local.get $out) (local.get $buf) (call $itoa (global.get $count) (local.get $buf))))
+(func (export "trap") (param $p i32) (param $l i32) (param $out i32) (result i32)
+  (call $count)
+  unreachable)
+(func (export "loop") (param $p i32) (param $l i32) (param $out i32) (result i32)
+  (call $count)
+  (loop $spin (br $spin))
+  (i32.const 0))
+(func (export "fail") (param $p i32) (param $l i32) (param $out i32) (result i32)
+  (call $count)
+  (i32.const 3))
