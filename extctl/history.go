@@ -236,6 +236,8 @@ type debugStream struct {
 	token  string
 	hc     *http.Client
 	stderr io.Writer // notices: connected, reconnecting, gateway errors
+	// idle overrides followIdle (tests).
+	idle time.Duration
 }
 
 func (g *gatewayFlags) stream(ext, caFile string) (*debugStream, error) {
@@ -268,6 +270,12 @@ const (
 	followRetryMin = 500 * time.Millisecond
 	followRetryMax = 10 * time.Second
 )
+
+// followIdle is how long a connection may stay silent before --follow
+// drops and reopens it: the gateway sends a keep-alive comment every 15 s,
+// so three missed ones mean a dead connection (a TCP peer that vanished
+// without a reset never ends the read otherwise).
+const followIdle = 45 * time.Second
 
 // follow prints the stream's entries until ctx ends (a clean return). A
 // refusal on the first connection (bad token, no Redis) is an error; later
@@ -316,6 +324,14 @@ func (e *gatewayError) Error() string { return e.code + ": " + oneLine(e.message
 // read runs one connection: it reports whether the stream was opened and
 // why it ended, and keeps *last at the newest entry id printed.
 func (d *debugStream) read(ctx context.Context, last *string, out *logPrinter, onOpen func()) (bool, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := d.idle
+	if idle == 0 {
+		idle = followIdle
+	}
+	watchdog := time.AfterFunc(idle, func() { cancel(fmt.Errorf("no data for %s", idle)) })
+	defer watchdog.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url, nil)
 	if err != nil {
 		return false, err
@@ -346,6 +362,7 @@ func (d *debugStream) read(ctx context.Context, last *string, out *logPrinter, o
 	var id, event string
 	var data strings.Builder
 	for sc.Scan() {
+		watchdog.Reset(idle)
 		line := sc.Text()
 		switch {
 		case line == "":
@@ -380,6 +397,9 @@ func (d *debugStream) read(ctx context.Context, last *string, out *logPrinter, o
 				data.WriteString(v)
 			}
 		}
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+		return true, cause // the watchdog's
 	}
 	if err := sc.Err(); err != nil {
 		return true, err

@@ -90,3 +90,38 @@ func TestFollowReconnectsWithLastEventID(t *testing.T) {
 		t.Fatalf("stderr %q", stderr.String())
 	}
 }
+
+// TestFollowDropsASilentConnection: a connection that sends nothing, not
+// even keep-alives, for the idle bound is dropped and reopened.
+func TestFollowDropsASilentConnection(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns++
+		n := conns
+		mu.Unlock()
+		if n > 1 {
+			w.WriteHeader(403)
+			fmt.Fprint(w, `{"error":{"code":"forbidden","message":"stop here"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, ": connected\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // silent until the client gives up
+	}))
+	defer srv.Close()
+	d := &debugStream{url: srv.URL + debugStreamPath + "?extension=com.acme.x", token: "t", hc: srv.Client(), idle: 300 * time.Millisecond}
+	var stdout, stderr strings.Builder
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := d.follow(ctx, &stderr, newLogPrinter(&stdout, false))
+	var ce *codedError
+	if !errors.As(err, &ce) || ce.code != "forbidden" || conns != 2 {
+		t.Fatalf("follow ended with %v after %d connections", err, conns)
+	}
+	if !strings.Contains(stderr.String(), "no data for 300ms") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+}
