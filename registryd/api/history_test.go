@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/extedge/extedge/internal/registryapi"
 )
 
@@ -280,6 +282,26 @@ func TestExecutionHistoryRejects(t *testing.T) {
 		for _, x := range e.executions(e.tenantA, "limit=500").Executions {
 			if x.RequestID == "req-b" {
 				t.Fatal("tenant-a sees tenant-b's record")
+			}
+		}
+	})
+	t.Run("row-level security backs the predicates of both tables", func(t *testing.T) {
+		// The history queries carry tenant predicates; without them, the
+		// tenant setting alone still hides tenant-a's rows from tenant-b.
+		for _, tbl := range []string{"extension_execution_log", "extension_quota_usage"} {
+			for tenant, want := range map[string]bool{"tenant-b": false, "": false, "tenant-a": true} {
+				var n int
+				err := pgx.BeginFunc(t.Context(), e.db.Pool, func(tx pgx.Tx) error {
+					if tenant != "" {
+						if _, err := tx.Exec(t.Context(), "SELECT set_config('extedge.tenant', $1, true)", tenant); err != nil {
+							return err
+						}
+					}
+					return tx.QueryRow(t.Context(), "SELECT count(*) FROM "+tbl+" WHERE tenant_id = 'tenant-a'").Scan(&n)
+				})
+				if err != nil || (n > 0) != want {
+					t.Fatalf("%s under tenant %q: %d of tenant-a's rows visible (%v)", tbl, tenant, n, err)
+				}
 			}
 		}
 	})
