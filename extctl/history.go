@@ -35,7 +35,6 @@ import (
 	"time"
 
 	"github.com/extedge/extedge/internal/registryapi"
-	"github.com/extedge/extedge/internal/tlsconf"
 )
 
 // debugStreamPath is the gateway's debug stream (SPEC §8).
@@ -129,7 +128,7 @@ func logsCmd(fs *flagSet) runFunc {
 		}
 		var stream *debugStream
 		if *follow {
-			if stream, err = gw.stream(*ext, rf.caFile); err != nil {
+			if stream, err = gw.stream(*ext); err != nil {
 				return err
 			}
 		}
@@ -240,7 +239,9 @@ type debugStream struct {
 	idle time.Duration
 }
 
-func (g *gatewayFlags) stream(ext, caFile string) (*debugStream, error) {
+// stream checks the flags; the gateway is verified against the system
+// roots (it is the PSA's public front, unlike a registry behind a private CA).
+func (g *gatewayFlags) stream(ext string) (*debugStream, error) {
 	u, err := url.Parse(g.url)
 	if g.url == "" {
 		return nil, usageError{"--follow needs --gateway URL (or $EXTEDGE_GATEWAY)"}
@@ -252,16 +253,10 @@ func (g *gatewayFlags) stream(ext, caFile string) (*debugStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	tlsConfig, err := tlsconf.Client(caFile)
-	if err != nil {
-		return nil, err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConfig
 	return &debugStream{
 		url:   strings.TrimSuffix(g.url, "/") + debugStreamPath + "?extension=" + url.QueryEscape(ext),
 		token: tok,
-		hc:    &http.Client{Transport: tr},
+		hc:    &http.Client{},
 	}, nil
 }
 
