@@ -109,6 +109,20 @@ func init() {
 			summary: "make dead deliveries pending again",
 			about: "Resets each dead delivery of tenant T's install of NAME to pending with a fresh " +
 				"attempt budget; a delivery that is not dead is refused (delivery_not_dead)." + registryAbout},
+		{name: "logs", args: "--tenant T --extension NAME [--since WHEN] [--outcome O] [--endpoint E] [--status S] [--request-id ID] [--limit N] [--follow]", setup: logsCmd,
+			summary: "print an install's execution history, then optionally follow its live debug stream",
+			about: "Prints the newest --limit calls of tenant T's extension NAME that match the filters, " +
+				"oldest first: start, request id, endpoint, outcome, guest status, duration, CPU and egress " +
+				"(SPEC §21). With --follow it then tails the gateway's live debug stream of NAME " +
+				"(--gateway, with a JWT holding extension:debug in --gateway-token-file; the stream is " +
+				"that token's tenant's), reconnecting after drops, until Ctrl-C. With --json every " +
+				`record and entry is one JSON line, {"type":"execution",…} or {"type":"debug","id",…}.` + registryAbout},
+		{name: "usage", args: "--tenant T --extension NAME [--since WHEN] [--until WHEN]", setup: usageCmd,
+			summary: "print an install's per-minute invocations, errors, CPU ms and egress bytes",
+			about: "Prints, for each minute since --since (default the last hour) in which tenant T's " +
+				"extension NAME was called, its invocations, errors, CPU milliseconds and egress bytes, " +
+				"then the totals. --json prints the registry's report " +
+				`{"tenant_id","extension","from","to","minutes":[…],"total":{…}}.` + registryAbout},
 		{name: "revoke", args: "--extension NAME --version V --reason R", setup: revokeCmd,
 			summary: "revoke a published version",
 			about: "Marks a version revoked with a reason: installs pinned to it stop serving, and it " +

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,16 @@ type cli struct {
 	stdin          io.Reader
 	isTerminal     bool // stderr is a terminal (progress bars)
 	stdinTerminal  bool // stdin is a terminal (confirmation prompts)
+	// ctx is the parent of long-running commands' contexts (logs
+	// --follow); nil is context.Background. Tests cancel it to stop them.
+	ctx context.Context
+}
+
+func (c *cli) context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
 }
 
 // usageError marks errors that should print the command's usage.

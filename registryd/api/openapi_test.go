@@ -117,7 +117,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		}
 	}
 
-	// Every route SPEC §7.3, §7.4, §12 and §18 names.
+	// Every route SPEC §7.3, §7.4, §12, §18 and §21 names.
 	spec := []string{
 		"POST /v1/bundles",
 		"GET /v1/extensions", "GET /v1/extensions/{name}", "GET /v1/extensions/{name}/versions",
@@ -128,6 +128,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		"POST /v1/tenants/{tenant}/installs/{name}/disable", "DELETE /v1/tenants/{tenant}/installs/{name}",
 		"PUT /v1/tenants/{tenant}/installs/{name}/secrets",
 		"GET /v1/tenants/{tenant}/installs/{name}/deliveries", "POST /v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry",
+		"GET /v1/tenants/{tenant}/installs/{name}/executions", "GET /v1/tenants/{tenant}/installs/{name}/usage",
 		"GET /v1/resolve/{tenant}/{extension}", "GET /v1/bundles/{hash}/status", "GET /v1/changes",
 		"POST /v1/internal/storage", "POST /v1/internal/executions",
 		"POST /v1/events", "POST /v1/internal/deliveries/lease",

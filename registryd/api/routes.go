@@ -38,7 +38,7 @@ var (
 	serviceRoles  = []string{store.RoleService, store.RolePlatformAdmin}
 )
 
-// routes is the route table (SPEC §7.3, §7.4, §12, §18).
+// routes is the route table (SPEC §7.3, §7.4, §12, §18, §21).
 var routes = []route{
 	{method: "GET", path: "/healthz", summary: "Liveness: the process answers", handle: (*Server).healthz},
 	{method: "GET", path: "/readyz", summary: "Readiness: the database answers within 2 s", handle: (*Server).readyz},
@@ -62,6 +62,8 @@ var routes = []route{
 	{method: "PUT", path: "/v1/tenants/{tenant}/installs/{name}/secrets", summary: "Merge an install's secrets (write-only; an empty value deletes)", roles: tenantAdmins, handle: (*Server).putSecrets},
 	{method: "GET", path: "/v1/tenants/{tenant}/installs/{name}/deliveries", summary: "List an install's event deliveries, newest first (?status=pending|leased|succeeded|dead, ?limit=)", roles: tenantAdmins, handle: (*Server).listDeliveries},
 	{method: "POST", path: "/v1/tenants/{tenant}/installs/{name}/deliveries/{id}/retry", summary: "Make a dead delivery pending again with fresh attempts", roles: tenantAdmins, handle: (*Server).retryDelivery},
+	{method: "GET", path: "/v1/tenants/{tenant}/installs/{name}/executions", summary: "List an install's execution records, newest first, in cursor pages (?since=&until=&outcome=&endpoint=&status=&request_id=&limit=&cursor=)", roles: tenantAdmins, handle: (*Server).listExecutions},
+	{method: "GET", path: "/v1/tenants/{tenant}/installs/{name}/usage", summary: "An install's per-minute invocations, errors, CPU ms and egress bytes in [?from, ?to) (default the last hour)", roles: tenantAdmins, handle: (*Server).installUsage},
 
 	{method: "GET", path: "/v1/resolve/{tenant}/{extension}", summary: "Resolve a tenant's install for gateways and runners (ETag, sealed secret envelope)", roles: serviceRoles, handle: (*Server).resolve},
 	{method: "GET", path: "/v1/bundles/{hash}/status", summary: "Whether a content hash is a published, non-revoked version of ?extension=", roles: serviceRoles, handle: (*Server).bundleStatus},
