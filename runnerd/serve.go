@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,7 @@ type options struct {
 	drainDelay                       time.Duration
 	metricsMaxExtensions             int
 	demoteAfter                      time.Duration
+	cpuProfile                       string
 	reuseMaxIdle, reuseMaxPerInstall int
 
 	registryCacheTTL, registryMaxStale time.Duration
@@ -195,6 +197,7 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.IntVar(&o.maxPerTenant, "max-concurrency-per-tenant", 0, "calls in flight per tenant (default a quarter of --max-concurrency, at least 1)")
 	fs.IntVar(&o.maxQueuePerTenant, "max-queue-per-tenant", 0, "calls of one tenant waiting for a slot (default --max-concurrency-per-tenant); slots go to waiting tenants fairly")
 	fs.DurationVar(&o.queueWait, "queue-wait", 100*time.Millisecond, "how long a call waits for a concurrency slot before 429")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file (%p in it becomes the pid), for benchmarks; off by default")
 	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
 	fs.IntVar(&o.reuseMaxIdle, "reuse-max-idle", engine.DefaultMaxIdleInstances, "instances kept idle for installs that opt into instance reuse, in all (least recently used dropped first); 0 keeps none")
 	fs.IntVar(&o.reuseMaxPerInstall, "reuse-max-idle-per-install", engine.DefaultMaxIdlePerInstall, "idle instances kept per install and module")
@@ -268,6 +271,13 @@ func serve(args []string) error {
 	}
 	defer log.Sync()
 
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	if procs, set := guestProcs(o.maxConcurrency); set {
 		log.Info("GOMAXPROCS raised so calls in guests never hold every P", zap.Int("gomaxprocs", procs))
 	}
@@ -421,6 +431,25 @@ func (d *daemon) buildEngine() error {
 	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter,
 		MaxIdleInstances: maxIdle, MaxIdlePerInstall: d.o.reuseMaxPerInstall}, hosts)
 	return err
+}
+
+// startCPUProfile writes a CPU profile to path ("%p" replaced by the pid,
+// so that several runners started alike write one file each) until the
+// returned stop is called, when the daemon exits. Errors name the flag.
+func startCPUProfile(path string) (stop func(), err error) {
+	path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile %s: %v", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // guestProcs raises GOMAXPROCS to the cores plus maxConcurrency unless
