@@ -132,7 +132,7 @@ func TestEventDeliveryRate(t *testing.T) {
 		out := map[string][2]time.Time{}
 		testenv.WaitFor(t, 3*time.Minute, func() error {
 			rows, err := conn.Query(ctx, `SELECT event_id, started_at, finished_at FROM extension_execution_log
-				WHERE tenant_id = $1 AND event_id = ANY($2) AND status = 'ok'`, tenant, evIDs)
+				WHERE tenant_id = $1 AND event_id = ANY($2) AND status = 'ok' AND http_status = 204`, tenant, evIDs)
 			if err != nil {
 				return err
 			}
@@ -213,6 +213,7 @@ func TestEventDeliveryRate(t *testing.T) {
 	// envelope a delivery uses, workers callers, as many calls as the burst.
 	client := runner.Client(30 * time.Second)
 	var apiLat []time.Duration
+	var apiFailed atomic.Int64
 	var mu sync.Mutex
 	next.Store(0)
 	apiStart := time.Now()
@@ -241,8 +242,8 @@ func TestEventDeliveryRate(t *testing.T) {
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"status":204`)) {
-					t.Errorf("execute: %d %s", resp.StatusCode, body)
-					return
+					apiFailed.Add(1)
+					continue
 				}
 				mu.Lock()
 				apiLat = append(apiLat, time.Since(t0))
@@ -259,6 +260,10 @@ func TestEventDeliveryRate(t *testing.T) {
 	t.Logf("%-44s %10s %10s %10s", fmt.Sprintf("paced %d events (idle runner), →start", paced), "-", pct(pacedLat, 50), pct(pacedLat, 99))
 	t.Logf("%-44s %10s %10s %10s", "paced, event→handler done", "-", pct(pacedRun, 50), pct(pacedRun, 99))
 	t.Logf("%-44s %10.1f %10s %10s", fmt.Sprintf("same handler via POST /v1/execute (%d)", len(apiLat)), apiRate, pct(apiLat, 50), pct(apiLat, 99))
+	var failedAttempts int
+	conn.QueryRow(ctx, `SELECT count(*) FROM extension_execution_log WHERE tenant_id = $1 AND event_id IS NOT NULL
+		AND NOT (status = 'ok' AND http_status = 204)`, tenant).Scan(&failedAttempts)
+	t.Logf("non-2xx attempts: %d of deliveries and execute calls together (execute alone: %d)", failedAttempts, apiFailed.Load())
 	t.Logf("deliveries/s ÷ execute calls/s = %.2f (burst published in %v: %.0f events/s into registryd)", burstRate/apiRate, published.Round(time.Millisecond), float64(burst)/published.Seconds())
 }
 
