@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -128,19 +129,21 @@ func TestEventDeliveryRate(t *testing.T) {
 	defer conn.Close(ctx)
 	// handled waits for the execution records of the events and returns
 	// each one's start and end.
+	firstTry := map[string]bool{}
 	handled := func(evIDs []string) map[string][2]time.Time {
 		out := map[string][2]time.Time{}
 		testenv.WaitFor(t, 3*time.Minute, func() error {
-			rows, err := conn.Query(ctx, `SELECT event_id, started_at, finished_at FROM extension_execution_log
+			rows, err := conn.Query(ctx, `SELECT event_id, request_id, started_at, finished_at FROM extension_execution_log
 				WHERE tenant_id = $1 AND event_id = ANY($2) AND status = 'ok' AND http_status = 204`, tenant, evIDs)
 			if err != nil {
 				return err
 			}
 			for rows.Next() {
-				var id string
+				var id, rid string
 				var s, f time.Time
-				rows.Scan(&id, &s, &f)
+				rows.Scan(&id, &rid, &s, &f)
 				out[id] = [2]time.Time{s, f}
+				firstTry[id] = strings.HasSuffix(rid, "-1")
 			}
 			if len(out) < len(evIDs) {
 				return fmt.Errorf("%d of %d events handled", len(out), len(evIDs))
@@ -181,14 +184,19 @@ func TestEventDeliveryRate(t *testing.T) {
 		burstIDs = append(burstIDs, s.id)
 	}
 	got := handled(burstIDs)
+	// Deliveries that failed wait registryd's backoff (30 s) before their
+	// next attempt; the rate is over the first attempts that succeeded.
 	var last time.Time
-	var burstLat []time.Duration
+	var burstLat, firstLat []time.Duration
 	for _, s := range burstSent {
 		r := got[s.id]
-		last = maxTime(last, r[1])
 		burstLat = append(burstLat, r[0].Sub(s.at))
+		if firstTry[s.id] {
+			last = maxTime(last, r[1])
+			firstLat = append(firstLat, r[0].Sub(s.at))
+		}
 	}
-	burstRate := float64(burst) / last.Sub(start).Seconds()
+	burstRate := float64(len(firstLat)) / last.Sub(start).Seconds()
 
 	// Paced: one event every 150 ms, so the runner is idle when each
 	// arrives: the latency an event sees on a quiet system.
@@ -256,14 +264,22 @@ func TestEventDeliveryRate(t *testing.T) {
 
 	t.Logf("sample %s handler, %d workers, runner --delivery-poll 100ms, %d agreement ids", topic, workers, ids)
 	t.Logf("%-44s %10s %10s %10s", "scenario", "per s", "p50", "p99")
-	t.Logf("%-44s %10.1f %10s %10s", fmt.Sprintf("burst of %d events, event→handler start", burst), burstRate, pct(burstLat, 50), pct(burstLat, 99))
+	t.Logf("%-44s %10.1f %10s %10s", fmt.Sprintf("burst: %d of %d events ok at first attempt", len(firstLat), burst), burstRate, pct(firstLat, 50), pct(firstLat, 99))
+	t.Logf("%-44s %10s %10s %10s", "burst, all events incl. retried, →start", "-", pct(burstLat, 50), pct(burstLat, 99))
 	t.Logf("%-44s %10s %10s %10s", fmt.Sprintf("paced %d events (idle runner), →start", paced), "-", pct(pacedLat, 50), pct(pacedLat, 99))
 	t.Logf("%-44s %10s %10s %10s", "paced, event→handler done", "-", pct(pacedRun, 50), pct(pacedRun, 99))
 	t.Logf("%-44s %10.1f %10s %10s", fmt.Sprintf("same handler via POST /v1/execute (%d)", len(apiLat)), apiRate, pct(apiLat, 50), pct(apiLat, 99))
-	var failedAttempts int
-	conn.QueryRow(ctx, `SELECT count(*) FROM extension_execution_log WHERE tenant_id = $1 AND event_id IS NOT NULL
-		AND NOT (status = 'ok' AND http_status = 204)`, tenant).Scan(&failedAttempts)
-	t.Logf("non-2xx attempts: %d of deliveries and execute calls together (execute alone: %d)", failedAttempts, apiFailed.Load())
+	rows, err := conn.Query(ctx, `SELECT status, coalesce(http_status, 0), count(*) FROM extension_execution_log WHERE tenant_id = $1
+		AND event_id IS NOT NULL AND NOT (status = 'ok' AND http_status = 204) GROUP BY 1, 2`, tenant)
+	if err == nil {
+		for rows.Next() {
+			var st string
+			var hs, n int
+			rows.Scan(&st, &hs, &n)
+			t.Logf("failed attempts (deliveries and execute calls): %d × %s/%d", n, st, hs)
+		}
+	}
+	t.Logf("execute calls not answered 204: %d", apiFailed.Load())
 	t.Logf("deliveries/s ÷ execute calls/s = %.2f (burst published in %v: %.0f events/s into registryd)", burstRate/apiRate, published.Round(time.Millisecond), float64(burst)/published.Seconds())
 }
 
