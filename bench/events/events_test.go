@@ -280,6 +280,15 @@ func TestEventDeliveryRate(t *testing.T) {
 		}
 	}
 	t.Logf("execute calls not answered 204: %d", apiFailed.Load())
+	if b, err := os.ReadFile(runner.Log); err == nil {
+		shown := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "handler error") && shown < 3 {
+				t.Logf("runner log: %.400s", line)
+				shown++
+			}
+		}
+	}
 	t.Logf("deliveries/s ÷ execute calls/s = %.2f (burst published in %v: %.0f events/s into registryd)", burstRate/apiRate, published.Round(time.Millisecond), float64(burst)/published.Seconds())
 }
 
