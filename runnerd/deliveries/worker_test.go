@@ -21,6 +21,8 @@ type fakeRegistry struct {
 	completed []string
 	failed    []registryapi.FailRequest
 	reported  chan struct{}
+	// completeErrs are answered by the first complete calls, in order.
+	completeErrs []error
 }
 
 func (f *fakeRegistry) LeaseDeliveries(ctx context.Context, req registryapi.LeaseRequest) ([]registryapi.LeasedDelivery, error) {
@@ -40,8 +42,15 @@ func (f *fakeRegistry) LeaseDeliveries(ctx context.Context, req registryapi.Leas
 func (f *fakeRegistry) CompleteDelivery(ctx context.Context, id, leaseID string) (*registryapi.DeliveryOutcome, error) {
 	f.mu.Lock()
 	f.completed = append(f.completed, id)
+	var err error
+	if len(f.completeErrs) > 0 {
+		err, f.completeErrs = f.completeErrs[0], f.completeErrs[1:]
+	}
 	f.mu.Unlock()
 	f.reported <- struct{}{}
+	if err != nil {
+		return nil, err
+	}
 	return &registryapi.DeliveryOutcome{ID: id, Status: registryapi.DeliverySucceeded, Attempts: 1}, nil
 }
 
@@ -221,4 +230,29 @@ func TestLeaseBounds(t *testing.T) {
 			t.Errorf("lease %v accepted", l)
 		}
 	}
+}
+
+// TestReports: a report registryd could not take is sent again; one it
+// refused because the lease was lost is not.
+func TestReports(t *testing.T) {
+	ok := func(int) (*execapi.Response, *execapi.Error) { return &execapi.Response{Status: 200}, nil }
+	t.Run("a report registryd did not answer is retried", func(t *testing.T) {
+		reg := &fakeRegistry{queue: []registryapi.LeasedDelivery{delivery("d1")}, reported: make(chan struct{}, 4),
+			completeErrs: []error{errors.New("connection refused")}}
+		runWorker(t, reg, &fakeExecutor{reply: ok}, 2)
+		if len(reg.completed) != 2 {
+			t.Fatalf("complete sent %d times, want 2", len(reg.completed))
+		}
+	})
+	t.Run("lease_lost is not retried", func(t *testing.T) {
+		reg := &fakeRegistry{queue: []registryapi.LeasedDelivery{delivery("d1")}, reported: make(chan struct{}, 4),
+			completeErrs: []error{&registryapi.APIError{Status: 409, Code: registryapi.CodeLeaseLost}}}
+		runWorker(t, reg, &fakeExecutor{reply: ok}, 1)
+		time.Sleep(300 * time.Millisecond)
+		reg.mu.Lock()
+		defer reg.mu.Unlock()
+		if len(reg.completed) != 1 {
+			t.Fatalf("complete sent %d times, want 1", len(reg.completed))
+		}
+	})
 }
