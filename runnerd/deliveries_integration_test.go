@@ -283,6 +283,19 @@ func TestEventDeliveries(t *testing.T) {
 		t.Logf("redelivered and done %v after the kill (lease 15 s)", took.Round(100*time.Millisecond))
 	})
 
+	t.Run("SIGTERM lets a delivery in flight finish and acknowledge", func(t *testing.T) {
+		r := s.runner(t)
+		s.event(t, "tenant-a", "ev-drain", "test.slow", `{"ms":1500}`)
+		s.waitCounter(t, "tenant-a", extA, "started:ev-drain", 1, 20*time.Second)
+		r.Stop()
+		if n, _ := s.counter(t, "tenant-a", extA, "done:ev-drain"); n != 1 {
+			t.Fatalf("done %d times after the drain, want 1", n)
+		}
+		if d := s.delivery(t, "tenant-a", extA, "ev-drain"); d.Status != registryapi.DeliverySucceeded || d.Attempts != 1 {
+			t.Fatalf("delivery after the drain %+v, want succeeded at attempt 1", d)
+		}
+	})
+
 	t.Run("two runners never run one delivery concurrently", func(t *testing.T) {
 		runners := []*testenv.RunnerdServer{s.runner(t), s.runner(t)}
 		const n = 16
