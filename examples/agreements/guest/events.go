@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/extedge/extedge/sdk/guest"
 )
@@ -14,8 +16,10 @@ const topicAgreementUpdated = "agreement.updated"
 
 // indexAttempts bounds the retries of the index write when a concurrent
 // delivery or sync wrote it first. Every delivery of the topic writes the
-// one index record, so a runner's concurrent deliveries collide often
-// (bench/events: 5 attempts failed 1 % of 4 concurrent updates).
+// one index record, so a runner's concurrent deliveries collide often;
+// retrying at once kept losing in step (bench/events: 20 immediate
+// attempts still failed 1 % of 4 concurrent updates), so each retry
+// waits a random while, growing with the attempt.
 const indexAttempts = 20
 
 // onAgreementUpdated stores the agreement the event's payload carries
@@ -49,7 +53,10 @@ func onAgreementUpdated(ev *guest.Event) error {
 // reads again. Every sort column may have changed, so the order is
 // rebuilt from the stored records (at most maxAgreements reads).
 func reindex(a Agreement) error {
-	for range indexAttempts {
+	for attempt := range indexAttempts {
+		if attempt > 0 {
+			time.Sleep(time.Duration(rand.IntN(10*attempt)+1) * time.Millisecond)
+		}
 		m, rev, err := loadMetaRevision()
 		if err != nil {
 			return err
