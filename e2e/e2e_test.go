@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/extedge/extedge/internal/devstack"
+	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/testenv"
 )
 
@@ -391,6 +392,29 @@ func testAPI(t *testing.T, st *stack) {
 		if r := do(t, "GET", st.apiURL("/agreements/AGR-9999"), demo, nil); r.status != 404 || r.errorCode() != "not_found" {
 			t.Errorf("get an unknown id = %s, want 404 not_found (the extension's own error)", r)
 		}
+	})
+
+	t.Run("an agreement.updated event updates the stored agreement (runner deliveries)", func(t *testing.T) {
+		want := agreement{ID: "AGR-1007", Client: "Northwind", Name: "Network Care (renewed)", Status: "active", MonthlyAmount: 450}
+		payload, _ := json.Marshal(want)
+		id := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+		res, err := st.Registry().PublishEvent(context.Background(), registryapi.Event{ID: id, TenantID: "demo",
+			Topic: "agreement.updated", OccurredAt: time.Now().UTC(), Payload: payload})
+		if err != nil || res.Deliveries != 1 {
+			t.Fatalf("publish: %+v %v, want one delivery (the demo tenant's sample install)", res, err)
+		}
+		testenv.WaitFor(t, 20*time.Second, func() error {
+			var a agreement
+			r := do(t, "GET", st.apiURL("/agreements/AGR-1007"), demo, nil)
+			if r.status != 200 {
+				return fmt.Errorf("get AGR-1007: %s", r)
+			}
+			json.Unmarshal(r.body, &a)
+			if a != want {
+				return fmt.Errorf("AGR-1007 = %+v, want %+v", a, want)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a tenant without the install gets 404 not_installed", func(t *testing.T) {

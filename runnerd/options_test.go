@@ -109,3 +109,32 @@ func TestREADMEListsEveryFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryLeaseMustHoldTheCall: a lease shorter than the handler
+// timeout would expire under a running delivery, so serve refuses it.
+func TestDeliveryLeaseMustHoldTheCall(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"the defaults fit", nil, true},
+		{"a lease below timeout + init + margin is refused", []string{"--delivery-lease", "10s", "--timeout", "10s"}, false},
+		{"a lease of fractional seconds is refused", []string{"--delivery-lease", "90500ms"}, false},
+		{"a lease over an hour is refused", []string{"--delivery-lease", "2h"}, false},
+		{"zero delivery concurrency is refused", []string{"--delivery-concurrency", "0"}, false},
+		{"deliveries may be turned off", []string{"--deliveries=false"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseOptions(append([]string{"--trust-bundle", "/t.pem"}, tc.args...), &bytes.Buffer{})
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+	t.Setenv("EXTEDGE_DELIVERIES", "false")
+	if o, err := parseOptions([]string{"--trust-bundle", "/t.pem"}, &bytes.Buffer{}); err != nil || o.deliveries {
+		t.Fatalf("EXTEDGE_DELIVERIES=false: %v %+v", err, o)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/extedge/extedge/internal/tlsconf"
 	"github.com/extedge/extedge/runnerd/cache"
 	"github.com/extedge/extedge/runnerd/debugstream"
+	"github.com/extedge/extedge/runnerd/deliveries"
 	"github.com/extedge/extedge/runnerd/engine"
 	"github.com/extedge/extedge/runnerd/hostapi"
 	"github.com/extedge/extedge/runnerd/hostapi/httpfetch"
@@ -82,6 +83,10 @@ type options struct {
 
 	registryCacheTTL, registryMaxStale time.Duration
 	logLevel                           string
+
+	deliveries                  bool
+	deliveryConcurrency         int
+	deliveryLease, deliveryPoll time.Duration
 }
 
 type listFlag []string
@@ -148,6 +153,10 @@ var envAliases = map[string][]string{
 	"redis":                {"RUNNER_DEBUG_REDIS_URL"},
 }
 
+// deliveryMargin is the time a delivery's call leaves between its end and
+// its lease's, to report the result.
+const deliveryMargin = 5 * time.Second
+
 // runnerTokenEnv holds the runner token itself when no --token-file is
 // given (SPEC §6.1). It is no flag's variable: a token on the command
 // line would show in ps.
@@ -206,6 +215,10 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.DurationVar(&o.epochTick, "epoch-tick", 10*time.Millisecond, "epoch ticker period (deadline granularity)")
 	fs.IntVar(&o.metricsMaxExtensions, "metrics-max-extensions", 100, "distinct values of the extension label on guest metrics; further extensions share \"_other\"")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.deliveries, "deliveries", true, "lease and run event deliveries from --registry (SPEC §18); without --registry there are none")
+	fs.IntVar(&o.deliveryConcurrency, "delivery-concurrency", 4, "event deliveries in flight; they share --max-concurrency and the per-tenant caps with API calls")
+	fs.DurationVar(&o.deliveryLease, "delivery-lease", 60*time.Second, "how long a leased delivery is held (whole seconds, 5s to 1h); must exceed --timeout plus --init-timeout by 5s, as a delivery's call ends before its lease")
+	fs.DurationVar(&o.deliveryPoll, "delivery-poll", time.Second, "after an empty lease, how long before asking registryd again (±20% jitter); the longest an idle runner takes to notice an event")
 	if err := envflag.Parse(fs, args, envAliases); err != nil {
 		return nil, err
 	}
@@ -218,6 +231,18 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	}
 	if len(o.listen) == 0 {
 		o.listen = []string{"unix:///run/extedge/runner-0.sock"}
+	}
+	if o.deliveryConcurrency < 1 {
+		return nil, fmt.Errorf("--delivery-concurrency %d: must be at least 1", o.deliveryConcurrency)
+	}
+	if o.deliveryLease < deliveries.MinLease || o.deliveryLease > deliveries.MaxLease || o.deliveryLease%time.Second != 0 {
+		return nil, fmt.Errorf("--delivery-lease %v: must be whole seconds from %v to %v", o.deliveryLease, deliveries.MinLease, deliveries.MaxLease)
+	}
+	if need := o.timeout + o.initTimeout + deliveryMargin; o.deliveryLease < need {
+		return nil, fmt.Errorf("--delivery-lease %v: must be at least --timeout + --init-timeout + %v (%v), so a delivery's call ends before its lease", o.deliveryLease, deliveryMargin, need)
+	}
+	if o.deliveryPoll <= 0 {
+		return nil, fmt.Errorf("--delivery-poll %v: must be positive", o.deliveryPoll)
 	}
 	if o.trustBundle == "" {
 		return nil, errors.New("--trust-bundle (or " + strings.Join(envflag.Names("trust-bundle", envAliases), " or ") + ") is required: runnerd only runs signed bundles")
@@ -308,6 +333,10 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	workerDone, err := d.startDeliveries(ctx, srv)
+	if err != nil {
+		return err
+	}
 	listeners, err := server.ListenAll(o.listen, d.serverTLS)
 	if err != nil {
 		return fmt.Errorf("--listen: %v", err)
@@ -326,9 +355,37 @@ func serve(args []string) error {
 		DrainDelay: o.drainDelay,
 		Grace:      o.grace,
 	})
+	select {
+	case <-workerDone:
+	case <-time.After(o.grace):
+		log.Warn("deliveries still in flight after the grace period; their leases will expire and they will be redelivered")
+	}
 	log.Info("runnerd stopped", zap.Error(err))
 	cancelBG()
 	return err
+}
+
+// startDeliveries starts the event delivery worker (runnerd/deliveries)
+// when there is a registry and --deliveries: it stops leasing when ctx
+// ends (SIGTERM) and the returned channel closes when its deliveries in
+// flight are done.
+func (d *daemon) startDeliveries(ctx context.Context, srv *server.Server) (<-chan struct{}, error) {
+	done := make(chan struct{})
+	if d.reg == nil || !d.o.deliveries {
+		close(done)
+		return done, nil
+	}
+	w, err := deliveries.New(deliveries.Config{
+		Registry: d.reg, Resolver: d.modules.Registry(), Executor: srv,
+		Concurrency: d.o.deliveryConcurrency, Lease: d.o.deliveryLease, Margin: deliveryMargin, Poll: d.o.deliveryPoll,
+		Registerer: d.prom, Logger: d.log.Named("deliveries"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("running event deliveries", zap.Int("concurrency", d.o.deliveryConcurrency), zap.Duration("lease", d.o.deliveryLease))
+	go func() { w.Run(ctx); close(done) }()
+	return done, nil
 }
 
 // daemon holds runnerd's parts while serve builds them from the options,
@@ -571,4 +628,6 @@ var (
 	_ server.LogSink      = (*debugstream.Stream)(nil)
 	_ kv.Store            = (*registryapi.Client)(nil)
 	_ records.Poster      = (*registryapi.Client)(nil)
+	_ deliveries.Executor = (*server.Server)(nil)
+	_ deliveries.Registry = (*registryapi.Client)(nil)
 )

@@ -127,6 +127,19 @@ type Request struct {
 	SecretEnvelope  *string         `json:"secret_envelope"`
 	// InstanceReuse is nil for the default, a fresh instance per call.
 	InstanceReuse *InstanceReuse `json:"instance_reuse,omitempty"`
+	// Event, when set, makes the call an event delivery (SPEC §18): the
+	// guest sees it and null http and endpoint. Endpoint.Handler still
+	// names the subscription's handler, which the runner looks up as for
+	// any call.
+	Event *Event `json:"event,omitempty"`
+}
+
+// Event is the event a delivery hands the guest (SPEC §18).
+type Event struct {
+	ID         string          `json:"id"`
+	Topic      string          `json:"topic"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	Payload    json.RawMessage `json:"payload"`
 }
 
 // Capabilities the envelope logic itself looks at.
@@ -213,6 +226,27 @@ func (r *Request) Guest() GuestRequest {
 		g.User = r.User
 	}
 	return g
+}
+
+// GuestJSON encodes the request handed to the guest: Guest for an API
+// call, or for an event delivery the event with null http and endpoint
+// (SPEC §18).
+func (r *Request) GuestJSON() ([]byte, error) {
+	if r.Event == nil {
+		return json.Marshal(r.Guest())
+	}
+	g := r.Guest()
+	return json.Marshal(eventGuestRequest{Context: g.Context, Config: g.Config, User: g.User, Event: r.Event})
+}
+
+// eventGuestRequest is the guest request of an event delivery.
+type eventGuestRequest struct {
+	Context  Context         `json:"context"`
+	HTTP     *HTTPRequest    `json:"http"`
+	Endpoint *Endpoint       `json:"endpoint"`
+	Config   json.RawMessage `json:"config,omitempty"`
+	User     *User           `json:"user,omitempty"`
+	Event    *Event          `json:"event"`
 }
 
 // GuestRequest is the JSON handed to the guest (SPEC §5.1): the envelope

@@ -207,3 +207,27 @@ func TestCPUHeader(t *testing.T) {
 		t.Errorf("no header: %v", got)
 	}
 }
+
+// TestGuestJSONOfAnEvent: an event delivery hands the guest the event
+// with null http and endpoint (SPEC §18); an API call has no event.
+func TestGuestJSONOfAnEvent(t *testing.T) {
+	r := &Request{Context: Context{RequestID: "r1"}, Endpoint: Endpoint{Handler: "dist/on"},
+		Event: &Event{ID: "e1", Topic: "agreement.updated", OccurredAt: time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC), Payload: json.RawMessage(`{"id":"42"}`)}}
+	b, err := r.GuestJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]json.RawMessage
+	json.Unmarshal(b, &got)
+	if string(got["http"]) != "null" || string(got["endpoint"]) != "null" {
+		t.Fatalf("http/endpoint not null: %s", b)
+	}
+	if want := `{"id":"e1","topic":"agreement.updated","occurred_at":"2026-12-07T00:00:00Z","payload":{"id":"42"}}`; string(got["event"]) != want {
+		t.Fatalf("event = %s, want %s", got["event"], want)
+	}
+	r.Event = nil
+	b, _ = r.GuestJSON()
+	if strings.Contains(string(b), `"event"`) {
+		t.Fatalf("API call carries an event: %s", b)
+	}
+}

@@ -62,6 +62,11 @@ const (
 	DeliveryDead      = "dead"
 )
 
+// CodeLeaseLost is the 409 error code of complete and fail when the lease
+// is no longer the delivery's (it expired and was leased again, or the
+// delivery finished): the caller's result is not recorded.
+const CodeLeaseLost = "lease_lost"
+
 // EventRef is the event as a leased delivery carries it: what the guest
 // request's "event" member holds (§18).
 type EventRef struct {

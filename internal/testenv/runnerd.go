@@ -94,5 +94,9 @@ func (r *RunnerdServer) Address() string { return "unix/" + r.Socket }
 // Kill stops runnerd with SIGKILL (for fault tests) and waits for it.
 func (r *RunnerdServer) Kill() { r.proc.kill() }
 
+// Stop sends SIGTERM (the drain) and waits for the process to exit, with
+// SIGKILL after a few seconds.
+func (r *RunnerdServer) Stop() { r.proc.stop() }
+
 // Exited is closed when the process has ended.
 func (r *RunnerdServer) Exited() <-chan struct{} { return r.proc.exited }

@@ -317,7 +317,7 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, candidates string, now time.Time
 const (
 	// CodeLeaseLost: the lease id is not the delivery's current lease (it
 	// expired and another runner holds the delivery, or it was finished).
-	CodeLeaseLost = "lease_lost"
+	CodeLeaseLost = registryapi.CodeLeaseLost
 	// CodeDeliveryNotDead: only dead deliveries may be retried.
 	CodeDeliveryNotDead = "delivery_not_dead"
 )

@@ -203,6 +203,11 @@ func New(cfg Config) (*Cache, error) {
 	return c, nil
 }
 
+// Registry is the registryapi.Cache the bundle statuses come from, nil
+// without a registry; others (the delivery worker resolving installs)
+// share it and its one change feed.
+func (c *Cache) Registry() *registryapi.Cache { return c.status }
+
 // Close stops following the registry's change feed. The cache must not be
 // used afterwards.
 func (c *Cache) Close() error {

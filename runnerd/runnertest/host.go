@@ -8,7 +8,6 @@ package runnertest
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -127,7 +126,7 @@ type Call struct {
 // grants and allowlist, and the sealed secrets of SetSecret.
 func (h *Host) Run(t testing.TB, m *engine.Module, env *execapi.Request) *Call {
 	t.Helper()
-	request, err := json.Marshal(env.Guest())
+	request, err := env.GuestJSON()
 	if err != nil {
 		t.Fatal(err)
 	}

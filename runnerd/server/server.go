@@ -387,7 +387,7 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 		return nil, stats, eerr
 	}
 	stats.valid = true
-	request, err := json.Marshal(env.Guest())
+	request, err := env.GuestJSON()
 	if err != nil {
 		return nil, stats, &execapi.Error{Code: execapi.CodeBadRequest, Message: "envelope cannot be encoded for the guest"}
 	}
@@ -530,6 +530,10 @@ func (s *Server) finish(env *execapi.Request, started time.Time, resp *execapi.R
 		status = resp.Status
 	}
 	s.metrics.observe(outcome, finished.Sub(started), st)
+	endpoint, eventID := env.Endpoint.Method+" "+env.Endpoint.Path, ""
+	if env.Event != nil {
+		endpoint, eventID = "event "+env.Event.Topic, env.Event.ID
+	}
 	if eerr != nil && eerr.Code == execapi.CodeInternal {
 		s.log.Error("execute failed", zap.String("request_id", env.Context.RequestID), zap.String("code", eerr.Code), zap.String("message", eerr.Message))
 	} else if ce := s.log.Check(zapcore.DebugLevel, "execute"); ce != nil {
@@ -547,7 +551,8 @@ func (s *Server) finish(env *execapi.Request, started time.Time, resp *execapi.R
 			InstallID:       env.Context.InstallID,
 			VersionID:       env.Context.VersionID,
 			ContentHash:     env.Context.ContentHash,
-			Endpoint:        env.Endpoint.Method + " " + env.Endpoint.Path,
+			Endpoint:        endpoint,
+			EventID:         eventID,
 			StartedAt:       started.UTC(),
 			FinishedAt:      finished.UTC(),
 			Outcome:         outcome,

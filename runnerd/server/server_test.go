@@ -866,3 +866,31 @@ func TestDrainDelayKeepsServingAndClosesConnections(t *testing.T) {
 		t.Fatal("listener still accepting after the drain")
 	}
 }
+
+// TestEventDeliveryThroughExecute: the delivery worker's in-process call
+// with an event runs like an API call; the guest sees the event with
+// null http and endpoint, and the record carries the event id.
+func TestEventDeliveryThroughExecute(t *testing.T) {
+	recs := &recordSink{}
+	f := newFixture(t, func(c *Config) { c.Records = recs })
+	env := &execapi.Request{
+		Context:      execapi.Context{RequestID: "dlv-1-1", TenantID: "tenant-a", ExtensionID: "com.acme.test", InstallID: "inst-1", VersionID: "v1", ContentHash: hashOf("echo.wat")},
+		Endpoint:     execapi.Endpoint{Handler: "dist/handlers/on_update"},
+		Capabilities: []string{},
+		Event:        &execapi.Event{ID: "ev-1", Topic: "agreement.updated", OccurredAt: time.Now(), Payload: json.RawMessage(`{"id":"42"}`)},
+	}
+	resp, eerr := f.srv.Execute(context.Background(), env)
+	if eerr != nil {
+		t.Fatal(eerr)
+	}
+	var seen []map[string]json.RawMessage
+	if err := json.Unmarshal(resp.Body, &seen); err != nil || len(seen) != 1 {
+		t.Fatalf("echo body %s: %v", resp.Body, err)
+	}
+	if string(seen[0]["http"]) != "null" || string(seen[0]["endpoint"]) != "null" || !strings.Contains(string(seen[0]["event"]), `"id":"ev-1"`) {
+		t.Fatalf("guest saw %s", resp.Body)
+	}
+	if len(recs.recs) != 1 || recs.recs[0].EventID != "ev-1" || recs.recs[0].Endpoint != "event agreement.updated" {
+		t.Fatalf("records %+v", recs.recs)
+	}
+}

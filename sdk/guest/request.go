@@ -19,6 +19,9 @@ type Request struct {
 	Config json.RawMessage `json:"config,omitempty"`
 	// User is the calling user; nil unless the install has user.read.
 	User *User `json:"user,omitempty"`
+	// Event is set when the call delivers an event (SPEC §18); HTTP and
+	// Endpoint are then empty. OnEvent handlers receive it.
+	Event *Event `json:"event,omitempty"`
 }
 
 // Context identifies who is calling which installed version.

@@ -17,6 +17,7 @@ type router struct {
 	byHandler map[string]HandlerFunc // manifest handler value, verbatim
 	byCanon   map[string]HandlerFunc // canonical form of the same
 	routes    []route
+	events    map[string]EventFunc // by topic
 }
 
 type route struct {
@@ -29,7 +30,7 @@ type route struct {
 var defaultRouter = newRouter()
 
 func newRouter() *router {
-	return &router{byHandler: map[string]HandlerFunc{}, byCanon: map[string]HandlerFunc{}}
+	return &router{byHandler: map[string]HandlerFunc{}, byCanon: map[string]HandlerFunc{}, events: map[string]EventFunc{}}
 }
 
 // Handle registers fn for calls whose `endpoint.handler` is handler — the
@@ -90,11 +91,15 @@ func (rt *router) route(method, pattern string, fn HandlerFunc) {
 	rt.routes = append(rt.routes, route{method: method, pattern: pattern, segs: segs, fn: fn})
 }
 
-// dispatch picks the handler: the exact endpoint.handler name, then its
+// dispatch picks the handler: an event goes to its topic's OnEvent
+// handler; otherwise the exact endpoint.handler name, then its
 // canonical form, then a route whose pattern equals endpoint.path, then the
 // most specific route matching http.path. Nothing matched is a 404
 // `not_found` JSON error.
 func (rt *router) dispatch(r *Request) Response {
+	if r.Event != nil {
+		return rt.dispatchEvent(r)
+	}
 	rt.mu.RLock()
 	fn := rt.lookup(r)
 	rt.mu.RUnlock()

@@ -11,6 +11,10 @@
 //	GET  /agreements/:id               get   → one agreement, or 404 not_found
 //	POST /agreements/sync              sync  → {synced, synced_at}
 //
+// and the event agreement.updated (dist/handlers/on_agreement_updated,
+// dispatched by topic through guest.OnEvent): its payload, an agreement,
+// is stored and indexed.
+//
 // Build it with ../build.sh (see ../README.md).
 package main
 
@@ -29,6 +33,7 @@ func init() {
 	guest.Handle(handlerList, listAgreements)
 	guest.Handle(handlerGet, getAgreement)
 	guest.Handle(handlerSync, syncAgreements)
+	guest.OnEvent(topicAgreementUpdated, onAgreementUpdated)
 }
 
 func main() {}
