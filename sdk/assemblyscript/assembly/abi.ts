@@ -55,14 +55,3 @@ export function handler(reqPtr: usize, reqLen: usize, outPtr: usize): i32 {
   store<u32>(outPtr, <u32>body.byteLength, 4);
   return ReturnCode.OK;
 }
-
-/**
- * The module's abort (asc --use abort=...): logs the message and location
- * with log_error, then traps. `throw` and failed assertions end here.
- */
-export function abortHandler(message: string | null, fileName: string | null, line: u32, column: u32): void {
-  let msg = "abort: " + (message != null ? message : "(no message)");
-  if (fileName != null) msg += " at " + fileName + ":" + line.toString() + ":" + column.toString();
-  log.error(msg);
-  unreachable();
-}

@@ -62,7 +62,7 @@ function call(name: string, body: string): Reply {
     }
     text = String.UTF8.decode(buf);
   }
-  const v = text.length == 0 ? null : parse(text);
+  const v: JSONValue | null = text.length == 0 ? null : parse(text);
   if (status != 0) {
     if (v != null) {
       const e = v.get("error");

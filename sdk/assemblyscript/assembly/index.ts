@@ -5,7 +5,8 @@
 //
 // and register its handlers at top level (the start function runs them
 // when the runner instantiates the module).
-export { alloc, dealloc, handler, abortHandler, ReturnCode } from "./abi";
+export { alloc, dealloc, handler, ReturnCode } from "./abi";
+export { abortHandler } from "./abort";
 export { JSONValue, Kind, parse, parseBytes, quote, formatNumber } from "./json";
 export { encodeBase64, decodeBase64 } from "./base64";
 export { Request, Context, HTTP, Endpoint, User } from "./request";
