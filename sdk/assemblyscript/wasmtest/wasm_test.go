@@ -532,4 +532,3 @@ func TestABIOnOneInstance(t *testing.T) {
 	}
 	call("dealloc", int32(999999), int32(1)) // unknown pointers are ignored
 }
-
