@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/internal/testenv"
@@ -96,12 +97,26 @@ func newHelloRig(tb testing.TB, wasm []byte) *helloRig {
 	return r
 }
 
-func (r *helloRig) call(tb testing.TB) {
+func (r *helloRig) call(tb testing.TB) engine.Stats {
 	inv := hostapi.NewInvocation(context.Background(), r.env, hostapi.Budgets{})
 	res, err := r.eng.Run(context.Background(), r.mod, "handler", r.req, engine.Limits{}, inv)
 	if err != nil || res.Response.Status/100 != 2 {
 		tb.Fatalf("hello: %v", err)
 	}
+	return res.Stats
+}
+
+// phases averages the engine's own split of n calls: instantiation (with
+// the start function or _initialize, and the request's alloc) and the
+// handler.
+func phases(tb testing.TB, wasm []byte, n int) (inst, guest time.Duration) {
+	r := newHelloRig(tb, wasm)
+	for i := 0; i < n; i++ {
+		st := r.call(tb)
+		inst += st.Instantiate
+		guest += st.Guest
+	}
+	return inst / time.Duration(n), guest / time.Duration(n)
 }
 
 func benchHello(b *testing.B, wasm []byte) {
@@ -137,6 +152,12 @@ func TestReportHelloAS(t *testing.T) {
 	}
 	t.Logf("module size: AssemblyScript hello %d bytes (%.1f KB), Go hello %d bytes (%.2f MB), %.1fx smaller",
 		len(as), float64(len(as))/1e3, len(goWasm), float64(len(goWasm))/1e6, float64(len(goWasm))/float64(len(as)))
+	asInst, asGuest := phases(t, as, 500)
+	goInst, goGuest := phases(t, goWasm, 100)
+	t.Logf("engine's split per call: AssemblyScript instantiate %.1f µs + handler %.1f µs | Go instantiate+_initialize %.1f µs + handler %.1f µs",
+		us(asInst), us(asGuest), us(goInst), us(goGuest))
 	t.Logf("per call, fresh instance, in process (runnerd/engine): AssemblyScript hello %.1f µs | Go hello %.1f µs | AS/Go %.3fx | trivial WAT guest (ok.wat) %.1f µs, AS/WAT %.2fx",
 		asNs/1e3, goNs/1e3, asNs/goNs, watNs/1e3, asNs/watNs)
 }
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
