@@ -49,7 +49,7 @@ export function handler(reqPtr: usize, reqLen: usize, outPtr: usize): i32 {
     return ReturnCode.BadRequest;
   }
   const resp: Response = dispatch(req);
-  const body = String.UTF8.encode(resp.encode());
+  const body = resp.encode();
   const ptr = keepBuffer(body);
   store<u32>(outPtr, <u32>ptr);
   store<u32>(outPtr, <u32>body.byteLength, 4);

@@ -2,23 +2,41 @@
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/** The length of the padded base64 encoding of n bytes. */
+export function base64Len(n: i32): i32 { return ((n + 2) / 3) * 4; }
+
+/**
+ * Writes the padded base64 encoding of the n bytes at src to dst (which
+ * must have room for base64Len(n) bytes), without allocating.
+ */
+export function encodeBase64Into(src: usize, n: i32, dst: usize): void {
+  const alphabet = changetype<usize>(ALPHABET); // UTF-16: 2 bytes per letter
+  let i = 0;
+  let o = dst;
+  for (; i + 2 < n; i += 3) {
+    const v = (<u32>load<u8>(src + i) << 16) | (<u32>load<u8>(src + i + 1) << 8) | <u32>load<u8>(src + i + 2);
+    store<u8>(o, load<u16>(alphabet + ((v >> 18) << 1)));
+    store<u8>(o + 1, load<u16>(alphabet + (((v >> 12) & 63) << 1)));
+    store<u8>(o + 2, load<u16>(alphabet + (((v >> 6) & 63) << 1)));
+    store<u8>(o + 3, load<u16>(alphabet + ((v & 63) << 1)));
+    o += 4;
+  }
+  if (i < n) {
+    const two = i + 1 < n;
+    const v = (<u32>load<u8>(src + i) << 16) | (two ? <u32>load<u8>(src + i + 1) << 8 : 0);
+    store<u8>(o, load<u16>(alphabet + ((v >> 18) << 1)));
+    store<u8>(o + 1, load<u16>(alphabet + (((v >> 12) & 63) << 1)));
+    store<u8>(o + 2, two ? <u8>load<u16>(alphabet + (((v >> 6) & 63) << 1)) : 0x3d);
+    store<u8>(o + 3, 0x3d);
+  }
+}
+
 /** Encodes bytes as padded standard base64. */
 export function encodeBase64(b: Uint8Array): string {
-  const n = b.length;
-  const out = new Array<string>();
-  let i = 0;
-  for (; i + 2 < n; i += 3) {
-    const v = (<u32>b[i] << 16) | (<u32>b[i + 1] << 8) | <u32>b[i + 2];
-    out.push(ALPHABET.charAt(v >> 18) + ALPHABET.charAt((v >> 12) & 63) + ALPHABET.charAt((v >> 6) & 63) + ALPHABET.charAt(v & 63));
-  }
-  if (i + 1 == n) {
-    const v = <u32>b[i] << 16;
-    out.push(ALPHABET.charAt(v >> 18) + ALPHABET.charAt((v >> 12) & 63) + "==");
-  } else if (i + 2 == n) {
-    const v = (<u32>b[i] << 16) | (<u32>b[i + 1] << 8);
-    out.push(ALPHABET.charAt(v >> 18) + ALPHABET.charAt((v >> 12) & 63) + ALPHABET.charAt((v >> 6) & 63) + "=");
-  }
-  return out.join("");
+  const n = base64Len(b.length);
+  const buf = new ArrayBuffer(n);
+  encodeBase64Into(b.dataStart, b.length, changetype<usize>(buf));
+  return String.UTF8.decode(buf);
 }
 
 function sextet(c: i32): i32 {

@@ -1,6 +1,6 @@
 // What a handler returns; sent as {"status","headers","body_b64"} (SPEC §5.1).
-import { JSONValue, quote, formatNumber } from "./json";
-import { encodeBase64 } from "./base64";
+import { JSONValue, quote } from "./json";
+import { base64Len, encodeBase64Into } from "./base64";
 import { HostError, Code } from "./errors";
 
 /** An HTTP response: status 100–599, single-valued headers, a raw body. */
@@ -48,19 +48,29 @@ export class Response {
     return Response.error(statusForCode(e.code), e.code, e.message);
   }
 
-  /** The ABI encoding of the response. */
-  encode(): string {
+  /**
+   * The ABI encoding of the response, as UTF-8 bytes: the body's base64 is
+   * written straight into the result.
+   */
+  encode(): ArrayBuffer {
     let status = this.status;
     if (status == 0) status = 200;
-    const parts = new Array<string>();
-    parts.push("{\"status\":" + formatNumber(<f64>status) + ",\"headers\":{");
+    let head = "{\"status\":" + status.toString() + ",\"headers\":{";
     const ks = this.headers.keys();
     for (let i = 0; i < ks.length; i++) {
-      if (i > 0) parts.push(",");
-      parts.push(quote(ks[i]) + ":" + quote(this.headers.get(ks[i])));
+      if (i > 0) head += ",";
+      head += quote(ks[i]) + ":" + quote(this.headers.get(ks[i]));
     }
-    parts.push("},\"body_b64\":\"" + encodeBase64(this.body) + "\"}");
-    return parts.join("");
+    head += "},\"body_b64\":\"";
+    const headLen = String.UTF8.byteLength(head);
+    const b64 = base64Len(this.body.length);
+    const out = new ArrayBuffer(headLen + b64 + 2);
+    const p = changetype<usize>(out);
+    String.UTF8.encodeUnsafe(changetype<usize>(head), head.length, p);
+    encodeBase64Into(this.body.dataStart, this.body.length, p + headLen);
+    store<u8>(p + headLen + b64, 0x22);
+    store<u8>(p + headLen + b64 + 1, 0x7d);
+    return out;
   }
 }
 
