@@ -285,6 +285,23 @@ func TestGuestOnRunner(t *testing.T) {
 			t.Fatalf("%v %+v", c.Err, c.Response)
 		}
 	})
+	t.Run("routing rules", func(t *testing.T) {
+		for _, tc := range []struct{ name, method, path, pattern, want string }{
+			{"literal segment beats param", "GET", "/items/special", "", "literal"},
+			{"param segment is URL-decoded", "GET", "/items/a%20b", "", "param a b"},
+			{"HEAD matches GET routes", "HEAD", "/items/7", "", "param 7"},
+			{"star matches any method", "DELETE", "/any", "", "any DELETE"},
+			{"endpoint pattern picks the route", "GET", "/items/special", "/items/:id", "param "},
+		} {
+			env := f.env(tc.method, tc.path, "")
+			env.Endpoint.Handler = ""
+			env.Endpoint.Path = tc.pattern
+			c := f.call(t, env, nil)
+			if c.Err != nil || string(c.Response.Body) != tc.want {
+				t.Errorf("%s: %s %s = %v %q, want %q", tc.name, tc.method, tc.path, c.Err, c.Response.Body, tc.want)
+			}
+		}
+	})
 	t.Run("no matching route is a 404 not_found", func(t *testing.T) {
 		var out errorBody
 		c := f.call(t, f.env("GET", "/nowhere", ""), &out)
@@ -308,10 +325,15 @@ func TestGuestOnRunner(t *testing.T) {
 		if string(wb) != string(gb) {
 			t.Fatalf("round trip %s, want %s", gb, wb)
 		}
-		for _, bad := range []string{`{"a":}`, `[1,]`, `"unterminated`, `{"a":1}x`, `01x`} {
+		deep := strings.Repeat("[", 100) + strings.Repeat("]", 100)
+		if c := f.call(t, f.env("POST", "/json", deep), nil); c.Err != nil || string(c.Response.Body) != deep {
+			t.Errorf("100 levels of nesting: %v %.40q", c.Err, c.Response.Body)
+		}
+		for _, bad := range []string{`{"a":}`, `[1,]`, `"unterminated`, `{"a":1}x`, `01x`, `"\x"`, `"\u12g4"`, `tru`,
+			strings.Repeat("[", 100000) + strings.Repeat("]", 100000)} {
 			c := f.call(t, f.env("POST", "/json", bad), nil)
 			if c.Err != nil || c.Response.Status != 400 {
-				t.Errorf("invalid JSON %q: %v %+v", bad, c.Err, c.Response)
+				t.Errorf("invalid JSON %.40q: %v %+v", bad, c.Err, c.Response)
 			}
 		}
 	})

@@ -104,6 +104,10 @@ function echo(r: Request): Response {
   return Response.json(201, body).withHeader("x-echo", "1");
 }
 
+function itemByID(r: Request): Response { return Response.text(200, "param " + r.param("id")); }
+function itemSpecial(r: Request): Response { return Response.text(200, "literal"); }
+function anyMethod(r: Request): Response { return Response.text(200, "any " + r.http.method); }
+
 function trap(r: Request): Response {
   unreachable();
   return new Response(200);
@@ -148,6 +152,9 @@ route("GET", "/secret/:key", secretGet);
 route("GET", "/logs", logs);
 route("POST", "/echo/:id", echo);
 route("GET", "/echo/literal", named);
+route("GET", "/items/:id", itemByID);
+route("GET", "/items/special", itemSpecial);
+route("*", "/any", anyMethod);
 route("GET", "/trap", trap);
 route("GET", "/throw", thrown);
 route("GET", "/loop", loop);
