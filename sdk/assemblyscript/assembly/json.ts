@@ -323,6 +323,7 @@ class Parser {
     const digits = i;
     while (i < s.length && isDigit(s.charCodeAt(i))) i++;
     if (i == digits) return this.fail();
+    if (i - digits > 1 && s.charCodeAt(digits) == 0x30) return this.fail(); // no leading zeros
     if (i < s.length && s.charCodeAt(i) == 0x2e) {
       i++;
       const frac = i;

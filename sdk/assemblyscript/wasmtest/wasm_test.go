@@ -329,7 +329,7 @@ func TestGuestOnRunner(t *testing.T) {
 		if c := f.call(t, f.env("POST", "/json", deep), nil); c.Err != nil || string(c.Response.Body) != deep {
 			t.Errorf("100 levels of nesting: %v %.40q", c.Err, c.Response.Body)
 		}
-		for _, bad := range []string{`{"a":}`, `[1,]`, `"unterminated`, `{"a":1}x`, `01x`, `"\x"`, `"\u12g4"`, `tru`,
+		for _, bad := range []string{`{"a":}`, `[1,]`, `"unterminated`, `{"a":1}x`, `01x`, `01`, `-`, `1.`, `1e`, `"\x"`, `"\u12g4"`, `tru`,
 			strings.Repeat("[", 100000) + strings.Repeat("]", 100000)} {
 			c := f.call(t, f.env("POST", "/json", bad), nil)
 			if c.Err != nil || c.Response.Status != 400 {
