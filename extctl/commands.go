@@ -38,7 +38,10 @@ func init() {
 			summary: "scaffold an extension project",
 			about: "Creates a working extension project for the reverse-domain NAME (e.g. com.acme.notes): " +
 				"a Go guest using the SDK, a UI, manifest.json, build.sh and a native test. " +
-				"The project's go.mod points at an extedge checkout through a replace directive."},
+				"The project's go.mod points at an extedge checkout through a replace directive. " +
+				"With --lang assemblyscript the guest is AssemblyScript instead: package.json (assemblyscript " +
+				"pinned, @extedge/guest from the checkout's sdk/assemblyscript), asconfig.json, assembly/index.ts " +
+				"and a node --test test; npm run build, npm test and npm run pack build, test and pack it."},
 		{name: "pack", args: "DIR -o FILE", setup: packCmd,
 			summary: "validate DIR's manifest and pack it into a bundle",
 			about: "Checks DIR/manifest.json against the files in DIR, then writes the canonical " +

@@ -19,12 +19,16 @@ import (
 	"github.com/extedge/extedge/internal/manifest"
 )
 
-// templateFS holds the project `extctl new` writes: a simplified copy of
-// examples/agreements. Every file ends in ".tmpl" so that the Go tool never
-// treats the templates as packages or as a nested module.
+// templateFS holds the projects `extctl new` writes: template/ is the Go
+// project (a simplified copy of examples/agreements), template-as/ the same
+// notes extension in AssemblyScript. Every file ends in ".tmpl" so that the
+// Go tool never treats the templates as packages or as a nested module.
 //
-//go:embed template
+//go:embed template template-as
 var templateFS embed.FS
+
+// Languages of `extctl new --lang`, each with its template directory.
+var templateDirs = map[string]string{"go": "template", "assemblyscript": "template-as"}
 
 // sdkModule is the module that provides the guest SDK. It is not on any
 // module proxy, so generated projects reach it through a replace directive.
@@ -39,9 +43,11 @@ type projectData struct {
 	PublisherJSON string // publisher as a JSON string literal
 	SDKPath       string // replace target, quoted when go.mod needs it
 	GoVersion     string // the SDK module's go line
+	ASSDKJSON     string // package.json dependency on the checkout's sdk/assemblyscript, a JSON string
 }
 
 func newCmd(fs *flagSet) runFunc {
+	lang := fs.String("lang", "go", "guest `LANG`: go or assemblyscript")
 	dir := fs.String("dir", "", "project `DIR` (default: ./ and the last label of NAME)")
 	publisher := fs.String("publisher", "", "manifest publisher `NAME` (default: the label of NAME before the last, capitalised)")
 	sdk := fs.String("sdk", "", "extedge checkout `PATH` providing "+sdkModule+" (default: searched upward from here and from extctl's directory)")
@@ -52,6 +58,10 @@ func newCmd(fs *flagSet) runFunc {
 			return usageError{"new needs one NAME, e.g. com.acme.notes"}
 		}
 		name := pos[0]
+		tmplDir, ok := templateDirs[*lang]
+		if !ok {
+			return usageError{fmt.Sprintf("--lang %q is not go or assemblyscript", *lang)}
+		}
 		if !manifest.ValidName(name) {
 			return usageError{fmt.Sprintf("NAME %q is not a valid extension name (reverse-domain, lowercase labels of a-z 0-9 and inner -, at least two labels, at most 128 characters)", name)}
 		}
@@ -84,6 +94,13 @@ func newCmd(fs *flagSet) runFunc {
 			return err
 		}
 		pubJSON, _ := json.Marshal(*publisher)
+		asSDK := filepath.Join(sdkRoot, "sdk", "assemblyscript")
+		if *lang == "assemblyscript" {
+			if _, err := os.Stat(filepath.Join(asSDK, "package.json")); err != nil {
+				return fmt.Errorf("the extedge checkout %s has no AssemblyScript SDK (sdk/assemblyscript/package.json): %v", sdkRoot, err)
+			}
+		}
+		asSDKJSON, _ := json.Marshal("file:" + filepath.ToSlash(asSDK))
 		data := projectData{
 			Name:          name,
 			Label:         labels[len(labels)-1],
@@ -92,8 +109,9 @@ func newCmd(fs *flagSet) runFunc {
 			PublisherJSON: string(pubJSON),
 			SDKPath:       goModPath(sdkRoot),
 			GoVersion:     goVersion,
+			ASSDKJSON:     string(asSDKJSON),
 		}
-		files, err := renderProject(data)
+		files, err := renderProject(tmplDir, data)
 		if err != nil {
 			return err
 		}
@@ -112,10 +130,14 @@ func newCmd(fs *flagSet) runFunc {
 		}
 		sort.Strings(paths)
 		if *asJSON {
-			return c.printJSON(map[string]any{"dir": *dir, "name": name, "module": data.Module,
+			return c.printJSON(map[string]any{"dir": *dir, "name": name, "module": data.Module, "lang": *lang,
 				"publisher": *publisher, "sdk": sdkRoot, "files": paths})
 		}
 		fmt.Fprintf(c.stdout, "created %s in %s (SDK: %s)\n", name, *dir, sdkRoot)
+		if *lang == "assemblyscript" {
+			fmt.Fprintf(c.stdout, "next:\n  cd %s\n  npm install     # the pinned compiler and the SDK\n  npm test        # build, then the handlers under node --test\n  npm run pack    # build, then extctl pack into build/\n", *dir)
+			return nil
+		}
 		fmt.Fprintf(c.stdout, "next:\n  cd %s\n  go test ./...   # handler tests, natively\n  ./build.sh      # wasm, staging and extctl pack into build/\n", *dir)
 		return nil
 	}
@@ -127,12 +149,12 @@ type projectFile struct {
 	mode os.FileMode
 }
 
-// renderProject executes every template, keyed by the path it gets in the
-// project ("guest/main.go.tmpl" → "guest/main.go", "gitignore.tmpl" →
-// ".gitignore").
-func renderProject(data projectData) (map[string]projectFile, error) {
+// renderProject executes every template under root, keyed by the path it
+// gets in the project ("guest/main.go.tmpl" → "guest/main.go",
+// "gitignore.tmpl" → ".gitignore").
+func renderProject(root string, data projectData) (map[string]projectFile, error) {
 	files := map[string]projectFile{}
-	err := fs.WalkDir(templateFS, "template", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(templateFS, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -140,7 +162,7 @@ func renderProject(data projectData) (map[string]projectFile, error) {
 		if err != nil {
 			return err
 		}
-		rel := strings.TrimSuffix(strings.TrimPrefix(p, "template/"), ".tmpl")
+		rel := strings.TrimSuffix(strings.TrimPrefix(p, root+"/"), ".tmpl")
 		if path.Base(rel) == "gitignore" {
 			rel = path.Join(path.Dir(rel), ".gitignore")
 		}

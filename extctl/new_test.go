@@ -255,6 +255,7 @@ func TestNewRejects(t *testing.T) {
 		{"two names are a usage error", []string{"new", "com.a.b", "com.a.c"}, 2, "needs one NAME"},
 		{"no name is a usage error", []string{"new"}, 2, "needs one NAME"},
 		{"a publisher over 128 characters fails manifest validation", []string{"new", "com.acme.notes", "--publisher", strings.Repeat("p", 129)}, 1, "generated manifest is invalid"},
+		{"an unknown --lang is a usage error", []string{"new", "com.acme.notes", "--lang", "rust"}, 2, `--lang "rust" is not go or assemblyscript`},
 		{"an --sdk that is not the extedge module is refused", []string{"new", "com.acme.notes", "--sdk", "testdata"}, 1, "--sdk testdata"},
 	}
 	for _, tt := range tests {
@@ -272,6 +273,48 @@ func TestNewRejects(t *testing.T) {
 				t.Fatalf("a failed new left %s behind", dir)
 			}
 		})
+	}
+}
+
+// The AssemblyScript scaffold has its npm project files, pins the compiler
+// and takes the SDK from the checkout; sdk/assemblyscript/wasmtest builds,
+// tests, packs and runs it end to end.
+func TestNewAssemblyScriptFiles(t *testing.T) {
+	root := repoRoot(t)
+	dir := filepath.Join(t.TempDir(), "notes")
+	out := mustRun(t, "new", "com.acme.notes", "--lang", "assemblyscript", "--dir", dir, "--sdk", root)
+	if !strings.Contains(out, "npm install") || !strings.Contains(out, "npm run pack") {
+		t.Fatalf("output %q", out)
+	}
+	var files []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			files = append(files, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	sort.Strings(files)
+	want := ".gitignore README.md asconfig.json assembly/index.ts manifest.json package.json scripts/stage.mjs test/notes.test.mjs ui/app.js ui/index.html ui/style.css"
+	if strings.Join(files, " ") != want {
+		t.Fatalf("files %v, want %s", files, want)
+	}
+	var pkg struct {
+		Scripts         map[string]string `json:"scripts"`
+		DevDependencies map[string]string `json:"devDependencies"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		t.Fatalf("package.json: %v\n%s", err, b)
+	}
+	if pkg.DevDependencies["assemblyscript"] != "0.28.20" ||
+		pkg.DevDependencies["@extedge/guest"] != "file:"+filepath.ToSlash(filepath.Join(root, "sdk", "assemblyscript")) {
+		t.Fatalf("devDependencies %v", pkg.DevDependencies)
+	}
+	for _, s := range []string{"build", "test", "pack"} {
+		if pkg.Scripts[s] == "" {
+			t.Errorf("package.json has no %q script", s)
+		}
 	}
 }
 
