@@ -69,12 +69,12 @@ func init() {
 			about: "Installs NAME for tenant T at --version (default the newest non-revoked " +
 				"version), or changes the existing install. Effective capabilities are the granted ones " +
 				"the version declares. Lists and config that are not given keep their current value; " +
-				"given --config pairs replace the whole config." + registryAbout},
+				"given --config pairs replace the whole config." + platformAbout + registryAbout},
 		{name: "upgrade", args: "--tenant T --extension NAME --version V", setup: upgradeCmd,
 			summary: "move an existing install to another version",
 			about: "Changes an existing install's version (it never creates one). Grants, config and " +
 				"egress are kept unless given; capabilities the new version adds stay ungranted until " +
-				"--grant names them." + registryAbout},
+				"--grant names them." + platformAbout + registryAbout},
 		{name: "enable", args: "--tenant T --extension NAME", setup: enableCmd,
 			summary: "let an install serve traffic again",
 			about:   "Enables tenant T's install of NAME." + registryAbout},
@@ -149,6 +149,11 @@ func init() {
 				"`extctl COMMAND --help` prints the same."},
 	}
 }
+
+// platformAbout describes the platform-admin install fields.
+const platformAbout = " Quotas (--quota-*) and instance reuse (--instance-reuse, --reuse-*) are set by a " +
+	"platform admin: only the ones given change, the rest keep their value, and a tenant admin giving " +
+	"any of them is refused (forbidden)."
 
 // registryAbout ends the description of every registry command.
 const registryAbout = " The registry is --registry, else $EXTEDGE_REGISTRY, else " + DefaultRegistry +
