@@ -127,6 +127,12 @@ func init() {
 			summary: "revoke a published version",
 			about: "Marks a version revoked with a reason: installs pinned to it stop serving, and it " +
 				"can no longer be installed." + registryAbout},
+		{name: "deprecate", args: "--extension NAME --reason R", setup: deprecateCmd,
+			summary: "mark an extension deprecated",
+			about: "Marks the extension NAME deprecated with a reason (SPEC §7.3): `list` and the catalog " +
+				"show it, and the change feed tells gateways. Deprecation is of the whole extension; " +
+				"existing installs keep serving and it can still be installed. To stop a single version, " +
+				"use revoke. Needs a platform admin token." + registryAbout},
 		{name: "list", args: "[--tenant T]", setup: listCmd,
 			summary: "list the catalog, or a tenant's installs",
 			about: "Lists the registry's extensions with their latest version, or with --tenant " +

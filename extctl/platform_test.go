@@ -92,3 +92,32 @@ func TestPlatformAdminSetsQuotasAndInstanceReuse(t *testing.T) {
 		t.Errorf("--reuse-max-calls with reuse off: exit %d, %s", code, errOut)
 	}
 }
+
+// TestDeprecate: a platform admin deprecates an extension and list shows
+// the reason; a tenant admin is refused (forbidden), an unknown extension
+// is not_found, and --reason is required.
+func TestDeprecate(t *testing.T) {
+	r := startRegistry(t)
+	b1, s1, _ := packSigned(t, filepath.Join(r.keys, "publisher.key"), nil, nil)
+	r.admin(t, "publish", b1, "--signature", s1)
+	const ext = "com.example.cli"
+
+	if out := r.admin(t, "deprecate", "--extension", ext, "--reason", "use com.example.cli2"); out != "deprecated com.example.cli: use com.example.cli2\n" {
+		t.Fatalf("deprecate printed %q", out)
+	}
+	e := decodeJSON[registryapi.Extension](t, r.admin(t, "deprecate", "--extension", ext, "--reason", "gone in 2027", "--json"))
+	if e.Name != ext || e.Deprecation == nil || e.Deprecation.Reason != "gone in 2027" || e.Deprecation.At.IsZero() {
+		t.Fatalf("deprecate --json = %+v", e)
+	}
+	if out := r.admin(t, "list"); !strings.Contains(out, "gone in 2027") {
+		t.Fatalf("list does not show the deprecation:\n%s", out)
+	}
+
+	code, _, errOut := runIO(t, "", false, append([]string{"deprecate", "--extension", ext, "--reason", "x"}, r.flags(r.tenantToken)...)...)
+	oneErrorLine(t, code, errOut, "forbidden")
+	code, _, errOut = runIO(t, "", false, append([]string{"deprecate", "--extension", "com.example.nope", "--reason", "x"}, r.flags(r.adminToken)...)...)
+	oneErrorLine(t, code, errOut, "not_found")
+	if code, _, _ := runIO(t, "", false, append([]string{"deprecate", "--extension", ext}, r.flags(r.adminToken)...)...); code != 2 {
+		t.Fatalf("deprecate without --reason: exit %d, want 2", code)
+	}
+}

@@ -789,6 +789,33 @@ func revokeCmd(fs *flagSet) runFunc {
 	}
 }
 
+// deprecateCmd marks an extension deprecated (SPEC §7.3: the whole
+// extension, not a version; a version is revoked instead).
+func deprecateCmd(fs *flagSet) runFunc {
+	ext := fs.String("extension", "", "extension `NAME`")
+	reason := fs.String("reason", "", "`R`eason, shown in the catalog (e.g. what replaces it)")
+	rf := addRegistryFlags(fs, time.Minute)
+	return func(c *cli, pos []string) error {
+		if len(pos) > 0 || *ext == "" || strings.TrimSpace(*reason) == "" {
+			return usageError{"deprecate needs --extension and --reason"}
+		}
+		s, err := rf.session()
+		if err != nil {
+			return err
+		}
+		defer s.cancel()
+		e, err := s.client.Deprecate(s.ctx, *ext, *reason)
+		if err != nil {
+			return s.wrap(err)
+		}
+		if *rf.asJSON {
+			return c.printJSON(e)
+		}
+		fmt.Fprintf(c.stdout, "deprecated %s: %s\n", e.Name, oneLine(e.Deprecation.Reason))
+		return nil
+	}
+}
+
 func listCmd(fs *flagSet) runFunc {
 	tenant := fs.String("tenant", "", "list tenant `T`'s installs instead of the catalog")
 	rf := addRegistryFlags(fs, time.Minute)
