@@ -39,6 +39,20 @@ func init() {
 			about: "Creates a working extension project for the reverse-domain NAME (e.g. com.acme.notes): " +
 				"a Go guest using the SDK, a UI, manifest.json, build.sh and a native test. " +
 				"The project's go.mod points at an extedge checkout through a replace directive."},
+		{name: "dev", args: "[DIR]", setup: devCmd,
+			summary: "rebuild, publish and install a project on every change, and tail its debug stream",
+			about: "The author loop for the project in DIR (default the working directory): build it " +
+				"(./build.sh if present, else `npm run build` with a package.json, else the Go guest in ./guest " +
+				"for GOOS=wasip1), pack what the build staged (build/bundle, else DIR) as version 0.0.0-dev.N " +
+				"(N one above the registry's highest, so dev builds never become the latest release), sign it " +
+				"(--key, or --unsigned), publish it, install it for --tenant with every capability the manifest " +
+				"declares, and tail the gateway's debug stream; then poll the project's files (hidden ones, " +
+				"build/, dist/ and node_modules/ aside) every --interval and do it again after a change. " +
+				"A failed build or publish is printed and waits for the next change. Ctrl-C stops it (exit 0). " +
+				"The defaults are `make demo`'s stack: tenant demo, the gateway at " + DefaultGateway + ", and " +
+				"from its data directory (--demo-data) the admin token, the publisher key (bound to the " +
+				"publisher \"Acme Inc.\": scaffold with `extctl new NAME --publisher \"Acme Inc.\"`) and a " +
+				"debug token minted from the session secret." + registryAbout},
 		{name: "pack", args: "DIR -o FILE", setup: packCmd,
 			summary: "validate DIR's manifest and pack it into a bundle",
 			about: "Checks DIR/manifest.json against the files in DIR, then writes the canonical " +
