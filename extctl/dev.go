@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -465,10 +466,16 @@ func (d *devLoop) build(ctx context.Context) (string, error) {
 		return d.dir, nil // nothing to build: the directory is the bundle tree
 	}
 	cmd.Dir = d.dir
-	// build.sh prints the content hash on stdout; all of it is progress here.
-	cmd.Stdout, cmd.Stderr = d.c.stderr, d.c.stderr
+	// The build's output (build.sh's own pack of the unversioned tree
+	// included) is noise while it works: shown only when it fails.
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build (%s): %v", strings.Join(cmd.Args, " "), err)
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		d.c.stderr.Write(out.Bytes())
+		return "", fmt.Errorf("build (%s) failed: %v", strings.Join(cmd.Args, " "), err)
 	}
 	if fileExists(filepath.Join(staged, "manifest.json")) {
 		return staged, nil
@@ -491,9 +498,12 @@ func (d *devLoop) buildGo(ctx context.Context, stage string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(stage, filepath.FromSlash(m.Entry)), pkg)
 	cmd.Dir = d.dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	cmd.Stdout, cmd.Stderr = d.c.stderr, d.c.stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build: %v", err)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.c.stderr.Write(out)
+		return fmt.Errorf("go build failed: %v", err)
 	}
 	if err := copyFileMode(filepath.Join(d.dir, "manifest.json"), filepath.Join(stage, "manifest.json")); err != nil {
 		return err
