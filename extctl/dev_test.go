@@ -145,6 +145,22 @@ func TestDevLoop(t *testing.T) {
 	}
 	waitOutput("the bundle did not change; nothing published", time.Minute)
 
+	// A broken build is printed and the loop waits; the fix back to what
+	// is published rebuilds and publishes nothing.
+	if err := os.WriteFile(src, []byte(edited+"\nfunc broken() {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitOutput("build (./build.sh) failed", time.Minute)
+	if err := os.WriteFile(src, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, time.Minute, func() error {
+		if n := strings.Count(stderr.String(), "the bundle did not change"); n != 2 {
+			return fmt.Errorf("%d unchanged rounds, want 2", n)
+		}
+		return nil
+	})
+
 	ins := decodeJSON[[]registryapi.Install](t, r.admin(t, "list", "--tenant", tenant, "--json"))
 	if len(ins) != 1 || ins[0].Version.Version != "0.0.0-dev.2" || strings.Join(ins[0].GrantedCaps, ",") != "log.emit,storage.kv" {
 		t.Fatalf("installs after two rounds: %+v", ins)
@@ -161,5 +177,23 @@ func TestDevLoop(t *testing.T) {
 	t.Logf("dev output:\n%s", stderr.String())
 	if n := len(regexp.MustCompile(`dev: published `).FindAllString(stderr.String(), -1)); n != 2 {
 		t.Fatalf("%d publishes, want 2:\n%s", n, stderr.String())
+	}
+
+	// A new run continues from the registry's highest dev version.
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
+	stdout2, stderr2 := &syncBuffer{}, &syncBuffer{}
+	c2 := &cli{stdout: stdout2, stderr: stderr2, stdin: strings.NewReader(""), ctx: ctx2}
+	done2 := make(chan int, 1)
+	go func() { done2 <- c2.main(append(args, "--no-follow")) }()
+	testenv.WaitFor(t, 2*time.Minute, func() error {
+		if !strings.Contains(stderr2.String(), "published com.acme.notes@0.0.0-dev.3") {
+			return fmt.Errorf("second run: %q", stderr2.String())
+		}
+		return nil
+	})
+	cancel2()
+	if code := <-done2; code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr2.String())
 	}
 }
