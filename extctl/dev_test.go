@@ -41,8 +41,10 @@ func TestDevLoop(t *testing.T) {
 	runnerTok := write("runner.token", "dev-runner-token")
 	sockDir, _ := os.MkdirTemp("", "dev")
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	service := r.token(t, "service.token", "--role", "service")
 	rd := testenv.Runnerd(t, testenv.RunnerdOptions{Socket: filepath.Join(sockDir, "r.sock"),
-		BundleStore: "file://" + filepath.Join(r.dir, "blobs"), TrustBundle: filepath.Join(r.keys, "publisher.pub"), TokenFile: runnerTok})
+		BundleStore: "file://" + filepath.Join(r.dir, "blobs"), TrustBundle: filepath.Join(r.keys, "publisher.pub"), TokenFile: runnerTok,
+		Args: []string{"--registry", r.url, "--registry-token-file", service, "--secrets-key-file", r.secretsKey, "--redis", rds.URL()}})
 	caddy := testenv.Caddy(t, fmt.Sprintf(`	extedge {
 		registry %s {
 			token_file %s
@@ -61,7 +63,7 @@ func TestDevLoop(t *testing.T) {
 			per_tenant 100r/s burst 100
 			redis %s
 		}
-	}`, r.url, r.token(t, "gateway-service.token", "--role", "service"), rd.Socket, runnerTok, write("jwt.secret", secret),
+	}`, r.url, service, rd.Socket, runnerTok, write("jwt.secret", secret),
 		filepath.Join(dir, "ui"), rds.URL()))
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "psa", "aud": "extedge", "tenant": tenant,
 		"sub": "author-1", "perms": "extension:read extension:write extension:debug", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
@@ -95,10 +97,10 @@ func TestDevLoop(t *testing.T) {
 			return nil
 		})
 	}
-	// call POSTs an empty note: the guest refuses it with its own message,
-	// without touching storage.
-	call := func() (int, string) {
-		req, _ := http.NewRequestWithContext(ctx, "POST", caddy.URL+"/api/ext/"+ext+"/notes", strings.NewReader(`{"text":""}`))
+	// post POSTs a note; an empty one the guest refuses with its own
+	// message, without touching storage.
+	post := func(text string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, "POST", caddy.URL+"/api/ext/"+ext+"/notes", strings.NewReader(`{"text":"`+text+`"}`))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -112,7 +114,7 @@ func TestDevLoop(t *testing.T) {
 	answers := func(want string) {
 		t.Helper()
 		testenv.WaitFor(t, 60*time.Second, func() error {
-			if code, body := call(); code != 400 || !strings.Contains(body, want) {
+			if code, body := post(""); code != 400 || !strings.Contains(body, want) {
 				return fmt.Errorf("call: %d %s (want 400 with %q)", code, body, want)
 			}
 			return nil
@@ -122,6 +124,16 @@ func TestDevLoop(t *testing.T) {
 	waitOutput("published com.acme.notes@0.0.0-dev.1", 3*time.Minute)
 	waitOutput("following the live debug stream", 20*time.Second)
 	answers("text must be 1 to 1000 bytes")
+	// The guest's log line of a stored note comes through the debug stream.
+	if code, body := post("hello"); code != 201 {
+		t.Fatalf("storing a note: %d %s\n%s", code, body, caddy.Log())
+	}
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		if !strings.Contains(stdout.String(), "stored note") {
+			return fmt.Errorf("no guest log line on stdout yet: %q", stdout.String())
+		}
+		return nil
+	})
 
 	src := filepath.Join(project, "guest", "main.go")
 	b, err := os.ReadFile(src)
