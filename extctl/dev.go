@@ -71,6 +71,9 @@ func devCmd(fs *flagSet) runFunc {
 	fs.DurationVar(&f.interval, "interval", 500*time.Millisecond, "look for changed files every `DURATION`")
 	fs.BoolVar(&f.noFollow, "no-follow", false, "do not tail the gateway's debug stream")
 	f.gw = addGatewayFlags(fs)
+	// dev's gateway defaults to the demo's (logs --follow has none).
+	gwFlag := fs.Lookup("gateway")
+	gwFlag.DefValue, f.gw.url = DefaultGateway, DefaultGateway
 	f.rf = addRegistryFlags(fs, time.Minute)
 	return func(c *cli, pos []string) error {
 		if len(pos) > 1 {
@@ -168,9 +171,6 @@ func newDevLoop(c *cli, f *devFlags, dir string) (*devLoop, error) {
 // with --gateway-token-file, else a token minted from the demo's session
 // secret for the dev tenant.
 func devStream(gw *gatewayFlags, sessionSecret, tenant, manifestPath string) (*debugStream, error) {
-	if gw.url == "" {
-		gw.url = DefaultGateway
-	}
 	name, err := manifestName(manifestPath)
 	if err != nil {
 		return nil, err
