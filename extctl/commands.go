@@ -49,6 +49,8 @@ func init() {
 				"declares, and tail the gateway's debug stream; then poll the project's files (hidden ones, " +
 				"build/, dist/ and node_modules/ aside) every --interval and do it again after a change. " +
 				"A failed build or publish is printed and waits for the next change. Ctrl-C stops it (exit 0). " +
+				`With --json, stdout has one JSON line per round, {"type":"published"|"unchanged"|"failed",…}, ` +
+				`and per debug entry, {"type":"debug",…}. ` +
 				"The defaults are `make demo`'s stack: tenant demo, the gateway at " + DefaultGateway + ", and " +
 				"from its data directory (--demo-data) the admin token, the publisher key (bound to the " +
 				"publisher \"Acme Inc.\": scaffold with `extctl new NAME --publisher \"Acme Inc.\"`) and a " +

@@ -110,6 +110,8 @@ type devLoop struct {
 	interval time.Duration
 	timeout  time.Duration
 	stream   *debugStream // nil: not tailing
+	asJSON   bool         // stdout: JSON lines (dev events and debug entries)
+	out      *logPrinter  // debug entries, on stdout
 	n        int          // the last dev number published
 	lastKey  string       // hash of the last published tree, version aside
 }
@@ -139,7 +141,8 @@ func newDevLoop(c *cli, f *devFlags, dir string) (*devLoop, error) {
 	if f.rf.tokenFile == "" && strings.TrimSpace(os.Getenv("EXTEDGE_TOKEN")) == "" {
 		f.rf.tokenFile = demoFile("admin.token")
 	}
-	d := &devLoop{c: c, dir: abs, tenant: f.tenant, interval: f.interval, timeout: f.rf.timeout}
+	d := &devLoop{c: c, dir: abs, tenant: f.tenant, interval: f.interval, timeout: f.rf.timeout,
+		asJSON: *f.rf.asJSON, out: newLogPrinter(c.stdout, *f.rf.asJSON)}
 	if !f.unsigned {
 		keyFile := f.keyFile
 		if keyFile == "" {
@@ -239,12 +242,20 @@ func goModReplace(gomod, module string) string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "//")
-		fields := strings.Fields(line)
-		if len(fields) == 4 && fields[0] == "replace" && fields[1] == module && fields[2] == "=>" {
-			if v, err := strconv.Unquote(fields[3]); err == nil {
-				return v
-			}
-			return fields[3]
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "replace ")
+		if !ok {
+			continue
+		}
+		lhs, rhs, ok := strings.Cut(rest, "=>")
+		if l := strings.Fields(lhs); !ok || len(l) == 0 || l[0] != module {
+			continue
+		}
+		rhs = strings.TrimSpace(rhs)
+		if v, err := strconv.Unquote(rhs); err == nil {
+			return v
+		}
+		if r := strings.Fields(rhs); len(r) == 1 { // a directory, not module + version
+			return r[0]
 		}
 	}
 	return ""
@@ -268,6 +279,24 @@ func (d *devLoop) logf(format string, args ...any) {
 	fmt.Fprintf(d.c.stderr, "dev: "+format+"\n", args...)
 }
 
+// devEvent is one line of `dev --json` on stdout, besides the debug
+// stream's {"type":"debug",…} entries.
+type devEvent struct {
+	Type        string `json:"type"` // published, unchanged, failed
+	Extension   string `json:"extension,omitempty"`
+	Version     string `json:"version,omitempty"`
+	ContentHash string `json:"content_hash,omitempty"`
+	Tenant      string `json:"tenant,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+func (d *devLoop) event(e devEvent) {
+	if d.asJSON {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(d.c.stdout, "%s\n", b)
+	}
+}
+
 // run publishes once, then again after every change, until ctx ends.
 func (d *devLoop) run(ctx context.Context) error {
 	followDone := make(chan struct{})
@@ -277,6 +306,7 @@ func (d *devLoop) run(ctx context.Context) error {
 		if err := d.round(ctx); err != nil && ctx.Err() == nil {
 			d.logf("%v", err)
 			d.logf("waiting for a change")
+			d.event(devEvent{Type: "failed", Error: err.Error()})
 		}
 		if ctx.Err() != nil {
 			break
@@ -285,7 +315,7 @@ func (d *devLoop) run(ctx context.Context) error {
 			following = true
 			go func() {
 				defer close(followDone)
-				if err := d.stream.follow(ctx, d.c.stderr, newLogPrinter(d.c.stdout, false)); err != nil {
+				if err := d.stream.follow(ctx, d.c.stderr, d.out); err != nil {
 					d.logf("debug stream: %v", err)
 				}
 			}()
@@ -392,6 +422,7 @@ func (d *devLoop) round(ctx context.Context) error {
 	}
 	if key == d.lastKey {
 		d.logf("the bundle did not change; nothing published")
+		d.event(devEvent{Type: "unchanged"})
 		return nil
 	}
 	if d.n == 0 {
@@ -440,6 +471,7 @@ func (d *devLoop) round(ctx context.Context) error {
 		return fmt.Errorf("published %s@%s, but install: %v", m.Name, version, d.sess.wrap(err))
 	}
 	d.logf("published %s@%s (%s) and installed it for tenant %s in %s", m.Name, version, hash, d.tenant, time.Since(start).Round(10*time.Millisecond))
+	d.event(devEvent{Type: "published", Extension: m.Name, Version: version, ContentHash: hash, Tenant: d.tenant})
 	return nil
 }
 

@@ -191,13 +191,14 @@ func TestDevLoop(t *testing.T) {
 		t.Fatalf("%d publishes, want 2:\n%s", n, stderr.String())
 	}
 
-	// A new run continues from the registry's highest dev version.
+	// A new run continues from the registry's highest dev version; with
+	// --json its events are JSON lines on stdout.
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	defer cancel2()
 	stdout2, stderr2 := &syncBuffer{}, &syncBuffer{}
 	c2 := &cli{stdout: stdout2, stderr: stderr2, stdin: strings.NewReader(""), ctx: ctx2}
 	done2 := make(chan int, 1)
-	go func() { done2 <- c2.main(append(args, "--no-follow")) }()
+	go func() { done2 <- c2.main(append(args, "--no-follow", "--json")) }()
 	testenv.WaitFor(t, 2*time.Minute, func() error {
 		if !strings.Contains(stderr2.String(), "published com.acme.notes@0.0.0-dev.3") {
 			return fmt.Errorf("second run: %q", stderr2.String())
@@ -207,5 +208,10 @@ func TestDevLoop(t *testing.T) {
 	cancel2()
 	if code := <-done2; code != 0 {
 		t.Fatalf("second run: exit %d: %s", code, stderr2.String())
+	}
+	ev := jsonLines[devEvent](t, stdout2.String())
+	if len(ev) != 1 || ev[0] != (devEvent{Type: "published", Extension: ext, Version: "0.0.0-dev.3", ContentHash: ev[0].ContentHash, Tenant: tenant}) ||
+		!strings.HasPrefix(ev[0].ContentHash, "sha256:") {
+		t.Fatalf("--json events %+v", ev)
 	}
 }

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestSetManifestVersionKeepsEveryOtherField(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`{"name":"com.acme.x","version":"1.2.3","api":{"endpoints":[{"method":"GET"}]},"assets":["ui/**/*"]}`), 0o644)
+	if err := setManifestVersion(dir, "0.0.0-dev.7"); err != nil {
+		t.Fatal(err)
+	}
+	got := decodeJSON[map[string]any](t, readFile(t, filepath.Join(dir, "manifest.json")))
+	if got["version"] != "0.0.0-dev.7" || got["name"] != "com.acme.x" || got["assets"].([]any)[0] != "ui/**/*" ||
+		got["api"].(map[string]any)["endpoints"].([]any)[0].(map[string]any)["method"] != "GET" {
+		t.Fatalf("manifest after setManifestVersion: %v", got)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestDevVersionPattern(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		dev     bool
+	}{
+		{"0.0.0-dev.1", true},
+		{"0.0.0-dev.42", true},
+		{"1.0.0-dev.1", false}, // a release's prerelease is the author's, not dev's
+		{"0.0.0-dev.1.2", false},
+		{"0.0.0-dev", false},
+		{"0.1.0", false},
+	} {
+		if got := devVersionRE.MatchString(tc.version); got != tc.dev {
+			t.Errorf("%s: dev version %v, want %v", tc.version, got, tc.dev)
+		}
+	}
+}
+
+func TestGoModReplaceFindsTheCheckout(t *testing.T) {
+	dir := t.TempDir()
+	gomod := filepath.Join(dir, "go.mod")
+	os.WriteFile(gomod, []byte("module example.com/x\n\nrequire github.com/extedge/extedge v0.0.0\n\n// comment\nreplace github.com/extedge/extedge => \"/src/ext edge\" // checkout\n"), 0o644)
+	if got := goModReplace(gomod, sdkModule); got != "/src/ext edge" {
+		t.Fatalf("goModReplace = %q", got)
+	}
+	if got := goModReplace(gomod, "example.com/other"); got != "" {
+		t.Fatalf("goModReplace of another module = %q", got)
+	}
+}
+
+// TestDevDefaultsComeFromTheDemoData: without flags, dev takes the admin
+// token and the publisher key of the demo-data directory in the checkout
+// the project's go.mod points at, and mints a debug token for the tenant
+// with the demo's session secret.
+func TestDevDefaultsComeFromTheDemoData(t *testing.T) {
+	t.Setenv("EXTEDGE_TOKEN", "")
+	t.Setenv("EXTEDGE_GATEWAY_TOKEN", "")
+	checkout := t.TempDir()
+	keys := filepath.Join(checkout, "demo-data", "keys")
+	mustRun(t, "keygen", "--out", keys, "--publisher", "Acme Inc.")
+	os.WriteFile(filepath.Join(keys, "admin.token"), []byte("admin-tok\n"), 0o600)
+	os.WriteFile(filepath.Join(keys, "session.secret"), []byte("s3cret\n"), 0o600)
+	project := t.TempDir()
+	os.WriteFile(filepath.Join(project, "manifest.json"), []byte(`{"name":"com.acme.notes"}`), 0o644)
+	os.WriteFile(filepath.Join(project, "go.mod"), []byte("module x\n\nreplace github.com/extedge/extedge => "+checkout+"\n"), 0o644)
+
+	f := new(devFlags)
+	fs := newFlagSet("dev")
+	f.rf = addRegistryFlags(fs, time.Minute)
+	f.gw = addGatewayFlags(fs)
+	f.gw.url, f.tenant, f.interval = DefaultGateway, "demo", time.Second
+	c := &cli{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	d, err := newDevLoop(c, f, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.sess.cancel()
+	if f.rf.tokenFile != filepath.Join(keys, "admin.token") || d.key == nil {
+		t.Fatalf("token file %q, key %v: want the demo's", f.rf.tokenFile, d.key)
+	}
+	if d.stream == nil || !strings.HasPrefix(d.stream.url, DefaultGateway+"/api/ext-debug/stream?extension=com.acme.notes") {
+		t.Fatalf("stream %+v", d.stream)
+	}
+	claims := jwt.MapClaims{}
+	if _, err := jwt.ParseWithClaims(d.stream.token, claims, func(*jwt.Token) (any, error) { return []byte("s3cret"), nil }); err != nil {
+		t.Fatalf("minted token does not verify with the session secret: %v", err)
+	}
+	if claims["tenant"] != "demo" || !strings.Contains(strings.Join(toStrings(claims["perms"]), " "), "extension:debug") || claims["iss"] != "psa" {
+		t.Fatalf("minted claims %v", claims)
+	}
+
+	// Without demo data and without --key or --unsigned, dev says what it needs.
+	os.WriteFile(filepath.Join(project, "go.mod"), []byte("module x\n"), 0o644)
+	f2 := &devFlags{rf: f.rf, gw: &gatewayFlags{url: DefaultGateway}, tenant: "demo", interval: time.Second}
+	f2.rf.tokenFile = ""
+	t.Chdir(t.TempDir())
+	if _, err := newDevLoop(c, f2, project); err == nil || !strings.Contains(err.Error(), "--key") {
+		t.Fatalf("without demo data: %v", err)
+	}
+}
+
+func toStrings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
