@@ -397,6 +397,44 @@ func (d *devLoop) waitChange(ctx context.Context, prev map[string]fileState) (ma
 	}
 }
 
+// publish packs tree as the next dev version, signs and publishes it.
+func (d *devLoop) publish(ctx context.Context, tree string) (version, hash string, err error) {
+	if d.n == 0 {
+		if d.n, err = d.lastDevNumber(ctx, tree); err != nil {
+			return "", "", err
+		}
+	}
+	version = devVersionBase + strconv.Itoa(d.n+1)
+	if err := setManifestVersion(tree, version); err != nil {
+		return "", "", err
+	}
+	out := filepath.Join(d.dir, "build", "dev.tar.zst")
+	hash, size, err := packAtomic(tree, out)
+	if err != nil {
+		return "", "", fmt.Errorf("pack: %v", err)
+	}
+	var sigJSON []byte
+	if d.key != nil {
+		sig, err := signing.Sign(d.key, hash)
+		if err != nil {
+			return "", "", fmt.Errorf("sign: %v", err)
+		}
+		sigJSON = sig.Marshal()
+	}
+	bf, err := os.Open(out)
+	if err != nil {
+		return "", "", err
+	}
+	defer bf.Close()
+	rctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	if _, err := d.sess.client.Publish(rctx, bf, size, sigJSON); err != nil {
+		return "", "", err
+	}
+	d.n++
+	return version, hash, nil
+}
+
 // round builds, packs, signs, publishes and installs once.
 func (d *devLoop) round(ctx context.Context) error {
 	start := time.Now()
@@ -425,43 +463,22 @@ func (d *devLoop) round(ctx context.Context) error {
 		d.event(devEvent{Type: "unchanged"})
 		return nil
 	}
-	if d.n == 0 {
-		if d.n, err = d.lastDevNumber(ctx, tree); err != nil {
-			return err
-		}
-	}
-	version := devVersionBase + strconv.Itoa(d.n+1)
-	if err := setManifestVersion(tree, version); err != nil {
-		return err
-	}
-	out := filepath.Join(d.dir, "build", "dev.tar.zst")
-	hash, size, err := packAtomic(tree, out)
-	if err != nil {
-		return fmt.Errorf("pack: %v", err)
-	}
 	m, err := readManifest(tree)
 	if err != nil {
 		return err
 	}
-	var sigJSON []byte
-	if d.key != nil {
-		sig, err := signing.Sign(d.key, hash)
-		if err != nil {
-			return fmt.Errorf("sign: %v", err)
-		}
-		sigJSON = sig.Marshal()
+	version, hash, err := d.publish(ctx, tree)
+	var ae *registryapi.APIError
+	if errors.As(err, &ae) && ae.Code == "version_exists" {
+		// Another run published that number meanwhile: take the next one.
+		d.n = 0
+		version, hash, err = d.publish(ctx, tree)
+	}
+	if err != nil {
+		return fmt.Errorf("publish: %v", d.sess.wrap(err))
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	bf, err := os.Open(out)
-	if err != nil {
-		return err
-	}
-	defer bf.Close()
-	if _, err := d.sess.client.Publish(rctx, bf, size, sigJSON); err != nil {
-		return fmt.Errorf("publish: %v", d.sess.wrap(err))
-	}
-	d.n++
 	d.lastKey = key
 	caps := m.Capabilities
 	if caps == nil {
@@ -484,14 +501,14 @@ func (d *devLoop) build(ctx context.Context) (string, error) {
 	var cmd *exec.Cmd
 	switch {
 	case fileExists(filepath.Join(d.dir, "build.sh")):
-		cmd = exec.CommandContext(ctx, "./build.sh")
+		cmd = buildCommand(ctx, "./build.sh")
 		if os.Getenv("EXTCTL") == "" {
 			if exe, err := os.Executable(); err == nil {
 				cmd.Env = append(os.Environ(), "EXTCTL="+exe)
 			}
 		}
 	case fileExists(filepath.Join(d.dir, "package.json")):
-		cmd = exec.CommandContext(ctx, "npm", "run", "build")
+		cmd = buildCommand(ctx, "npm", "run", "build")
 	case fileExists(filepath.Join(d.dir, "go.mod")):
 		return staged, d.buildGo(ctx, staged)
 	default:
@@ -515,6 +532,17 @@ func (d *devLoop) build(ctx context.Context) (string, error) {
 	return d.dir, nil
 }
 
+// buildCommand runs a build in its own process group, so that Ctrl-C (or
+// the context ending) stops the whole build — build.sh's go build too —
+// and not just the shell.
+func buildCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
 func (d *devLoop) buildGo(ctx context.Context, stage string) error {
 	m, err := readManifest(d.dir)
 	if err != nil {
@@ -527,7 +555,7 @@ func (d *devLoop) buildGo(ctx context.Context, stage string) error {
 	if !fileExists(filepath.Join(d.dir, "guest")) {
 		pkg = "."
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(stage, filepath.FromSlash(m.Entry)), pkg)
+	cmd := buildCommand(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(stage, filepath.FromSlash(m.Entry)), pkg)
 	cmd.Dir = d.dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
