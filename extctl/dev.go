@@ -515,6 +515,7 @@ func (d *devLoop) build(ctx context.Context) (string, error) {
 		return d.dir, nil // nothing to build: the directory is the bundle tree
 	}
 	cmd.Dir = d.dir
+	d.logf("building (%s)", strings.Join(cmd.Args, " "))
 	// The build's output (build.sh's own pack of the unversioned tree
 	// included) is noise while it works: shown only when it fails.
 	var out bytes.Buffer
@@ -557,6 +558,7 @@ func (d *devLoop) buildGo(ctx context.Context, stage string) error {
 	}
 	cmd := buildCommand(ctx, "go", "build", "-buildmode=c-shared", "-trimpath", "-o", filepath.Join(stage, filepath.FromSlash(m.Entry)), pkg)
 	cmd.Dir = d.dir
+	d.logf("building (GOOS=wasip1 GOARCH=wasm go build %s)", pkg)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {

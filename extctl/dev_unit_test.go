@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/extedge/extedge/internal/testenv"
 )
 
 func TestSetManifestVersionKeepsEveryOtherField(t *testing.T) {
@@ -119,4 +125,72 @@ func toStrings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
+}
+
+// TestDevStopsABuildWhenCancelled: cancelling dev in the middle of a long
+// build ends the build's whole process group and returns exit 0 at once.
+func TestDevStopsABuildWhenCancelled(t *testing.T) {
+	project := t.TempDir()
+	os.WriteFile(filepath.Join(project, "manifest.json"), []byte(`{"name":"com.acme.slow"}`), 0o644)
+	pidFile := filepath.Join(project, "sleep.pid")
+	os.WriteFile(filepath.Join(project, "build.sh"), []byte("#!/bin/sh\nsleep 60 &\necho $! > "+pidFile+"\nwait\n"), 0o755)
+	t.Setenv("EXTEDGE_TOKEN", "tok")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stderr := &syncBuffer{}
+	c := &cli{stdout: &syncBuffer{}, stderr: stderr, stdin: strings.NewReader(""), ctx: ctx}
+	done := make(chan int, 1)
+	go func() {
+		done <- c.main([]string{"dev", project, "--unsigned", "--no-follow", "--registry", "http://127.0.0.1:1", "--demo-data", t.TempDir()})
+	}()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if _, err := os.Stat(pidFile); err != nil || !strings.Contains(stderr.String(), "dev: building (./build.sh)") {
+			return fmt.Errorf("build not running yet: %q", stderr.String())
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("dev did not stop while building")
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("the build's sleep (pid %d) still runs", pid)
+		}
+		return nil
+	})
+}
+
+// TestDevBuildsAGoProjectWithoutBuildScript: without build.sh, dev builds
+// ./guest for wasip1 and stages it with manifest.json and ui/ as the
+// scaffold's build.sh does.
+func TestDevBuildsAGoProjectWithoutBuildScript(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a wasm guest")
+	}
+	project := filepath.Join(t.TempDir(), "notes")
+	mustRun(t, "new", "com.acme.notes", "--dir", project, "--sdk", repoRoot(t))
+	os.Remove(filepath.Join(project, "build.sh"))
+	d := &devLoop{c: &cli{stdout: &syncBuffer{}, stderr: &syncBuffer{}}, dir: project}
+	stage, err := d.build(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stage != filepath.Join(project, "build", "bundle") {
+		t.Fatalf("stage %s", stage)
+	}
+	for _, f := range []string{"dist/main.wasm", "manifest.json", "ui/index.html", "ui/app.js"} {
+		if _, err := os.Stat(filepath.Join(stage, f)); err != nil {
+			t.Errorf("stage lacks %s: %v", f, err)
+		}
+	}
+	if _, _, err := packAtomic(stage, filepath.Join(t.TempDir(), "b.tar.zst")); err != nil {
+		t.Fatalf("the staged tree does not pack: %v", err)
+	}
 }
