@@ -446,7 +446,13 @@ func (d *devLoop) round(ctx context.Context) error {
 	if err := os.RemoveAll(tree); err != nil {
 		return err
 	}
-	if err := copyDir(stage, tree); err != nil {
+	var skip map[string]bool
+	if stage == d.dir {
+		// The project is the bundle tree: leave out dev's own output and
+		// npm's dependencies (dist/ may well be the build's output).
+		skip = map[string]bool{"build": true, "node_modules": true}
+	}
+	if err := copyDir(stage, tree, skip); err != nil {
 		return fmt.Errorf("staging: %v", err)
 	}
 	// The tree's hash with a fixed version tells whether anything but the
@@ -571,7 +577,7 @@ func (d *devLoop) buildGo(ctx context.Context, stage string) error {
 		return err
 	}
 	if fileExists(filepath.Join(d.dir, "ui")) {
-		return copyDir(filepath.Join(d.dir, "ui"), filepath.Join(stage, "ui"))
+		return copyDir(filepath.Join(d.dir, "ui"), filepath.Join(stage, "ui"), nil)
 	}
 	return nil
 }
@@ -640,13 +646,14 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// copyDir copies src's regular files (not hidden ones) into dst.
-func copyDir(src, dst string) error {
+// copyDir copies src's regular files (not hidden ones, nor the top-level
+// directories in skip) into dst.
+func copyDir(src, dst string, skip map[string]bool) error {
 	return filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p != src && strings.HasPrefix(e.Name(), ".") {
+		if p != src && (strings.HasPrefix(e.Name(), ".") || (e.IsDir() && filepath.Dir(p) == src && skip[e.Name()])) {
 			if e.IsDir() {
 				return filepath.SkipDir
 			}

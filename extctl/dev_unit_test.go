@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -192,5 +193,76 @@ func TestDevBuildsAGoProjectWithoutBuildScript(t *testing.T) {
 	}
 	if _, _, err := packAtomic(stage, filepath.Join(t.TempDir(), "b.tar.zst")); err != nil {
 		t.Fatalf("the staged tree does not pack: %v", err)
+	}
+}
+
+// TestDevBuildPicksTheProjectsBuild: build.sh wins over package.json,
+// which wins over go.mod; the stage is build/bundle when the build wrote a
+// manifest there, else the project directory itself.
+func TestDevBuildPicksTheProjectsBuild(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		files     map[string]string
+		wantStage string // relative to the project
+		wantRan   string
+	}{
+		{"build.sh wins over package.json", map[string]string{
+			"build.sh":     "#!/bin/sh\nmkdir -p build/bundle && cp manifest.json build/bundle/ && echo sh > ran\n",
+			"package.json": `{"scripts":{"build":"echo npm > ran"}}`,
+		}, "build/bundle", "sh"},
+		{"package.json runs npm run build", map[string]string{
+			"package.json": `{"scripts":{"build":"mkdir -p build/bundle && cp manifest.json build/bundle/ && echo npm > ran"}}`,
+		}, "build/bundle", "npm"},
+		{"a build that stages nothing packs the project", map[string]string{
+			"package.json": `{"scripts":{"build":"echo npm > ran"}}`,
+		}, ".", "npm"},
+		{"nothing to build packs the project", map[string]string{}, ".", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, ok := tc.files["package.json"]; ok {
+				if _, err := exec.LookPath("npm"); err != nil {
+					t.Skip("npm is not installed")
+				}
+			}
+			project := t.TempDir()
+			os.WriteFile(filepath.Join(project, "manifest.json"), []byte(`{"name":"com.acme.x"}`), 0o644)
+			for name, content := range tc.files {
+				os.WriteFile(filepath.Join(project, name), []byte(content), 0o755)
+			}
+			d := &devLoop{c: &cli{stdout: &syncBuffer{}, stderr: &syncBuffer{}}, dir: project}
+			stage, err := d.build(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := filepath.Join(project, tc.wantStage); stage != want {
+				t.Errorf("stage %s, want %s", stage, want)
+			}
+			ran, _ := os.ReadFile(filepath.Join(project, "ran"))
+			if got := strings.TrimSpace(string(ran)); got != tc.wantRan {
+				t.Errorf("ran %q, want %q", got, tc.wantRan)
+			}
+		})
+	}
+}
+
+func TestCopyDirLeavesOutHiddenFilesAndSkippedTopDirs(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	for _, f := range []string{"manifest.json", "dist/main.wasm", "ui/.swp", ".git/HEAD", "node_modules/x/index.js", "build/dev.tar.zst", "ui/build/keep.js"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755)
+		os.WriteFile(filepath.Join(src, f), []byte(f), 0o644)
+	}
+	if err := copyDir(src, dst, map[string]bool{"build": true, "node_modules": true}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	filepath.WalkDir(dst, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			rel, _ := filepath.Rel(dst, p)
+			got = append(got, rel)
+		}
+		return nil
+	})
+	if strings.Join(got, " ") != "dist/main.wasm manifest.json ui/build/keep.js" {
+		t.Fatalf("copied %v", got)
 	}
 }
