@@ -75,6 +75,7 @@ func devCmd(fs *flagSet) runFunc {
 	gwFlag := fs.Lookup("gateway")
 	gwFlag.DefValue, f.gw.url = DefaultGateway, DefaultGateway
 	f.rf = addRegistryFlags(fs, time.Minute)
+	fs.Lookup("timeout").Usage = "give up on one registry call after this `DURATION` (0: no limit); the loop itself runs until Ctrl-C"
 	return func(c *cli, pos []string) error {
 		if len(pos) > 1 {
 			return usageError{"dev takes at most one DIR"}
@@ -275,6 +276,14 @@ func manifestName(path string) (string, error) {
 	return m.Name, nil
 }
 
+// callContext bounds one registry call by --timeout (0: no limit).
+func (d *devLoop) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d.timeout)
+}
+
 func (d *devLoop) logf(format string, args ...any) {
 	fmt.Fprintf(d.c.stderr, "dev: "+format+"\n", args...)
 }
@@ -426,7 +435,7 @@ func (d *devLoop) publish(ctx context.Context, tree string) (version, hash strin
 		return "", "", err
 	}
 	defer bf.Close()
-	rctx, cancel := context.WithTimeout(ctx, d.timeout)
+	rctx, cancel := d.callContext(ctx)
 	defer cancel()
 	if _, err := d.sess.client.Publish(rctx, bf, size, sigJSON); err != nil {
 		return "", "", err
@@ -483,7 +492,7 @@ func (d *devLoop) round(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("publish: %v", d.sess.wrap(err))
 	}
-	rctx, cancel := context.WithTimeout(ctx, d.timeout)
+	rctx, cancel := d.callContext(ctx)
 	defer cancel()
 	d.lastKey = key
 	caps := m.Capabilities
@@ -589,7 +598,7 @@ func (d *devLoop) lastDevNumber(ctx context.Context, tree string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, d.timeout)
+	rctx, cancel := d.callContext(ctx)
 	defer cancel()
 	vs, err := d.sess.client.ListVersions(rctx, m.Name)
 	var ae *registryapi.APIError
