@@ -42,6 +42,22 @@ func init() {
 				"With --lang assemblyscript the guest is AssemblyScript instead: package.json (assemblyscript " +
 				"pinned, @extedge/guest from the checkout's sdk/assemblyscript), asconfig.json, assembly/index.ts " +
 				"and a node --test test; npm run build, npm test and npm run pack build, test and pack it."},
+		{name: "dev", args: "[DIR]", setup: devCmd,
+			summary: "rebuild, publish and install a project on every change, and tail its debug stream",
+			about: "The author loop for the project in DIR (default the working directory): build it " +
+				"(./build.sh if present, else `npm run build` with a package.json, else the Go guest in ./guest " +
+				"for GOOS=wasip1), pack what the build staged (build/bundle, else DIR) as version 0.0.0-dev.N " +
+				"(N one above the registry's highest, so dev builds never become the latest release), sign it " +
+				"(--key, or --unsigned), publish it, install it for --tenant with every capability the manifest " +
+				"declares, and tail the gateway's debug stream; then poll the project's files (hidden ones, " +
+				"build/, dist/ and node_modules/ aside) every --interval and do it again after a change. " +
+				"A failed build or publish is printed and waits for the next change. Ctrl-C stops it (exit 0). " +
+				`With --json, stdout has one JSON line per round, {"type":"published"|"unchanged"|"failed",…}, ` +
+				`and per debug entry, {"type":"debug",…}. ` +
+				"The defaults are `make demo`'s stack: tenant demo, the gateway at " + DefaultGateway + ", and " +
+				"from its data directory (--demo-data) the admin token, the publisher key (bound to the " +
+				"publisher \"Acme Inc.\": scaffold with `extctl new NAME --publisher \"Acme Inc.\"`) and a " +
+				"debug token minted from the session secret." + registryAbout},
 		{name: "pack", args: "DIR -o FILE", setup: packCmd,
 			summary: "validate DIR's manifest and pack it into a bundle",
 			about: "Checks DIR/manifest.json against the files in DIR, then writes the canonical " +
@@ -72,12 +88,12 @@ func init() {
 			about: "Installs NAME for tenant T at --version (default the newest non-revoked " +
 				"version), or changes the existing install. Effective capabilities are the granted ones " +
 				"the version declares. Lists and config that are not given keep their current value; " +
-				"given --config pairs replace the whole config." + registryAbout},
+				"given --config pairs replace the whole config." + platformAbout + registryAbout},
 		{name: "upgrade", args: "--tenant T --extension NAME --version V", setup: upgradeCmd,
 			summary: "move an existing install to another version",
 			about: "Changes an existing install's version (it never creates one). Grants, config and " +
 				"egress are kept unless given; capabilities the new version adds stay ungranted until " +
-				"--grant names them." + registryAbout},
+				"--grant names them." + platformAbout + registryAbout},
 		{name: "enable", args: "--tenant T --extension NAME", setup: enableCmd,
 			summary: "let an install serve traffic again",
 			about:   "Enables tenant T's install of NAME." + registryAbout},
@@ -130,6 +146,12 @@ func init() {
 			summary: "revoke a published version",
 			about: "Marks a version revoked with a reason: installs pinned to it stop serving, and it " +
 				"can no longer be installed." + registryAbout},
+		{name: "deprecate", args: "--extension NAME --reason R", setup: deprecateCmd,
+			summary: "mark an extension deprecated",
+			about: "Marks the extension NAME deprecated with a reason (SPEC §7.3): `list` and the catalog " +
+				"show it, and the change feed tells gateways. Deprecation is of the whole extension; " +
+				"existing installs keep serving and it can still be installed. To stop a single version, " +
+				"use revoke. Needs a platform admin token." + registryAbout},
 		{name: "list", args: "[--tenant T]", setup: listCmd,
 			summary: "list the catalog, or a tenant's installs",
 			about: "Lists the registry's extensions with their latest version, or with --tenant " +
@@ -152,6 +174,11 @@ func init() {
 				"`extctl COMMAND --help` prints the same."},
 	}
 }
+
+// platformAbout describes the platform-admin install fields.
+const platformAbout = " Quotas (--quota-*) and instance reuse (--instance-reuse, --reuse-*) are set by a " +
+	"platform admin: only the ones given change, the rest keep their value, and a tenant admin giving " +
+	"any of them is refused (forbidden)."
 
 // registryAbout ends the description of every registry command.
 const registryAbout = " The registry is --registry, else $EXTEDGE_REGISTRY, else " + DefaultRegistry +

@@ -83,6 +83,8 @@ func defaultText(f *flag.Flag) string {
 	switch f.Value.(type) {
 	case *stringList:
 		return "default none"
+	case *optInt, *optSwitch, *optDuration:
+		return "default: keep the current value"
 	}
 	if getter, ok := f.Value.(flag.Getter); ok {
 		switch v := getter.Get().(type) {

@@ -69,6 +69,9 @@ func parseWhen(flagName, v string, now time.Time) (time.Time, error) {
 type gatewayFlags struct {
 	url       string
 	tokenFile string
+	// minted is a token made up by the command itself (dev, from the
+	// demo's session secret); used when neither flag nor variable gives one.
+	minted string
 }
 
 func addGatewayFlags(fs *flagSet) *gatewayFlags {
@@ -93,6 +96,9 @@ func (g *gatewayFlags) token() (string, error) {
 	}
 	if tok := strings.TrimSpace(os.Getenv("EXTEDGE_GATEWAY_TOKEN")); tok != "" {
 		return tok, nil
+	}
+	if g.minted != "" {
+		return g.minted, nil
 	}
 	return "", usageError{"--follow needs a gateway token: pass --gateway-token-file F (or set EXTEDGE_GATEWAY_TOKEN_FILE or EXTEDGE_GATEWAY_TOKEN)"}
 }

@@ -337,6 +337,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 type installFlags struct {
 	tenant, extension, version string
 	grants, config, egress     stringList
+	platform                   *platformFlags
 	rf                         *registryFlags
 }
 
@@ -348,6 +349,7 @@ func addInstallFlags(fs *flagSet) *installFlags {
 	fs.Var(&f.grants, "grant", "capability `CAP` to grant (repeatable or comma-separated; '' clears)")
 	fs.Var(&f.config, "config", "config `k=v`, v parsed as JSON if valid, else a string (repeatable)")
 	fs.Var(&f.egress, "egress", "allowed egress `HOST[:PORT]` (repeatable or comma-separated; '' clears)")
+	f.platform = addPlatformFlags(fs)
 	f.rf = addRegistryFlags(fs, time.Minute)
 	return f
 }
@@ -360,7 +362,7 @@ func (f *installFlags) check(name string, pos []string) error {
 	if f.tenant == "" || f.extension == "" {
 		return usageError{name + " needs --tenant and --extension"}
 	}
-	return nil
+	return f.platform.check()
 }
 
 // request builds the PUT body: lists and config not given stay nil so the
@@ -433,6 +435,15 @@ func install(c *cli, f *installFlags, pos []string) error {
 		return err
 	}
 	defer s.cancel()
+	if f.platform.given() {
+		cur, err := currentInstall(s, f.tenant, f.extension)
+		if err != nil {
+			return s.wrap(err)
+		}
+		if err := f.platform.apply(&req, cur); err != nil {
+			return err
+		}
+	}
 	in, err := s.client.PutInstall(s.ctx, f.tenant, f.extension, req)
 	if err != nil {
 		return s.wrap(err)
@@ -465,6 +476,9 @@ func upgrade(c *cli, f *installFlags, pos []string) error {
 	cur, err := s.client.GetInstall(s.ctx, f.tenant, f.extension)
 	if err != nil {
 		return s.wrap(err)
+	}
+	if err := f.platform.apply(&req, cur); err != nil {
+		return err
 	}
 	in, err := s.client.PutInstall(s.ctx, f.tenant, f.extension, req)
 	if err != nil {
@@ -610,6 +624,12 @@ func (c *cli) showInstall(asJSON bool, head string, in *registryapi.Install) err
 	fmt.Fprintf(tw, "  config\t%s\n", cfg)
 	fmt.Fprintf(tw, "  egress\t%s\n", listOrNone(in.EgressAllowlist))
 	fmt.Fprintf(tw, "  secrets\t%s\n", listOrNone(in.SecretKeys))
+	if !in.Quotas.IsZero() {
+		fmt.Fprintf(tw, "  quotas\t%s\n", formatQuotas(in.Quotas))
+	}
+	if in.InstanceReuse.Normalized().Enabled {
+		fmt.Fprintf(tw, "  instance reuse\t%s\n", formatReuse(in.InstanceReuse))
+	}
 	tw.Flush()
 	_, err := io.WriteString(c.stdout, b.String())
 	return err
@@ -765,6 +785,33 @@ func revokeCmd(fs *flagSet) runFunc {
 			return c.printJSON(v)
 		}
 		fmt.Fprintf(c.stdout, "revoked %s@%s (%s): %s\n", *ext, v.Version, v.ContentHash, v.RevokeReason)
+		return nil
+	}
+}
+
+// deprecateCmd marks an extension deprecated (SPEC §7.3: the whole
+// extension, not a version; a version is revoked instead).
+func deprecateCmd(fs *flagSet) runFunc {
+	ext := fs.String("extension", "", "extension `NAME`")
+	reason := fs.String("reason", "", "`R`eason, shown in the catalog (e.g. what replaces it)")
+	rf := addRegistryFlags(fs, time.Minute)
+	return func(c *cli, pos []string) error {
+		if len(pos) > 0 || *ext == "" || strings.TrimSpace(*reason) == "" {
+			return usageError{"deprecate needs --extension and --reason"}
+		}
+		s, err := rf.session()
+		if err != nil {
+			return err
+		}
+		defer s.cancel()
+		e, err := s.client.Deprecate(s.ctx, *ext, *reason)
+		if err != nil {
+			return s.wrap(err)
+		}
+		if *rf.asJSON {
+			return c.printJSON(e)
+		}
+		fmt.Fprintf(c.stdout, "deprecated %s: %s\n", e.Name, oneLine(e.Deprecation.Reason))
 		return nil
 	}
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,42 +20,6 @@ import (
 //
 //	EXTEDGE_BENCH=1 go test -run TestReportHelloAS -v ./bench/runner
 //	go test -run '^$' -bench 'Hello(AS|Go)' ./bench/runner
-
-var (
-	helloGoOnce sync.Once
-	helloGoWasm []byte
-	helloGoErr  error
-)
-
-// helloGo builds examples/hello as its build.sh does (a wasip1 reactor).
-func helloGo(tb testing.TB) []byte {
-	helloGoOnce.Do(func() {
-		root, err := testenv.ModuleRoot()
-		if err != nil {
-			helloGoErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "bench-hello-")
-		if err != nil {
-			helloGoErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		out := filepath.Join(dir, "hello.wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-o", out, "./examples/hello")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			helloGoErr = &exec.ExitError{Stderr: b}
-			return
-		}
-		helloGoWasm, helloGoErr = os.ReadFile(out)
-	})
-	if helloGoErr != nil {
-		tb.Fatalf("building examples/hello: %v", helloGoErr)
-	}
-	return helloGoWasm
-}
 
 func helloAS(tb testing.TB) []byte {
 	root, err := testenv.ModuleRoot()
@@ -129,7 +91,7 @@ func benchHello(b *testing.B, wasm []byte) {
 }
 
 func BenchmarkHelloASFresh(b *testing.B) { benchHello(b, helloAS(b)) }
-func BenchmarkHelloGoFresh(b *testing.B) { benchHello(b, helloGo(b)) }
+func BenchmarkHelloGoFresh(b *testing.B) { benchHello(b, hello(b)) }
 
 // TestReportHelloAS prints module size and per-call cost of both hellos,
 // measured in one run; it asserts no timing (EXTEDGE_BENCH=1 runs it).
@@ -137,7 +99,7 @@ func TestReportHelloAS(t *testing.T) {
 	if os.Getenv("EXTEDGE_BENCH") == "" {
 		t.Skip("benchmark report: set EXTEDGE_BENCH=1 to run it (timing belongs in benchmarks, not in CI pass/fail)")
 	}
-	as, goWasm := helloAS(t), helloGo(t)
+	as, goWasm := helloAS(t), hello(t)
 	per := func(wasm []byte) float64 {
 		res := testing.Benchmark(func(b *testing.B) { benchHello(b, wasm) })
 		return float64(res.T.Nanoseconds()) / float64(res.N)

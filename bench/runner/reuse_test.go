@@ -77,15 +77,15 @@ func (e *buildError) Error() string {
 	return "building examples/hello: " + e.err.Error() + "\n" + e.out
 }
 
-// helloRig is a server with the hello bundle published and warmed; reuse
+// reuseRig is a server with the hello bundle published and warmed; reuse
 // puts instance_reuse in the envelope.
-type helloRig struct {
+type reuseRig struct {
 	eng *engine.Engine
 	srv *server.Server
 	env *execapi.Request
 }
 
-func newHelloRig(tb testing.TB, reuse bool) *helloRig {
+func newReuseRig(tb testing.TB, reuse bool) *reuseRig {
 	tb.Helper()
 	eng, err := engine.New(engine.Config{}, hostSet(tb))
 	if err != nil {
@@ -106,7 +106,7 @@ func newHelloRig(tb testing.TB, reuse bool) *helloRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &helloRig{eng: eng, srv: srv, env: &execapi.Request{
+	r := &reuseRig{eng: eng, srv: srv, env: &execapi.Request{
 		Context:  execapi.Context{RequestID: "req", TenantID: "tenant", ExtensionID: ext, InstallID: "inst", VersionID: "v1", ContentHash: hash},
 		HTTP:     execapi.HTTPRequest{Method: "GET", Path: "/h0", Query: map[string]string{"name": "bench"}, Headers: map[string]string{}},
 		Endpoint: execapi.Endpoint{Method: "GET", Path: "/h0", Handler: "dist/hello", Params: map[string]string{}},
@@ -119,7 +119,7 @@ func newHelloRig(tb testing.TB, reuse bool) *helloRig {
 	return r
 }
 
-func (r *helloRig) call(tb testing.TB) {
+func (r *reuseRig) call(tb testing.TB) {
 	resp, eerr := r.srv.Execute(context.Background(), r.env)
 	if eerr != nil || resp.Status != 200 {
 		tb.Fatalf("execute: %v %+v", eerr, resp)
@@ -127,7 +127,7 @@ func (r *helloRig) call(tb testing.TB) {
 }
 
 func benchmarkGoHello(b *testing.B, reuse bool) {
-	r := newHelloRig(b, reuse)
+	r := newReuseRig(b, reuse)
 	b.ResetTimer()
 	cpu := processCPU()
 	for i := 0; i < b.N; i++ {
