@@ -74,6 +74,30 @@ func resolve(bi *debug.BuildInfo, version, commit string) Info {
 	return info
 }
 
+// DepVersion is the version of module path linked into the running
+// binary ("unknown" without build information, "" when it is not a
+// dependency), for the versions of libraries a binary is defined by
+// (runnerd's wasmtime-go).
+func DepVersion(path string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	return depVersion(bi, path)
+}
+
+func depVersion(bi *debug.BuildInfo, path string) string {
+	for _, d := range bi.Deps {
+		if d.Path == path {
+			if d.Replace != nil && d.Replace.Version != "" {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return ""
+}
+
 // Line is the human form: "<program> <version> (commit <commit>[, modified]; <go version>)".
 func (i Info) Line(program string) string {
 	commit := i.Commit

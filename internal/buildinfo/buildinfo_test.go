@@ -48,3 +48,19 @@ func TestLine(t *testing.T) {
 		t.Fatalf("Line = %q, want %q", got, want)
 	}
 }
+
+func TestDepVersion(t *testing.T) {
+	bi := &debug.BuildInfo{Deps: []*debug.Module{
+		{Path: "github.com/bytecodealliance/wasmtime-go/v39", Version: "v39.0.1"},
+		{Path: "example.com/replaced", Version: "v1.0.0", Replace: &debug.Module{Path: "example.com/fork", Version: "v1.0.1"}},
+	}}
+	for path, want := range map[string]string{
+		"github.com/bytecodealliance/wasmtime-go/v39": "v39.0.1",
+		"example.com/replaced":                        "v1.0.1",
+		"example.com/absent":                          "",
+	} {
+		if got := depVersion(bi, path); got != want {
+			t.Errorf("depVersion(%s) = %q, want %q", path, got, want)
+		}
+	}
+}
