@@ -27,49 +27,9 @@ func TestDevLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a wasm guest twice and starts a whole stack")
 	}
-	r := startRegistry(t)
-	rds := testenv.Redis(t)
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	const ext, tenant, secret = "com.acme.notes", "tenant-a", "dev-test-jwt-secret-0123456789abc"
-	runnerTok := write("runner.token", "dev-runner-token")
-	sockDir, _ := os.MkdirTemp("", "dev")
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	service := r.token(t, "service.token", "--role", "service")
-	rd := testenv.Runnerd(t, testenv.RunnerdOptions{Socket: filepath.Join(sockDir, "r.sock"),
-		BundleStore: "file://" + filepath.Join(r.dir, "blobs"), TrustBundle: filepath.Join(r.keys, "publisher.pub"), TokenFile: runnerTok,
-		Args: []string{"--registry", r.url, "--registry-token-file", service, "--secrets-key-file", r.secretsKey, "--redis", rds.URL()}})
-	caddy := testenv.Caddy(t, fmt.Sprintf(`	extedge {
-		registry %s {
-			token_file %s
-		}
-		runners unix/%s {
-			token_file %s
-		}
-		auth jwt {
-			secret_file %s
-			issuer psa
-			audience extedge
-		}
-		ui_cache %s
-		timeout 60s
-		rate_limit {
-			per_tenant 100r/s burst 100
-			redis %s
-		}
-	}`, r.url, service, rd.Socket, runnerTok, write("jwt.secret", secret),
-		filepath.Join(dir, "ui"), rds.URL()))
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "psa", "aud": "extedge", "tenant": tenant,
-		"sub": "author-1", "perms": "extension:read extension:write extension:debug", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := newDevStack(t)
+	r, caddy, tok, write := st.r, st.caddy, st.tok, st.write
+	const ext, tenant = devStackExt, devStackTenant
 
 	project := filepath.Join(t.TempDir(), "notes")
 	mustRun(t, "new", ext, "--dir", project, "--sdk", repoRoot(t), "--publisher", "Example Co")
@@ -214,4 +174,67 @@ func TestDevLoop(t *testing.T) {
 		!strings.HasPrefix(ev[0].ContentHash, "sha256:") {
 		t.Fatalf("--json events %+v", ev)
 	}
+}
+
+// devStack is a registry, a runner with Redis and the registry for KV, and
+// Caddy with the extedge module in front of them: what `extctl dev` talks
+// to. tok is a session token of tenant with extension:debug.
+type devStack struct {
+	r     *registry
+	caddy *testenv.CaddyServer
+	tok   string
+	write func(name, content string) string
+}
+
+const (
+	devStackExt    = "com.acme.notes"
+	devStackTenant = "tenant-a"
+)
+
+func newDevStack(t *testing.T) *devStack {
+	r := startRegistry(t)
+	rds := testenv.Redis(t)
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const tenant, secret = devStackTenant, "dev-test-jwt-secret-0123456789abc"
+	runnerTok := write("runner.token", "dev-runner-token")
+	sockDir, _ := os.MkdirTemp("", "dev")
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	service := r.token(t, "service.token", "--role", "service")
+	rd := testenv.Runnerd(t, testenv.RunnerdOptions{Socket: filepath.Join(sockDir, "r.sock"),
+		BundleStore: "file://" + filepath.Join(r.dir, "blobs"), TrustBundle: filepath.Join(r.keys, "publisher.pub"), TokenFile: runnerTok,
+		Args: []string{"--registry", r.url, "--registry-token-file", service, "--secrets-key-file", r.secretsKey, "--redis", rds.URL()}})
+	caddy := testenv.Caddy(t, fmt.Sprintf(`	extedge {
+		registry %s {
+			token_file %s
+		}
+		runners unix/%s {
+			token_file %s
+		}
+		auth jwt {
+			secret_file %s
+			issuer psa
+			audience extedge
+		}
+		ui_cache %s
+		timeout 60s
+		rate_limit {
+			per_tenant 100r/s burst 100
+			redis %s
+		}
+	}`, r.url, service, rd.Socket, runnerTok, write("jwt.secret", secret),
+		filepath.Join(dir, "ui"), rds.URL()))
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "psa", "aud": "extedge", "tenant": tenant,
+		"sub": "author-1", "perms": "extension:read extension:write extension:debug", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	return &devStack{r: r, caddy: caddy, tok: tok, write: write}
 }
