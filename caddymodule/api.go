@@ -16,6 +16,7 @@ import (
 	"github.com/extedge/extedge/caddymodule/auth"
 	"github.com/extedge/extedge/caddymodule/runnerpool"
 	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/lowprio"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
 )
@@ -407,7 +408,12 @@ func writeGuestResponse(w http.ResponseWriter, r *http.Request, rid string, resp
 		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	}
 	w.WriteHeader(resp.Status)
-	if !noBody && len(resp.Body) > 0 {
+	switch {
+	case noBody || len(resp.Body) == 0:
+	case len(resp.Body) >= lowprio.Threshold:
+		// Bulk copying yields to other tenants' short calls.
+		lowprio.Run(func() { _, _ = w.Write(resp.Body) })
+	default:
 		_, _ = w.Write(resp.Body)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/lowprio"
 )
 
 // Config configures a Pool.
@@ -424,7 +425,12 @@ func (p *Pool) try(ctx context.Context, r *Runner, envelope []byte, maxBody int6
 		return nil, false, &BadReplyError{Runner: r.Address, Err: err}
 	}
 	defer resp.Body.Close()
-	res, err = readReply(resp, maxBody)
+	if resp.ContentLength >= lowprio.Threshold {
+		// Bulk copying yields to other tenants' short calls.
+		lowprio.Run(func() { res, err = readReply(resp, maxBody) })
+	} else {
+		res, err = readReply(resp, maxBody)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, false, ctx.Err()

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/extedge/extedge/internal/lowprio"
 )
 
 // heavyInstalls remembers the installs whose last call used more CPU than
@@ -46,12 +48,16 @@ func (h *heavyInstalls) startDemoted(install string) bool {
 	return ok && h.now().Sub(at) < heavyFor
 }
 
-// observe records a finished call of install that used cpu.
-func (h *heavyInstalls) observe(install string, cpu time.Duration) {
+// observe records a finished call of install that used cpu and answered
+// replyBytes of body. A call is long when it used DemoteAfter of CPU or
+// answered lowprio.Threshold bytes or more: moving a large body costs
+// milliseconds of CPU around the guest (its memory faulted in, copied
+// out, written to the socket) that the guest's own CPU time does not show.
+func (h *heavyInstalls) observe(install string, cpu time.Duration, replyBytes int) {
 	if h.after <= 0 || install == "" || cpu <= 0 {
 		return
 	}
-	if cpu >= h.after {
+	if cpu >= h.after || replyBytes >= lowprio.Threshold {
 		h.seen.Add(install, h.now())
 		return
 	}

@@ -13,7 +13,7 @@ func TestHeavyInstallsStartDemoted(t *testing.T) {
 	if h.startDemoted("inst-a") {
 		t.Fatal("an install never seen starts demoted")
 	}
-	h.observe("inst-a", 50*time.Millisecond)
+	h.observe("inst-a", 50*time.Millisecond, 0)
 	if !h.startDemoted("inst-a") {
 		t.Fatal("after a long call the install's next call does not start demoted")
 	}
@@ -30,14 +30,19 @@ func TestHeavyInstallsStartDemoted(t *testing.T) {
 		t.Fatal("heavy install still demoted past heavyFor with no long call since")
 	}
 
-	h.observe("inst-a", 50*time.Millisecond)
-	h.observe("inst-a", 2*time.Millisecond)
+	h.observe("inst-a", 50*time.Millisecond, 0)
+	h.observe("inst-a", 2*time.Millisecond, 0)
 	if h.startDemoted("inst-a") {
 		t.Fatal("a call under the threshold does not clear the install")
 	}
 
+	h.observe("inst-c", time.Millisecond, 4<<20)
+	if !h.startDemoted("inst-c") {
+		t.Fatal("after a short call answering 4 MiB the install's next call does not start demoted")
+	}
+
 	off := newHeavyInstalls(0)
-	off.observe("inst-a", time.Second)
+	off.observe("inst-a", time.Second, 0)
 	if off.startDemoted("inst-a") {
 		t.Fatal("with demotion off an install starts demoted")
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/extedge/extedge/internal/bundle"
 	"github.com/extedge/extedge/internal/execapi"
+	"github.com/extedge/extedge/internal/lowprio"
 	"github.com/extedge/extedge/internal/manifest"
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/tenantid"
@@ -284,11 +285,18 @@ func (s *Server) serveExecute(w http.ResponseWriter, r *http.Request) {
 		writeError(w, eerr, 0)
 		return
 	}
-	if execapi.AcceptsRawReply(r.Header.Get("Accept")) {
-		writeRawReply(w, resp)
+	reply := func() {
+		if execapi.AcceptsRawReply(r.Header.Get("Accept")) {
+			writeRawReply(w, resp)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+	if len(resp.Body) >= lowprio.Threshold {
+		lowprio.Run(reply) // bulk copying yields to other tenants' short calls
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	reply()
 }
 
 // writeRawReply writes the framed form of resp (execapi.ContentTypeRawReply):
@@ -425,7 +433,11 @@ func (s *Server) execute(ctx context.Context, env *execapi.Request) (*execapi.Re
 	} else {
 		res, err = s.cfg.Engine.Run(ctx, mod, export, request, lim, inv)
 	}
-	s.heavy.observe(env.Context.InstallID, res.Stats.CPU)
+	var replyBytes int
+	if res.Response != nil {
+		replyBytes = len(res.Response.Body)
+	}
+	s.heavy.observe(env.Context.InstallID, res.Stats.CPU, replyBytes)
 	stats.Stats = res.Stats
 	stats.egress = res.Host.EgressBytes
 	s.emitGuestLogs(env, res.Host.Logs)
