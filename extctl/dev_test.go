@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/extedge/extedge/internal/registryapi"
 	"github.com/extedge/extedge/internal/testenv"
 )
@@ -202,7 +200,7 @@ func newDevStack(t *testing.T) *devStack {
 		}
 		return p
 	}
-	const tenant, secret = devStackTenant, "dev-test-jwt-secret-0123456789abc"
+	const tenant = devStackTenant
 	runnerTok := write("runner.token", "dev-runner-token")
 	sockDir, _ := os.MkdirTemp("", "dev")
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
@@ -210,31 +208,7 @@ func newDevStack(t *testing.T) *devStack {
 	rd := testenv.Runnerd(t, testenv.RunnerdOptions{Socket: filepath.Join(sockDir, "r.sock"),
 		BundleStore: "file://" + filepath.Join(r.dir, "blobs"), TrustBundle: filepath.Join(r.keys, "publisher.pub"), TokenFile: runnerTok,
 		Args: []string{"--registry", r.url, "--registry-token-file", service, "--secrets-key-file", r.secretsKey, "--redis", rds.URL()}})
-	caddy := testenv.Caddy(t, fmt.Sprintf(`	extedge {
-		registry %s {
-			token_file %s
-		}
-		runners unix/%s {
-			token_file %s
-		}
-		auth jwt {
-			secret_file %s
-			issuer psa
-			audience extedge
-		}
-		ui_cache %s
-		timeout 60s
-		rate_limit {
-			per_tenant 100r/s burst 100
-			redis %s
-		}
-	}`, r.url, service, rd.Socket, runnerTok, write("jwt.secret", secret),
-		filepath.Join(dir, "ui"), rds.URL()))
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "psa", "aud": "extedge", "tenant": tenant,
-		"sub": "author-1", "perms": "extension:read extension:write extension:debug", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	return &devStack{r: r, caddy: caddy, tok: tok, write: write}
+	gw := startGateway(t, dir, r.url, service, rd.Socket, runnerTok, rds.URL())
+	tok := gw.token(t, tenant, "extension:read extension:write extension:debug")
+	return &devStack{r: r, caddy: gw.CaddyServer, tok: tok, write: write}
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/extedge/extedge/internal/debuglog"
@@ -209,34 +208,9 @@ func TestLogsFollow(t *testing.T) {
 		return p
 	}
 	service := r.token(t, "gateway-service.token", "--role", "service")
-	const secret = "follow-test-jwt-secret-0123456789"
-	caddy := testenv.Caddy(t, fmt.Sprintf(`	extedge {
-		registry %s {
-			token_file %s
-		}
-		runners unix/%s {
-			token_file %s
-		}
-		auth jwt {
-			secret_file %s
-			issuer psa
-			audience extedge
-		}
-		ui_cache %s
-		rate_limit {
-			per_tenant 100r/s burst 100
-			redis %s
-		}
-	}`, r.url, service, filepath.Join(dir, "no-runner.sock"), write("runner.token", "runner-token"), write("jwt.secret", secret),
-		filepath.Join(dir, "ui"), rds.URL()))
-	jwtFor := func(perms string) string {
-		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "psa", "aud": "extedge", "tenant": historyTenant,
-			"sub": "author-1", "perms": perms, "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	gw := startGateway(t, dir, r.url, service, filepath.Join(dir, "no-runner.sock"), write("runner.token", "runner-token"), rds.URL())
+	caddy := gw.CaddyServer
+	jwtFor := func(perms string) string { return gw.token(t, historyTenant, perms) }
 	gwFlags := func(perms string) []string {
 		return []string{"--follow", "--gateway", caddy.URL, "--gateway-token-file", write("gw-"+strings.ReplaceAll(perms, ":", "-")+".jwt", jwtFor(perms))}
 	}

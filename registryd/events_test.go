@@ -28,26 +28,7 @@ func TestEventsSurviveARestart(t *testing.T) {
 	serviceToken := first.Token(t, "--role", "service")
 	ctx := t.Context()
 
-	src := filepath.Join(dir, "src")
-	man, _ := json.Marshal(map[string]any{
-		"name": "com.acme.tickets", "publisher": "Acme Inc.", "version": "1.0.0", "runtime": "wasm@1",
-		"entry": "dist/main.wasm", "events": []map[string]any{{"topic": "ticket.created", "handler": "dist/main.wasm"}},
-	})
-	for p, c := range map[string]string{"manifest.json": string(man), "dist/main.wasm": "\x00asm\x01\x00\x00\x00"} {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(src, p), []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var packed bytes.Buffer
-	if _, err := bundle.Pack(src, &packed); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Publish(ctx, bytes.NewReader(packed.Bytes()), int64(packed.Len()), nil); err != nil {
-		t.Fatal(err)
-	}
+	publishSubscriber(t, admin, filepath.Join(dir, "src"), "com.acme.tickets")
 	if _, err := admin.PutInstall(ctx, "tenant-a", "com.acme.tickets", registryapi.InstallRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,26 +90,7 @@ func TestEventFanOutIsAllOrNothingAcrossAKill(t *testing.T) {
 	const installs = 40
 	for i := range installs {
 		name := fmt.Sprintf("com.acme.fan%02d", i)
-		src := filepath.Join(dir, name)
-		man, _ := json.Marshal(map[string]any{
-			"name": name, "publisher": "Acme Inc.", "version": "1.0.0", "runtime": "wasm@1",
-			"entry": "dist/main.wasm", "events": []map[string]any{{"topic": "ticket.created", "handler": "dist/main.wasm"}},
-		})
-		for p, c := range map[string]string{"manifest.json": string(man), "dist/main.wasm": "\x00asm\x01\x00\x00\x00"} {
-			if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(src, p), []byte(c), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var packed bytes.Buffer
-		if _, err := bundle.Pack(src, &packed); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.Publish(ctx, bytes.NewReader(packed.Bytes()), int64(packed.Len()), nil); err != nil {
-			t.Fatal(err)
-		}
+		publishSubscriber(t, admin, filepath.Join(dir, name), name)
 		if _, err := admin.PutInstall(ctx, "tenant-a", name, registryapi.InstallRequest{}); err != nil {
 			t.Fatal(err)
 		}
@@ -178,5 +140,31 @@ func TestEventFanOutIsAllOrNothingAcrossAKill(t *testing.T) {
 			t.Fatalf("round %d: %d deliveries of %s in all, want exactly %d", round, leased[id], id, installs)
 		}
 		t.Logf("round %d: kill after %v left %d of %d deliveries (the rest came with the retry)", round, delay, before, installs)
+	}
+}
+
+// publishSubscriber packs and publishes (unsigned) extension name 1.0.0,
+// whose manifest subscribes a placeholder module to ticket.created, from a
+// tree written under src.
+func publishSubscriber(t *testing.T, admin *registryapi.Client, src, name string) {
+	t.Helper()
+	man, _ := json.Marshal(map[string]any{
+		"name": name, "publisher": "Acme Inc.", "version": "1.0.0", "runtime": "wasm@1",
+		"entry": "dist/main.wasm", "events": []map[string]any{{"topic": "ticket.created", "handler": "dist/main.wasm"}},
+	})
+	for p, c := range map[string]string{"manifest.json": string(man), "dist/main.wasm": "\x00asm\x01\x00\x00\x00"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var packed bytes.Buffer
+	if _, err := bundle.Pack(src, &packed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Publish(t.Context(), bytes.NewReader(packed.Bytes()), int64(packed.Len()), nil); err != nil {
+		t.Fatal(err)
 	}
 }
