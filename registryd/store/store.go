@@ -5,7 +5,10 @@
 // carries a tenant_id predicate, and runs in a transaction that first calls
 // set_config('extedge.tenant', tenant, true), which the row-level security
 // policies of migrations/0001_init.sql check (they are FORCEd, so they bind
-// the table owner too). The platform scope '*' is used only by service paths
+// the table owner too). To spare round trips the setting travels with the
+// work: inside the BEGIN message for transactions (inTenant), or as the
+// first statement of a batch, which Postgres runs as one implicit
+// transaction, for single reads such as KV get and list (queueTenant). The platform scope '*' is used only by service paths
 // that must see every tenant (execution ingestion groups by tenant and sets
 // each one; the change feed reads change_log, which is not tenant-scoped).
 //
