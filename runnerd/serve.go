@@ -449,7 +449,7 @@ func (d *daemon) loadInputs() error {
 		}
 		var hc *http.Client
 		if clientTLS != nil {
-			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr := registryapi.NewTransport()
 			tr.TLSClientConfig = clientTLS
 			hc = &http.Client{Transport: tr}
 		}

@@ -140,7 +140,7 @@ func (c *Client) Publish(ctx context.Context, bundle io.Reader, size int64, sign
 	if err != nil {
 		return nil, fmt.Errorf("registry POST /v1/bundles: %w", err)
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	var out PublishResult
 	if err := decode(resp, &out); err != nil {
 		return nil, err

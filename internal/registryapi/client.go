@@ -43,12 +43,42 @@ type Client struct {
 	hc    *http.Client
 }
 
-// New returns a client for baseURL (e.g. http://127.0.0.1:7070). hc may be nil.
+// New returns a client for baseURL (e.g. http://127.0.0.1:7070). hc may be
+// nil: the client then gets its own NewTransport.
 func New(baseURL, token string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{}
+		hc = &http.Client{Transport: NewTransport()}
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: hc}
+}
+
+// MaxIdleConnsPerHost is how many idle keep-alive connections to registryd
+// NewTransport keeps. A runner makes KV calls from every guest it runs at
+// once; net/http's default of 2 would close (and later redial) the
+// connections of all but two of them after each burst.
+const MaxIdleConnsPerHost = 64
+
+// NewTransport is http.DefaultTransport's settings with room for
+// MaxIdleConnsPerHost idle connections to the registry. Callers that need
+// their own TLS config clone it and set TLSClientConfig.
+func NewTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = max(tr.MaxIdleConns, MaxIdleConnsPerHost)
+	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	return tr
+}
+
+// drainMax bounds what closeBody reads to reuse a connection; a longer
+// leftover is cheaper to drop with the connection.
+const drainMax = 64 << 10
+
+// closeBody reads what is left of a reply (a JSON decoder stops before the
+// trailing newline and, on a chunked reply, before the last chunk) and
+// closes it, so the keep-alive connection goes back to the pool instead of
+// being closed.
+func closeBody(resp *http.Response) {
+	_, _ = io.CopyN(io.Discard, resp.Body, drainMax)
+	resp.Body.Close()
 }
 
 // BaseURL returns the registry's base URL.
@@ -62,7 +92,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, out any)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	return decode(resp, out)
 }
 
@@ -137,7 +167,7 @@ func (c *Client) Resolve(ctx context.Context, tenant, extension, etag string) (r
 	if err != nil {
 		return nil, "", false, err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	if resp.StatusCode == http.StatusNotModified {
 		return nil, etag, true, nil
 	}

@@ -158,7 +158,7 @@ func (c *Client) PublishEvent(ctx context.Context, ev Event) (*PublishEventResul
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer closeBody(resp)
 	var out PublishEventResult
 	if err := decode(resp, &out); err != nil {
 		return nil, err

@@ -124,25 +124,32 @@ func (db *DB) Storage(ctx context.Context, req registryapi.StorageRequest, quota
 	}
 }
 
+// kvGet is one round trip: the tenant setting and the read go in one batch.
 func (db *DB) kvGet(ctx context.Context, req registryapi.StorageRequest) (*registryapi.StorageResponse, error) {
-	var item *registryapi.StorageItem
-	err := db.inTenant(ctx, req.TenantID, func(tx pgx.Tx) error {
-		it := registryapi.StorageItem{Namespace: req.Namespace, Key: req.Key}
-		var val []byte
-		err := tx.QueryRow(ctx, `SELECT value, revision, expires_at FROM extension_storage
-			WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4 AND (expires_at IS NULL OR expires_at > now())`,
-			req.TenantID, req.InstallID, req.Namespace, req.Key).Scan(&val, &it.Revision, &it.ExpiresAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return Errorf(CodeNotFound, "key not found")
-		}
-		it.Value = val
-		item = &it
-		return err
-	})
-	if err != nil {
-		return nil, err
+	b := &pgx.Batch{}
+	queueTenant(b, req.TenantID)
+	b.Queue(`SELECT value, revision, expires_at FROM extension_storage
+		WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4 AND (expires_at IS NULL OR expires_at > now())`,
+		req.TenantID, req.InstallID, req.Namespace, req.Key)
+	br := db.Pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, wrap(err)
 	}
-	return &registryapi.StorageResponse{Item: item}, nil
+	it := registryapi.StorageItem{Namespace: req.Namespace, Key: req.Key}
+	var val []byte
+	err := br.QueryRow().Scan(&val, &it.Revision, &it.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, Errorf(CodeNotFound, "key not found")
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, wrap(err)
+	}
+	it.Value = val
+	return &registryapi.StorageResponse{Item: &it}, nil
 }
 
 // errRetryPut restarts a put that lost an insert race it can recover from.
@@ -185,26 +192,38 @@ func isCode(err error, code string) bool {
 func (db *DB) kvPutOnce(ctx context.Context, req registryapi.StorageRequest, quota KVQuota) (*registryapi.StorageResponse, error) {
 	var item *registryapi.StorageItem
 	err := db.inTenant(ctx, req.TenantID, func(tx pgx.Tx) error {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM tenant_extension_install WHERE tenant_id = $1 AND id = $2`, req.TenantID, req.InstallID).Scan(&one)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return kvInvalid("install %s does not exist for this tenant", req.InstallID)
-		}
-		if err != nil {
-			return err
-		}
+		// The install check and the locking read share a round trip.
 		var (
+			one      int
 			rev      int64
 			oldBytes int64
 			expired  bool
 			exists   = true
 		)
-		err = tx.QueryRow(ctx, `SELECT revision, value_bytes, coalesce(expires_at <= now(), false) FROM extension_storage
+		rb := &pgx.Batch{}
+		rb.Queue(`SELECT 1 FROM tenant_extension_install WHERE tenant_id = $1 AND id = $2`, req.TenantID, req.InstallID)
+		rb.Queue(`SELECT revision, value_bytes, coalesce(expires_at <= now(), false) FROM extension_storage
 			WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4 FOR UPDATE`,
-			req.TenantID, req.InstallID, req.Namespace, req.Key).Scan(&rev, &oldBytes, &expired)
-		if errors.Is(err, pgx.ErrNoRows) {
-			exists = false
-		} else if err != nil {
+			req.TenantID, req.InstallID, req.Namespace, req.Key)
+		err := func() error {
+			br := tx.SendBatch(ctx, rb)
+			defer br.Close()
+			err := br.QueryRow().Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return kvInvalid("install %s does not exist for this tenant", req.InstallID)
+			}
+			if err != nil {
+				return err
+			}
+			err = br.QueryRow().Scan(&rev, &oldBytes, &expired)
+			if errors.Is(err, pgx.ErrNoRows) {
+				exists = false
+			} else if err != nil {
+				return err
+			}
+			return br.Close()
+		}()
+		if err != nil {
 			return err
 		}
 		var dRecords, dBytes int64
@@ -222,39 +241,52 @@ func (db *DB) kvPutOnce(ctx context.Context, req registryapi.StorageRequest, quo
 			expires = &t
 		}
 		size := int64(len(req.Value))
+		// The write and the usage update share a round trip; a failed
+		// check after it rolls both back.
+		wb := &pgx.Batch{}
 		if exists {
 			if req.IfRevision != nil && *req.IfRevision != rev {
 				return &Error{Code: CodeRevisionMismatch, Message: "revision mismatch", Details: map[string]int64{"revision": rev}}
 			}
 			rev++
-			if _, err := tx.Exec(ctx, `UPDATE extension_storage SET value = $5, value_bytes = $6, revision = $7, expires_at = $8, updated_at = now()
+			wb.Queue(`UPDATE extension_storage SET value = $5, value_bytes = $6, revision = $7, expires_at = $8, updated_at = now()
 				WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4`,
-				req.TenantID, req.InstallID, req.Namespace, req.Key, []byte(req.Value), size, rev, expires); err != nil {
-				return err
-			}
+				req.TenantID, req.InstallID, req.Namespace, req.Key, []byte(req.Value), size, rev, expires)
 			dBytes += size - oldBytes
 		} else {
 			if req.IfRevision != nil && *req.IfRevision != 0 {
 				return &Error{Code: CodeRevisionMismatch, Message: "revision mismatch: key does not exist", Details: map[string]int64{"revision": 0}}
 			}
 			rev = 1
-			tag, err := tx.Exec(ctx, `INSERT INTO extension_storage (tenant_id, install_id, namespace, key, value, value_bytes, revision, expires_at)
+			wb.Queue(`INSERT INTO extension_storage (tenant_id, install_id, namespace, key, value, value_bytes, revision, expires_at)
 				VALUES ($1, $2, $3, $4, $5, $6, 1, $7) ON CONFLICT DO NOTHING`,
 				req.TenantID, req.InstallID, req.Namespace, req.Key, []byte(req.Value), size, expires)
+			dRecords++
+			dBytes += size
+		}
+		usage := queueUsage(wb, req.TenantID, req.InstallID, dRecords, dBytes)
+		err = func() error {
+			br := tx.SendBatch(ctx, wb)
+			defer br.Close()
+			tag, err := br.Exec()
 			if err != nil {
 				return err
 			}
-			if tag.RowsAffected() == 0 {
+			if !exists && tag.RowsAffected() == 0 {
 				// A concurrent writer created the key first.
 				if req.IfRevision != nil {
 					return &Error{Code: CodeRevisionMismatch, Message: "revision mismatch: key was created concurrently"}
 				}
 				return errRetryPut
 			}
-			dRecords++
-			dBytes += size
-		}
-		if err := applyUsage(ctx, tx, req.TenantID, req.InstallID, dRecords, dBytes, quota); err != nil {
+			if usage {
+				if err := scanUsage(br, dRecords, dBytes, quota); err != nil {
+					return err
+				}
+			}
+			return br.Close()
+		}()
+		if err != nil {
 			return err
 		}
 		item = &registryapi.StorageItem{Namespace: req.Namespace, Key: req.Key, Value: req.Value, Revision: rev, ExpiresAt: expires}
@@ -266,17 +298,24 @@ func (db *DB) kvPutOnce(ctx context.Context, req registryapi.StorageRequest, quo
 	return &registryapi.StorageResponse{Item: item}, nil
 }
 
-// applyUsage adds to the install's usage row and fails with quota_exceeded
-// when a growing write passes a limit (the transaction then rolls back).
-func applyUsage(ctx context.Context, tx pgx.Tx, tenant, install string, dRecords, dBytes int64, quota KVQuota) error {
+// queueUsage queues the update of the install's usage row, if there is
+// anything to add, and reports whether it did; scanUsage reads its result.
+func queueUsage(b *pgx.Batch, tenant, install string, dRecords, dBytes int64) bool {
 	if dRecords == 0 && dBytes == 0 {
-		return nil
+		return false
 	}
-	var records, bytes int64
-	err := tx.QueryRow(ctx, `INSERT INTO extension_storage_usage AS u (tenant_id, install_id, records, bytes) VALUES ($1, $2, $3, $4)
+	b.Queue(`INSERT INTO extension_storage_usage AS u (tenant_id, install_id, records, bytes) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (tenant_id, install_id) DO UPDATE SET records = u.records + EXCLUDED.records, bytes = u.bytes + EXCLUDED.bytes
-		RETURNING records, bytes`, tenant, install, dRecords, dBytes).Scan(&records, &bytes)
-	if err != nil {
+		RETURNING records, bytes`, tenant, install, dRecords, dBytes)
+	return true
+}
+
+// scanUsage reads the usage row queueUsage updated and fails with
+// quota_exceeded when a growing write passed a limit (the transaction then
+// rolls back).
+func scanUsage(br pgx.BatchResults, dRecords, dBytes int64, quota KVQuota) error {
+	var records, bytes int64
+	if err := br.QueryRow().Scan(&records, &bytes); err != nil {
 		return err
 	}
 	if (dRecords > 0 && records > quota.MaxRecords) || (dBytes > 0 && bytes > quota.MaxBytes) {
@@ -308,11 +347,19 @@ func (db *DB) kvDelete(ctx context.Context, req registryapi.StorageRequest) (*re
 		if req.IfRevision != nil && *req.IfRevision != rev {
 			return &Error{Code: CodeRevisionMismatch, Message: "revision mismatch", Details: map[string]int64{"revision": rev}}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM extension_storage WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4`,
-			req.TenantID, req.InstallID, req.Namespace, req.Key); err != nil {
+		b := &pgx.Batch{}
+		b.Queue(`DELETE FROM extension_storage WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND key = $4`,
+			req.TenantID, req.InstallID, req.Namespace, req.Key)
+		queueUsage(b, req.TenantID, req.InstallID, -1, -size)
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		return applyUsage(ctx, tx, req.TenantID, req.InstallID, -1, -size, KVQuota{})
+		if err := scanUsage(br, -1, -size, KVQuota{}); err != nil {
+			return err
+		}
+		return br.Close()
 	})
 	if err != nil {
 		return nil, err
@@ -339,13 +386,22 @@ func (db *DB) kvList(ctx context.Context, req registryapi.StorageRequest) (*regi
 		}
 		after = string(b)
 	}
+	// One round trip: the tenant setting and the read go in one batch.
+	b := &pgx.Batch{}
+	queueTenant(b, req.TenantID)
+	b.Queue(`SELECT key, value, revision, expires_at FROM extension_storage
+		WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND starts_with(key, $4) AND key COLLATE "C" > $5
+		AND (expires_at IS NULL OR expires_at > now())
+		ORDER BY key COLLATE "C" LIMIT $6`,
+		req.TenantID, req.InstallID, req.Namespace, req.Prefix, after, limit+1)
 	resp := &registryapi.StorageResponse{Items: []registryapi.StorageItem{}}
-	err := db.inTenant(ctx, req.TenantID, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT key, value, revision, expires_at FROM extension_storage
-			WHERE tenant_id = $1 AND install_id = $2 AND namespace = $3 AND starts_with(key, $4) AND key COLLATE "C" > $5
-			AND (expires_at IS NULL OR expires_at > now())
-			ORDER BY key COLLATE "C" LIMIT $6`,
-			req.TenantID, req.InstallID, req.Namespace, req.Prefix, after, limit+1)
+	err := func() error {
+		br := db.Pool.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
 		if err != nil {
 			return err
 		}
@@ -359,10 +415,14 @@ func (db *DB) kvList(ctx context.Context, req registryapi.StorageRequest) (*regi
 			it.Value = val
 			resp.Items = append(resp.Items, it)
 		}
-		return rows.Err()
-	})
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		return br.Close()
+	}()
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	if len(resp.Items) > limit {
 		resp.Items = resp.Items[:limit]

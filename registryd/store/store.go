@@ -5,7 +5,10 @@
 // carries a tenant_id predicate, and runs in a transaction that first calls
 // set_config('extedge.tenant', tenant, true), which the row-level security
 // policies of migrations/0001_init.sql check (they are FORCEd, so they bind
-// the table owner too). The platform scope '*' is used only by service paths
+// the table owner too). To spare round trips the setting travels with the
+// work: inside the BEGIN message for transactions (inTenant), or as the
+// first statement of a batch, which Postgres runs as one implicit
+// transaction, for single reads such as KV get and list (queueTenant). The platform scope '*' is used only by service paths
 // that must see every tenant (execution ingestion groups by tenant and sets
 // each one; the change feed reads change_log, which is not tenant-scoped).
 //
@@ -26,6 +29,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/extedge/extedge/internal/tenantid"
 )
 
 // Error is a failure with a stable API code (the api package maps codes to
@@ -121,13 +126,38 @@ const platformScope = "*"
 // inTenant runs fn in a transaction scoped to tenant (a tenant id, or
 // platformScope): the RLS setting is made before fn runs and lasts until
 // commit.
+//
+// The setting travels with BEGIN in one simple-protocol message, so the
+// transaction costs no extra round trip for it. Only a scope made of the
+// characters tenantid.Valid allows (or platformScope) is written into that
+// SQL text; anything else is sent as a parameter in a statement of its own.
 func (db *DB) inTenant(ctx context.Context, tenant string, fn func(tx pgx.Tx) error) error {
+	if begin, ok := beginInTenant(tenant); ok {
+		return wrap(pgx.BeginTxFunc(ctx, db.Pool, pgx.TxOptions{BeginQuery: begin}, fn))
+	}
 	return wrap(pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
 		if err := setTenant(ctx, tx, tenant); err != nil {
 			return err
 		}
 		return fn(tx)
 	}))
+}
+
+// beginInTenant is the BEGIN that also makes the RLS setting, for a scope
+// that needs no quoting (letters, digits, '.', '_', '-', or '*').
+func beginInTenant(tenant string) (string, bool) {
+	if tenant != platformScope && !tenantid.Valid(tenant) {
+		return "", false
+	}
+	return "BEGIN; SELECT set_config('extedge.tenant', '" + tenant + "', true)", true
+}
+
+// queueTenant queues the RLS setting as the first statement of a batch
+// sent outside a transaction: Postgres runs a batch (one Sync) as one
+// implicit transaction, so the setting covers the statements queued after
+// it, and the whole read is one round trip.
+func queueTenant(b *pgx.Batch, tenant string) {
+	b.Queue("SELECT set_config('extedge.tenant', $1, true)", tenant)
 }
 
 func setTenant(ctx context.Context, tx pgx.Tx, tenant string) error {
