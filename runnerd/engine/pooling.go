@@ -36,6 +36,8 @@ extern void wasmtime_pooling_allocation_config_delete(wasmtime_pooling_allocatio
 extern void wasmtime_pooling_allocation_config_total_core_instances_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 extern void wasmtime_pooling_allocation_config_total_memories_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 extern void wasmtime_pooling_allocation_config_total_tables_set(wasmtime_pooling_allocation_config_t *, uint32_t);
+extern void wasmtime_pooling_allocation_config_total_stacks_set(wasmtime_pooling_allocation_config_t *, uint32_t);
+extern void wasmtime_pooling_allocation_config_total_gc_heaps_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 extern void wasmtime_pooling_allocation_config_max_memories_per_module_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 extern void wasmtime_pooling_allocation_config_max_tables_per_module_set(wasmtime_pooling_allocation_config_t *, uint32_t);
 extern void wasmtime_pooling_allocation_config_table_elements_set(wasmtime_pooling_allocation_config_t *, size_t);
@@ -49,6 +51,11 @@ static void extedge_set_pooling(wasm_config_t *cfg, uint32_t instances, uint32_t
 	wasmtime_pooling_allocation_config_total_core_instances_set(p, instances);
 	wasmtime_pooling_allocation_config_total_memories_set(p, instances);
 	wasmtime_pooling_allocation_config_total_tables_set(p, instances * tables_per_module);
+	// Async stacks and GC heaps default to 1000 slots each; the runner uses
+	// neither, and 1000 stacks with guard pages are some 2000 mappings of
+	// the process's vm.max_map_count (65530) per engine.
+	wasmtime_pooling_allocation_config_total_stacks_set(p, 1);
+	wasmtime_pooling_allocation_config_total_gc_heaps_set(p, 1);
 	wasmtime_pooling_allocation_config_max_memories_per_module_set(p, 1);
 	wasmtime_pooling_allocation_config_max_tables_per_module_set(p, tables_per_module);
 	wasmtime_pooling_allocation_config_table_elements_set(p, table_elements);
@@ -100,7 +107,7 @@ type Pooling struct {
 
 // Defaults of Pooling.
 const (
-	DefaultPoolInstances      = 100
+	DefaultPoolInstances      = 64
 	DefaultPoolMaxMemoryBytes = 256 << 20
 	// poolTablesPerModule matches the store limiter's table count.
 	poolTablesPerModule = 4
