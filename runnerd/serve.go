@@ -82,6 +82,7 @@ type options struct {
 	reuseMaxIdle, reuseMaxPerInstall int
 	pooling                          bool
 	poolInstances, poolMaxMemoryMB   int
+	poolKeepResidentMB               int
 
 	registryCacheTTL, registryMaxStale time.Duration
 	logLevel                           string
@@ -214,6 +215,7 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.pooling, "pooling", true, "wasmtime's pooling instance allocator with copy-on-write memory init (SPEC §6.5); false allocates each instance on demand")
 	fs.IntVar(&o.poolInstances, "pool-instances", 0, "instance slots of the pool: calls in flight plus idle reused instances (default --max-concurrency + --reuse-max-idle); a call finding none free waits up to --init-timeout, then 429")
 	fs.IntVar(&o.poolMaxMemoryMB, "pool-max-memory-mb", 0, "linear memory reserved per pool slot, MiB (address space, committed only as used); at least --max-memory-mb (default --max-memory-mb)")
+	fs.IntVar(&o.poolKeepResidentMB, "pool-keep-resident-mb", engine.DefaultPoolKeepResidentBytes>>20, "memory per pool slot kept mapped (zeroed) between instances, MiB, so the next one does not fault it in again; costs RSS per warm slot; 0 keeps none")
 	fs.IntVar(&o.reuseMaxPerInstall, "reuse-max-idle-per-install", engine.DefaultMaxIdlePerInstall, "idle instances kept per install and module")
 	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
@@ -504,8 +506,18 @@ func (d *daemon) buildEngine() error {
 	}
 	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter,
 		MaxIdleInstances: maxIdle, MaxIdlePerInstall: d.o.reuseMaxPerInstall,
-		Pooling: engine.Pooling{Off: !d.o.pooling, Instances: d.o.poolInstances, MaxMemoryBytes: int64(d.o.poolMaxMemoryMB) << 20}}, hosts)
+		Pooling: engine.Pooling{Off: !d.o.pooling, Instances: d.o.poolInstances, MaxMemoryBytes: int64(d.o.poolMaxMemoryMB) << 20,
+			KeepResidentBytes: keepResident(d.o.poolKeepResidentMB)}}, hosts)
 	return err
+}
+
+// keepResident maps --pool-keep-resident-mb to engine.Pooling's field,
+// where 0 means the default and negative none.
+func keepResident(mb int) int64 {
+	if mb <= 0 {
+		return -1
+	}
+	return int64(mb) << 20
 }
 
 // startCPUProfile writes a CPU profile to path ("%p" replaced by the pid,
