@@ -168,3 +168,29 @@ func TestIdleReusedInstancesGiveWayToFreshCalls(t *testing.T) {
 		t.Fatalf("after the fresh call: %+v", st)
 	}
 }
+
+// TestReusedSlotStartsClean: a fresh instance that gets a pool slot back,
+// kept resident or not, sees none of the previous instance's memory.
+func TestReusedSlotStartsClean(t *testing.T) {
+	for _, keep := range []int64{-1, 1 << 20, 64 << 20} {
+		e := newEngine(t, Config{Pooling: Pooling{Instances: 1, KeepResidentBytes: keep}})
+		m := compile(t, e, guests.MustWasm(t, "dirty.wat", nil))
+		for i := 0; i < 3; i++ {
+			inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+			if _, err := e.Run(context.Background(), m, "handler", testRequest, Limits{}, inv); err != nil {
+				t.Fatalf("keep resident %d, call %d: %v (a mark of the previous call?)", keep, i, err)
+			}
+		}
+	}
+	// The guest does notice its marks: a kept instance (reuse) finds them.
+	e := newEngine(t, Config{Pooling: Pooling{Instances: 1}})
+	m := compile(t, e, guests.MustWasm(t, "dirty.wat", nil))
+	var err error
+	for i := 0; i < 2; i++ {
+		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
+		_, err = e.RunReused(context.Background(), Reuse{Key: "k"}, m, "handler", testRequest, Limits{}, inv)
+	}
+	if codeOf(err) != execapi.CodeHandlerError {
+		t.Fatalf("second call in a kept instance: %v, want handler_error from the mark", err)
+	}
+}
