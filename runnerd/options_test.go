@@ -138,3 +138,37 @@ func TestDeliveryLeaseMustHoldTheCall(t *testing.T) {
 		t.Fatalf("EXTEDGE_DELIVERIES=false: %v %+v", err, o)
 	}
 }
+
+// TestPoolFlags: the pool is sized from the concurrency and reuse flags by
+// default, and a slot may never be smaller than a call's memory limit.
+func TestPoolFlags(t *testing.T) {
+	cases := []struct {
+		name          string
+		args          []string
+		ok            bool
+		instances, mb int
+		pooling       bool
+	}{
+		{"defaults: pooling on, max-concurrency + reuse-max-idle slots of max-memory-mb", nil, true, 16 + 32, 256, true},
+		{"the pool follows max-concurrency and max-memory-mb", []string{"--max-concurrency", "4", "--reuse-max-idle", "0", "--max-memory-mb", "128"}, true, 4, 128, true},
+		{"explicit sizes win", []string{"--pool-instances", "10", "--pool-max-memory-mb", "512"}, true, 10, 512, true},
+		{"pooling can be turned off", []string{"--pooling=false"}, true, 48, 256, false},
+		{"a slot below max-memory-mb is refused", []string{"--pool-max-memory-mb", "128"}, false, 0, 0, false},
+		{"a slot below memory-mb is refused", []string{"--memory-mb", "300", "--max-memory-mb", "100", "--pool-max-memory-mb", "200"}, false, 0, 0, false},
+		{"negative pool instances are refused", []string{"--pool-instances", "-1"}, false, 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseOptions(append([]string{"--trust-bundle", "/t.pem"}, tc.args...), &bytes.Buffer{})
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v", err)
+			}
+			if err != nil {
+				return
+			}
+			if o.poolInstances != tc.instances || o.poolMaxMemoryMB != tc.mb || o.pooling != tc.pooling {
+				t.Fatalf("pool %d slots of %d MiB, pooling %t", o.poolInstances, o.poolMaxMemoryMB, o.pooling)
+			}
+		})
+	}
+}

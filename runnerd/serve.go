@@ -80,6 +80,9 @@ type options struct {
 	demoteAfter                      time.Duration
 	cpuProfile                       string
 	reuseMaxIdle, reuseMaxPerInstall int
+	pooling                          bool
+	poolInstances, poolMaxMemoryMB   int
+	poolKeepResidentMB               int
 
 	registryCacheTTL, registryMaxStale time.Duration
 	logLevel                           string
@@ -209,6 +212,10 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a pprof CPU profile of the whole run to this file (%p in it becomes the pid), for benchmarks; off by default")
 	fs.DurationVar(&o.demoteAfter, "demote-after", engine.DefaultDemoteAfter, "guest CPU time after which a call's thread runs at the lowest priority (SCHED_IDLE, nice 19) so that short calls of other tenants go first; 0 disables")
 	fs.IntVar(&o.reuseMaxIdle, "reuse-max-idle", engine.DefaultMaxIdleInstances, "instances kept idle for installs that opt into instance reuse, in all (least recently used dropped first); 0 keeps none")
+	fs.BoolVar(&o.pooling, "pooling", true, "wasmtime's pooling instance allocator with copy-on-write memory init (SPEC §6.5); false allocates each instance on demand")
+	fs.IntVar(&o.poolInstances, "pool-instances", 0, "instance slots of the pool: calls in flight plus idle reused instances (default --max-concurrency + --reuse-max-idle); a call finding none free waits up to --init-timeout, then 429")
+	fs.IntVar(&o.poolMaxMemoryMB, "pool-max-memory-mb", 0, "linear memory reserved per pool slot, MiB (address space, committed only as used); at least --max-memory-mb (default --max-memory-mb)")
+	fs.IntVar(&o.poolKeepResidentMB, "pool-keep-resident-mb", engine.DefaultPoolKeepResidentBytes>>20, "memory per pool slot kept mapped (zeroed) between instances, MiB, so the next one does not fault it in again; costs RSS per warm slot; 0 keeps none")
 	fs.IntVar(&o.reuseMaxPerInstall, "reuse-max-idle-per-install", engine.DefaultMaxIdlePerInstall, "idle instances kept per install and module")
 	fs.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz answers 503 while the listeners still accept calls, before they close")
 	fs.DurationVar(&o.grace, "grace", 30*time.Second, "after the listeners close, how long calls in flight may take to finish")
@@ -243,6 +250,18 @@ func parseOptions(args []string, out io.Writer) (*options, error) {
 	}
 	if o.deliveryPoll <= 0 {
 		return nil, fmt.Errorf("--delivery-poll %v: must be positive", o.deliveryPoll)
+	}
+	if o.poolInstances < 0 {
+		return nil, fmt.Errorf("--pool-instances %d: must not be negative", o.poolInstances)
+	}
+	if o.poolInstances == 0 {
+		o.poolInstances = max(o.maxConcurrency, 1) + max(o.reuseMaxIdle, 0)
+	}
+	if o.poolMaxMemoryMB == 0 {
+		o.poolMaxMemoryMB = o.maxMemoryMB
+	}
+	if o.poolMaxMemoryMB < o.maxMemoryMB || o.poolMaxMemoryMB < o.memoryMB {
+		return nil, fmt.Errorf("--pool-max-memory-mb %d: must be at least --max-memory-mb (%d) and --memory-mb (%d), or a call could ask for more than a slot holds", o.poolMaxMemoryMB, o.maxMemoryMB, o.memoryMB)
 	}
 	if o.trustBundle == "" {
 		return nil, errors.New("--trust-bundle (or " + strings.Join(envflag.Names("trust-bundle", envAliases), " or ") + ") is required: runnerd only runs signed bundles")
@@ -486,8 +505,19 @@ func (d *daemon) buildEngine() error {
 		maxIdle = -1 // the engine's "keep none"
 	}
 	d.eng, err = engine.New(engine.Config{EpochTick: d.o.epochTick, Fuel: d.o.fuel, DemoteAfter: d.o.demoteAfter,
-		MaxIdleInstances: maxIdle, MaxIdlePerInstall: d.o.reuseMaxPerInstall}, hosts)
+		MaxIdleInstances: maxIdle, MaxIdlePerInstall: d.o.reuseMaxPerInstall,
+		Pooling: engine.Pooling{Off: !d.o.pooling, Instances: d.o.poolInstances, MaxMemoryBytes: int64(d.o.poolMaxMemoryMB) << 20,
+			KeepResidentBytes: keepResident(d.o.poolKeepResidentMB)}}, hosts)
 	return err
+}
+
+// keepResident maps --pool-keep-resident-mb to engine.Pooling's field,
+// where 0 means the default and negative none.
+func keepResident(mb int) int64 {
+	if mb <= 0 {
+		return -1
+	}
+	return int64(mb) << 20
 }
 
 // startCPUProfile writes a CPU profile to path ("%p" replaced by the pid,

@@ -39,7 +39,13 @@ type helloRig struct {
 
 func newHelloRig(tb testing.TB, wasm []byte) *helloRig {
 	tb.Helper()
-	eng, err := engine.New(engine.Config{}, hostSet(tb))
+	return newHelloRigWith(tb, wasm, engine.Config{})
+}
+
+// newHelloRigWith is newHelloRig with the engine configured by cfg.
+func newHelloRigWith(tb testing.TB, wasm []byte, cfg engine.Config) *helloRig {
+	tb.Helper()
+	eng, err := engine.New(cfg, hostSet(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

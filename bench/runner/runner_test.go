@@ -82,7 +82,13 @@ func newRig(tb testing.TB, wasm []byte, concurrency int) *rig {
 // dist/handlers/loop (an infinite loop).
 func newRigPerTenant(tb testing.TB, wasm []byte, concurrency, perTenant int) *rig {
 	tb.Helper()
-	eng, err := engine.New(engine.Config{}, hostSet(tb))
+	return newRigWith(tb, wasm, concurrency, perTenant, engine.Config{})
+}
+
+// newRigWith is newRigPerTenant with the engine configured by cfg.
+func newRigWith(tb testing.TB, wasm []byte, concurrency, perTenant int, cfg engine.Config) *rig {
+	tb.Helper()
+	eng, err := engine.New(cfg, hostSet(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -47,6 +47,9 @@ type Config struct {
 	// MaxIdlePerInstall bounds the idle instances of one install and
 	// module. 0 means DefaultMaxIdlePerInstall.
 	MaxIdlePerInstall int
+	// Pooling configures the pooling instance allocator (SPEC §6.5).
+	// Default: on, DefaultPoolInstances slots of DefaultPoolMaxMemoryBytes.
+	Pooling Pooling
 }
 
 // DefaultDemoteAfter is the default Config.DemoteAfter: well above a real
@@ -70,6 +73,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxIdlePerInstall <= 0 {
 		c.MaxIdlePerInstall = DefaultMaxIdlePerInstall
 	}
+	c.Pooling = c.Pooling.withDefaults()
 	return c
 }
 
@@ -82,6 +86,7 @@ type Engine struct {
 	hosts  *hostapi.Set
 	fp     string
 	pool   *pool
+	slots  slots // nil without pooling
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -96,12 +101,18 @@ func New(cfg Config, hosts *hostapi.Set) (*Engine, error) {
 	wc.SetEpochInterruption(true)
 	wc.SetConsumeFuel(cfg.Fuel)
 	wc.SetMaxWasmStack(cfg.MaxWasmStack)
+	if !cfg.Pooling.Off {
+		setPooling(wc, cfg.Pooling)
+	}
 	e := &Engine{
 		cfg:   cfg,
 		wt:    wasmtime.NewEngineWithConfig(wc),
 		hosts: hosts,
 		pool:  newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerInstall),
 		stop:  make(chan struct{}),
+	}
+	if !cfg.Pooling.Off {
+		e.slots = make(slots, cfg.Pooling.Instances)
 	}
 	e.fp = fingerprint(cfg)
 	e.linker = wasmtime.NewLinker(e.wt)
@@ -130,6 +141,9 @@ func fingerprint(cfg Config) string {
 // Fingerprint identifies the engine's code generation settings; serialized
 // modules are only valid for an engine with the same fingerprint.
 func (e *Engine) Fingerprint() string { return e.fp }
+
+// Pooling reports whether the pooling instance allocator is on.
+func (e *Engine) Pooling() bool { return e.slots != nil }
 
 // Fuel reports whether fuel metering is on.
 func (e *Engine) Fuel() bool { return e.cfg.Fuel }

@@ -69,10 +69,18 @@ type instance struct {
 	maxAge time.Duration
 	elem   *list.Element // in pool.lru while idle
 	index  int           // in pool.idle[key] while idle
+	// release gives the instance's pool slot back (nil without pooling).
+	release func()
 }
 
-// close frees the store (and with it the instance and its memory).
-func (in *instance) close() { in.store.Close() }
+// close frees the store (and with it the instance and its memory), and
+// then its pool slot.
+func (in *instance) close() {
+	in.store.Close()
+	if in.release != nil {
+		in.release()
+	}
+}
 
 // ReuseStats counts what instance reuse did in this process. They carry no
 // tenant or install: the pool is process-wide.
@@ -172,6 +180,23 @@ func (p *pool) put(in *instance, maxCalls int) {
 		p.evicted.Add(1)
 		drop = append(drop, old)
 	}
+}
+
+// evictOldest drops the least recently used idle instance, to free its
+// pool slot for a fresh call; false when none is idle.
+func (p *pool) evictOldest() bool {
+	p.mu.Lock()
+	e := p.lru.Back()
+	if e == nil {
+		p.mu.Unlock()
+		return false
+	}
+	in := e.Value.(*instance)
+	p.removeLocked(in)
+	p.evicted.Add(1)
+	p.mu.Unlock()
+	closeAll([]*instance{in})
+	return true
 }
 
 // discard counts an instance dropped after a failed call.

@@ -186,6 +186,13 @@ func (e *Engine) call(ctx context.Context, reuse *Reuse, m *Module, export strin
 // _initialize. The store is in the returned instance even on failure, for
 // the caller to close.
 func (e *Engine) newInstance(ctx context.Context, m *Module, lim Limits, inv *hostapi.Invocation) (*instance, error) {
+	if e.slots != nil && lim.MemoryBytes > e.cfg.Pooling.MaxMemoryBytes {
+		return nil, &execapi.Error{Code: execapi.CodeBadRequest, Message: fmt.Sprintf("memory limit of %d MiB is above the runner's %d MiB per instance", lim.MemoryBytes>>20, e.cfg.Pooling.MaxMemoryBytes>>20)}
+	}
+	release, err := e.slots.acquire(ctx, initTimeout(ctx, lim), e.pool.evictOldest)
+	if err != nil {
+		return nil, err
+	}
 	cs := &callState{inv: inv}
 	cs.hostTrap = func(msg string) *wasmtime.Trap {
 		if cs.trapMsg == "" {
@@ -193,7 +200,7 @@ func (e *Engine) newInstance(ctx context.Context, m *Module, lim Limits, inv *ho
 		}
 		return wasmtime.NewTrap(msg)
 	}
-	in := &instance{cs: cs, store: wasmtime.NewStoreWithData(e.wt, cs)}
+	in := &instance{cs: cs, store: wasmtime.NewStoreWithData(e.wt, cs), release: release}
 	// One memory, a few tables (Go guests use one large function table),
 	// and no more instances than the module itself.
 	in.store.Limiter(lim.MemoryBytes, 1<<20, 4, 4, 1)
@@ -201,13 +208,15 @@ func (e *Engine) newInstance(ctx context.Context, m *Module, lim Limits, inv *ho
 		_ = in.store.SetFuel(math.MaxInt64)
 	}
 	if m.wasi {
-		var err error
 		if in.stdio, err = newStdio(in.store, inv.Budgets.MaxLogBytes); err != nil {
 			return in, &execapi.Error{Code: execapi.CodeInternal, Message: "preparing wasi"}
 		}
 	}
 	in.store.SetEpochDeadline(e.ticks(initTimeout(ctx, lim)))
 	inst, err := e.linker.Instantiate(in.store, m.wt)
+	if isPoolLimit(err) {
+		return in, errPoolExhausted(cap(e.slots))
+	}
 	if err != nil {
 		return in, cs.classify(err, phaseInstantiate, in.store, nil, lim)
 	}
