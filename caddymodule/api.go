@@ -39,7 +39,6 @@ func (c *apiCall) serve(w http.ResponseWriter) string {
 		return "preflight"
 	}
 	resp, ge := c.run()
-	defer c.result.Release() // after the body is written
 	if ge != nil {
 		c.h.pace(c.r.Context(), ge)
 		writeError(w, c.rid, ge)
@@ -72,9 +71,6 @@ type apiCall struct {
 	match manifest.Match               // step 5
 	body  []byte                       // step 7
 	cpu   time.Duration                // step 9: the guest's CPU time, charged to the quota
-	// result is step 9's runner result, whose body buffer serve releases
-	// once the response is written.
-	result *runnerpool.Result
 
 	breaker breakerCall // between steps 5 and 6
 }
@@ -221,7 +217,6 @@ func (c *apiCall) execute(req *execapi.Request) (*execapi.Response, *gatewayErro
 	ctx, cancel := context.WithTimeout(c.r.Context(), c.timeout()+deadlineGrace)
 	defer cancel()
 	res, err := c.h.state.runners.Execute(ctx, req, c.h.MaxResponseBody)
-	c.result = res
 	c.breaker.outcome = breakerOutcome(res, err)
 	if err != nil {
 		return nil, c.h.executeError(c.r, c.rid, err)

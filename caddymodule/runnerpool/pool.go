@@ -234,27 +234,7 @@ type Result struct {
 	// (success or error); zero when the guest did not run or the header
 	// is absent or malformed.
 	CPU time.Duration
-
-	buf *[]byte // pooled buffer Response.Body lives in, for Release
 }
-
-// Release hands the buffer a large Response.Body lives in back for the
-// next large reply; the caller must not touch Response after it. Calling
-// it is optional (without it the buffer is garbage like any other) and
-// idempotent. Reusing buffers matters for floods of large answers: each
-// fresh 4 MiB buffer is garbage the collector's workers then spend the
-// gateway's CPU on, at normal priority, beside every other tenant's calls.
-func (r *Result) Release() {
-	if r == nil || r.buf == nil {
-		return
-	}
-	bodyBufs.Put(r.buf)
-	r.buf = nil
-	r.Response = nil
-}
-
-// bodyBufs holds buffers for replies of lowprio.Threshold bytes or more.
-var bodyBufs sync.Pool
 
 // Errors of Execute besides context errors.
 var (
@@ -492,13 +472,7 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	}
 	var body []byte
 	var err error
-	var pooled *[]byte
-	if limit > 0 && resp.ContentLength >= lowprio.Threshold {
-		pooled, err = readIntoPooled(resp.Body, resp.ContentLength)
-		if pooled != nil {
-			body = *pooled
-		}
-	} else if limit > 0 {
+	if limit > 0 {
 		body, err = readAllLimited(resp.Body, resp.ContentLength, limit)
 	} else {
 		body, err = io.ReadAll(resp.Body)
@@ -532,11 +506,7 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 			return res, nil
 		}
 		res.Response = &out
-		res.buf = pooled
 		return res, nil
-	}
-	if pooled != nil {
-		bodyBufs.Put(pooled)
 	}
 	var eb execapi.ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code == "" {
@@ -544,22 +514,6 @@ func readReply(resp *http.Response, maxBody int64) (*Result, error) {
 	}
 	res.Err = &eb.Error
 	return res, nil
-}
-
-// readIntoPooled reads a reply of exactly contentLength bytes (already
-// checked against the limit) into a buffer from bodyBufs.
-func readIntoPooled(r io.Reader, contentLength int64) (*[]byte, error) {
-	bp, _ := bodyBufs.Get().(*[]byte)
-	if bp == nil || int64(cap(*bp)) < contentLength {
-		b := make([]byte, contentLength)
-		bp = &b
-	}
-	*bp = (*bp)[:contentLength]
-	if _, err := io.ReadFull(r, *bp); err != nil {
-		bodyBufs.Put(bp)
-		return nil, err
-	}
-	return bp, nil
 }
 
 func readAllLimited(r io.Reader, contentLength, limit int64) ([]byte, error) {

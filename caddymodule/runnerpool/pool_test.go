@@ -1,7 +1,6 @@
 package runnerpool
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -351,47 +349,4 @@ func TestResultCarriesGuestCPUFromTheReplyHeader(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestLargeReplyBuffersAreReusedOnlyAfterRelease: a reply of a mebibyte
-// or more lands in a pooled buffer; a result not yet released keeps its
-// body intact while other large replies are read, and a released one
-// gives its buffer to the next.
-func TestLargeReplyBuffersAreReusedOnlyAfterRelease(t *testing.T) {
-	var fill atomic.Int32
-	fill.Store('a')
-	rn := startRunner(t, sockDir(t), "a", func(w http.ResponseWriter, r *http.Request) {
-		body := bytes.Repeat([]byte{byte(fill.Add(1) - 1)}, 2<<20)
-		w.Header().Set("Content-Type", execapi.ContentTypeRawReply)
-		meta, _ := execapi.AppendRawReply(nil, &execapi.Response{Status: 200})
-		w.Header().Set("Content-Length", strconv.Itoa(len(meta)+len(body)))
-		w.Write(meta)
-		w.Write(body)
-	})
-	p := newPool(t, Config{}, rn)
-	get := func() *Result {
-		t.Helper()
-		res, err := p.Execute(context.Background(), call("k"), 8<<20)
-		if err != nil || res.Response == nil || len(res.Response.Body) != 2<<20 {
-			t.Fatalf("large reply: %+v, %v", res, err)
-		}
-		return res
-	}
-	uniform := func(b []byte, c byte) bool { return bytes.Count(b, []byte{c}) == len(b) }
-	first := get()
-	second := get()
-	if !uniform(first.Response.Body, 'a') || !uniform(second.Response.Body, 'b') {
-		t.Fatal("an unreleased large body changed while another was read")
-	}
-	first.Release()
-	first.Release() // idempotent
-	if first.Response != nil {
-		t.Fatal("Release left the response in place")
-	}
-	third := get()
-	if !uniform(third.Response.Body, 'c') || !uniform(second.Response.Body, 'b') {
-		t.Fatal("a body read into a released buffer is wrong, or clobbered an unreleased one")
-	}
-	second.Release()
-	third.Release()
 }
