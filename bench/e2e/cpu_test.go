@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/extedge/extedge/bench/internal/procstat"
 )
 
 // CPU accounting from /proc (Linux): where a scenario's CPU time went,
@@ -28,69 +30,41 @@ type cpuSnap map[string]time.Duration
 // "postgres" whoever started it).
 func takeCPU(dataDir string) cpuSnap {
 	s := cpuSnap{}
-	type info struct {
-		ppid  int
-		cpu   time.Duration
-		comm  string
-		label string // set for the stack's own processes
-	}
-	procs := map[int]*info{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(d + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		open := strings.IndexByte(string(stat), '(')
-		if i < 0 || open < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		p := &info{ppid: ppid, cpu: time.Duration(ut+st) * clockTick, comm: string(stat[open+1 : i])}
+	procs := procstat.All()
+	labels := make(map[int]string, len(procs)) // the stack's own processes
+	for pid, p := range procs {
 		if pid == os.Getpid() {
-			p.label = "bench"
-		} else if cmd, err := os.ReadFile(d + "/cmdline"); err == nil && strings.Contains(string(cmd), dataDir) {
-			args := strings.Split(string(cmd), "\x00")
-			p.label = filepath.Base(args[0])
-			if strings.HasPrefix(p.label, "runnerd") {
-				for _, a := range args {
+			labels[pid] = "bench"
+		} else if strings.Contains(strings.Join(p.Cmdline, "\x00"), dataDir) && len(p.Cmdline) > 0 {
+			label := filepath.Base(p.Cmdline[0])
+			if strings.HasPrefix(label, "runnerd") {
+				for _, a := range p.Cmdline {
 					if strings.HasPrefix(a, "unix://") {
-						p.label = "runnerd-" + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(a), "runner-"), ".sock")
+						label = "runnerd-" + strings.TrimSuffix(strings.TrimPrefix(filepath.Base(a), "runner-"), ".sock")
 					}
 				}
 			}
-			if strings.HasPrefix(p.label, "caddy") {
-				p.label = "caddy"
+			if strings.HasPrefix(label, "caddy") {
+				label = "caddy"
 			}
+			labels[pid] = label
 		}
-		procs[pid] = p
 	}
-	for _, p := range procs {
+	for pid, p := range procs {
 		label := ""
-		for q, depth := p, 0; q != nil && depth < 16; q, depth = procs[q.ppid], depth+1 {
-			if q.label != "" {
-				label = q.label
+		for q, depth := pid, 0; procs[q] != nil && depth < 16; q, depth = procs[q].PPID, depth+1 {
+			if labels[q] != "" {
+				label = labels[q]
 				break
 			}
 		}
-		if label == "" || label == "bench" && p.label != "bench" {
+		if label == "" || label == "bench" && labels[pid] != "bench" {
 			continue // not ours, or a child of the test process (go tool…)
 		}
-		if p.comm == "postgres" || strings.HasPrefix(p.comm, "postgres") {
+		if strings.HasPrefix(p.Comm, "postgres") {
 			label = "postgres"
 		}
-		s[label] += p.cpu
+		s[label] += p.CPU
 	}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/extedge/extedge/bench/internal/procstat"
 	"github.com/extedge/extedge/internal/registryapi"
 )
 
@@ -92,46 +92,27 @@ func postgresDir(b *testing.B, f *fixture) string {
 // whose command line mentions dir and of its children (a postmaster and
 // its backends), from /proc.
 func procCPU(pid int, dir string) time.Duration {
-	const tick = 10 * time.Millisecond // USER_HZ
-	type info struct {
-		ppid int
-		cpu  time.Duration
+	procs := procstat.All()
+	if pid != 0 {
+		if p := procs[pid]; p != nil {
+			return p.CPU
+		}
+		return 0
 	}
-	procs := map[int]info{}
-	root := pid
-	paths, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range paths {
-		p, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || (pid != 0 && p != pid) {
-			continue
-		}
-		stat, err := os.ReadFile(d + "/stat")
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		fl := strings.Fields(string(stat[i+1:]))
-		if len(fl) < 13 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fl[1])
-		ut, _ := strconv.ParseInt(fl[11], 10, 64)
-		st, _ := strconv.ParseInt(fl[12], 10, 64)
-		procs[p] = info{ppid: ppid, cpu: time.Duration(ut+st) * tick}
-		if pid == 0 && root == 0 {
-			if cmd, err := os.ReadFile(d + "/cmdline"); err == nil && strings.Contains(string(cmd), dir) &&
-				strings.Contains(filepath.Base(strings.Split(string(cmd), "\x00")[0]), "postgres") {
+	root := 0
+	{
+		for p, in := range procs {
+			if len(in.Cmdline) > 0 && strings.Contains(strings.Join(in.Cmdline, "\x00"), dir) &&
+				strings.Contains(filepath.Base(in.Cmdline[0]), "postgres") {
 				root = p
+				break
 			}
 		}
 	}
 	var sum time.Duration
 	for p, in := range procs {
-		if p == root || in.ppid == root {
-			sum += in.cpu
+		if p == root || in.PPID == root {
+			sum += in.CPU
 		}
 	}
 	return sum
