@@ -221,7 +221,7 @@ func TestDevBuildPicksTheProjectsBuild(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, ok := tc.files["package.json"]; ok {
 				if _, err := exec.LookPath("npm"); err != nil {
-					t.Skip("npm is not installed")
+					t.Fatal("npm not found; install it (`apt-get install npm`, which deploy/dev/install-deps.sh does)")
 				}
 			}
 			project := t.TempDir()

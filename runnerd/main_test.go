@@ -48,22 +48,7 @@ func TestServeEndToEnd(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v", err)
-		default:
-		}
-		resp, err := client.Get("http://runner/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	waitReady(t, client, done)
 	fi, err := os.Stat(sock)
 	if err != nil || fi.Mode().Perm() != 0o660 {
 		t.Fatalf("socket mode %v %v", fi.Mode().Perm(), err)
@@ -158,4 +143,26 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) succeeded", in)
 		}
 	}
+}
+
+// waitReady waits until the in-process serve answering on client is ready,
+// failing the test if serve returns first (done receives its error).
+func waitReady(t *testing.T, client *http.Client, done <-chan error) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v", err)
+		default:
+		}
+		resp, err := client.Get("http://runner/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
 }

@@ -70,22 +70,7 @@ func (f *serveFixture) startArgs(t *testing.T, args []string) <-chan error {
 	done := make(chan error, 1)
 	go func() { done <- serve(args) }()
 	client := f.unixClient()
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v", err)
-		default:
-		}
-		resp, err := client.Get("http://runner/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	waitReady(t, client, done)
 	return done
 }
 

@@ -32,20 +32,7 @@ func goRequest(path string) []byte {
 func TestGoGuest(t *testing.T) {
 	// Go guests built with the SDK import every host function, so the
 	// engine links the full production set.
-	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(nil, nil, nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(nil), secrets.New(nil, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{}, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	m := compile(t, e, guests.GoGuest(t, "goguest"))
+	e, m := goGuestEngine(t)
 	run := func(path string, lim Limits, caps ...string) (*Result, *hostapi.Report, error) {
 		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{Capabilities: caps}, hostapi.Budgets{})
 		res, err := e.Run(context.Background(), m, "handler", goRequest(path), lim, inv)
@@ -119,20 +106,7 @@ func TestGoGuest(t *testing.T) {
 // kept instance keeps its package state between calls of one install, and
 // its failures still discard the instance.
 func TestGoGuestWithInstanceReuse(t *testing.T) {
-	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(nil, nil, nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(nil), secrets.New(nil, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(Config{}, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	m := compile(t, e, guests.GoGuest(t, "goguest"))
+	e, m := goGuestEngine(t)
 	run := func(reuse *Reuse, path string, lim Limits) (*Result, error) {
 		inv := hostapi.NewInvocation(context.Background(), &execapi.Request{}, hostapi.Budgets{})
 		if reuse == nil {
@@ -200,4 +174,25 @@ func TestGoGuestWithInstanceReuse(t *testing.T) {
 		}
 		count(t, a, "2") // the 64 MiB instance was untouched
 	})
+}
+
+// goGuestEngine is an engine with the production host set (Go guests built
+// with the SDK import every host function) and the goguest test module
+// compiled on it; the engine is closed when the test ends.
+func goGuestEngine(t *testing.T) (*Engine, *Module) {
+	t.Helper()
+	fetch, err := httpfetch.New(httpfetch.Config{Policy: egress.NewPolicy(nil, nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := hostapi.NewSet(hostlog.Capability{}, hostmetrics.Capability{}, fetch, kv.New(nil), secrets.New(nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{}, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, compile(t, e, guests.GoGuest(t, "goguest"))
 }

@@ -112,7 +112,7 @@ type Pooling struct {
 	// kernel, so the next instance does not fault those pages in again.
 	// Go guests touch some megabytes on start: keeping 16 MiB made the Go
 	// hello's fresh instance about a third cheaper (bench/runner
-	// TestReportPooling). It costs up to that much RSS per warm slot.
+	// BenchmarkReportPooling). It costs up to that much RSS per warm slot.
 	// Negative keeps none. Default: DefaultPoolKeepResidentBytes.
 	KeepResidentBytes int64
 }

@@ -11,8 +11,6 @@ import (
 
 	"github.com/extedge/extedge/internal/execapi"
 	"github.com/extedge/extedge/runnerd/engine"
-	"github.com/extedge/extedge/runnerd/hostapi"
-	hostlog "github.com/extedge/extedge/runnerd/hostapi/log"
 	"github.com/extedge/extedge/runnerd/runnertest/guests"
 )
 
@@ -22,12 +20,7 @@ import (
 // and then answer 429 concurrency_limited; none is a 500 or a crash, and
 // the runner serves normally once the calls end.
 func TestPoolExhaustionIsConcurrencyLimited(t *testing.T) {
-	set, _ := hostapi.NewSet(hostlog.Capability{})
-	eng, err := engine.New(engine.Config{Pooling: engine.Pooling{Instances: 1}}, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := logEngine(t, engine.Config{Pooling: engine.Pooling{Instances: 1}})
 	mods := &staticModules{mods: map[string]*engine.Module{}}
 	for _, g := range []string{"loop.wat", "ok.wat"} {
 		m, err := eng.Compile(guests.MustWasm(t, g, nil))

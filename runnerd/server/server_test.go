@@ -612,12 +612,7 @@ func TestUnixSocket(t *testing.T) {
 }
 
 func TestDrainFinishesCallsInFlight(t *testing.T) {
-	set, _ := hostapi.NewSet(hostlog.Capability{})
-	eng, err := engine.New(engine.Config{}, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := logEngine(t, engine.Config{})
 	m, _ := eng.Compile(guests.MustWasm(t, "loop.wat", nil))
 	s, err := New(Config{Token: testToken, Engine: eng, Modules: &staticModules{mods: map[string]*engine.Module{hashOf("loop.wat"): m}}})
 	if err != nil {
@@ -807,12 +802,7 @@ func TestGuestMetricsExtensionLabelIsBounded(t *testing.T) {
 // answers 503, and replies close their connection; after it the listener
 // is gone.
 func TestDrainDelayKeepsServingAndClosesConnections(t *testing.T) {
-	set, _ := hostapi.NewSet(hostlog.Capability{})
-	eng, err := engine.New(engine.Config{}, set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := logEngine(t, engine.Config{})
 	s, err := New(Config{Token: testToken, Engine: eng, Modules: &staticModules{}})
 	if err != nil {
 		t.Fatal(err)
@@ -893,4 +883,20 @@ func TestEventDeliveryThroughExecute(t *testing.T) {
 	if len(recs.recs) != 1 || recs.recs[0].EventID != "ev-1" || recs.recs[0].Endpoint != "event agreement.updated" {
 		t.Fatalf("records %+v", recs.recs)
 	}
+}
+
+// logEngine is an engine with the log capability only, closed when the
+// test ends.
+func logEngine(t *testing.T, cfg engine.Config) *engine.Engine {
+	t.Helper()
+	set, err := hostapi.NewSet(hostlog.Capability{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(cfg, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	return eng
 }

@@ -1,4 +1,5 @@
-// Package procstat reads processes from Linux's /proc for the benchmarks'
+// Package procstat reads processes from Linux's /proc (on other systems
+// All finds none) for the benchmarks'
 // CPU-per-request tables: one home for parsing /proc/PID/stat (user and
 // system time, parent, command name) and the command line.
 package procstat

@@ -10,9 +10,6 @@ import (
 // TestRunIsAtTheLowestPriorityOnItsOwnThread: f runs at nice 19 on a
 // thread of its own, and the caller's thread keeps its priority.
 func TestRunIsAtTheLowestPriorityOnItsOwnThread(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("priorities are set on Linux only")
-	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	callerTid := unix.Gettid()
